@@ -1,0 +1,197 @@
+//! Every timeout, bound and threshold of the core, each a named field with a documented default.
+//!
+//! The defaults aim at LAN clusters: failover (crash of the leader to a new leader able to commit)
+//! well under 300 ms, and no spurious election with up to 10 ms of network jitter: a follower
+//! waits at least four heartbeat intervals before it even asks whether an election is wanted.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::NodeId;
+
+/// Configuration of one node. Build it with [`Config::new`] and adjust fields as needed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// This node's id; must be one of `members`.
+    pub id: NodeId,
+    /// Every voting member of the cluster, this node included.
+    pub members: Vec<NodeId>,
+    /// Seed of this node's random stream (election jitter). Distinct nodes should get distinct seeds.
+    pub seed: u64,
+
+    /// How often a leader sends heartbeats (empty AppendEntries) to each follower. Default 25 ms.
+    pub heartbeat_interval: Duration,
+    /// Lower bound of the randomised election timeout (§5.2). Default 100 ms.
+    pub election_timeout_min: Duration,
+    /// Upper bound (exclusive) of the randomised election timeout. Default 200 ms.
+    pub election_timeout_max: Duration,
+    /// Run a pre-vote round before starting an election, so a node that was cut off does not
+    /// disrupt a healthy leader with an inflated term when it returns. Default on.
+    pub pre_vote: bool,
+    /// A leader that has not heard from a majority within `election_timeout_min` steps down, and a
+    /// follower that heard from a leader within `election_timeout_min` refuses (pre-)votes.
+    /// Default on. Linearizable reads rely on it only for liveness, never for safety.
+    pub check_quorum: bool,
+
+    /// Most entries carried by one AppendEntries message. Default 64.
+    pub max_entries_per_message: usize,
+    /// Most AppendEntries messages carrying entries in flight to one follower at a time; beyond it
+    /// new entries wait and go out batched with the next acknowledgement. Default 8.
+    pub max_inflight_messages: usize,
+
+    /// Most client writes admitted but not yet answered by a leader; past it new writes are
+    /// answered `Overloaded` at once. Default 1024.
+    pub max_pending_proposals: usize,
+    /// Most linearizable reads waiting for a read index at a leader. Default 1024.
+    pub max_pending_reads: usize,
+    /// Most client requests a follower forwards to the leader and waits on at once. Default 1024.
+    pub max_forwarded_requests: usize,
+    /// The `retry_after` hint given with an `Overloaded` answer. Default 50 ms.
+    pub overload_retry_after: Duration,
+    /// A request still unanswered this long after it arrived is answered `Indeterminate` (a write)
+    /// or `Timeout` (a read) and forgotten. Default 2 s.
+    pub request_timeout: Duration,
+
+    /// Take a snapshot once this many entries were applied since the last one. Default 1024.
+    pub snapshot_threshold_entries: u64,
+    /// Entries kept in the log behind a snapshot, so that a briefly lagging follower is caught up
+    /// from the log rather than by a whole snapshot. Default 256.
+    pub snapshot_retain_entries: u64,
+}
+
+/// A configuration the core refuses to run with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("node {id} is not in members {members:?}")]
+    NotAMember { id: NodeId, members: Vec<NodeId> },
+    #[error("members list {0:?} contains a duplicate")]
+    DuplicateMember(Vec<NodeId>),
+    #[error("election_timeout_min ({min:?}) must be below election_timeout_max ({max:?})")]
+    ElectionRange { min: Duration, max: Duration },
+    #[error(
+        "heartbeat_interval ({heartbeat:?}) must be at most half of election_timeout_min ({min:?})"
+    )]
+    HeartbeatTooSlow { heartbeat: Duration, min: Duration },
+    #[error("`{0}` must be greater than zero")]
+    Zero(&'static str),
+}
+
+impl Config {
+    /// A configuration with every default, for node `id` of `members`.
+    pub fn new(id: NodeId, members: Vec<NodeId>, seed: u64) -> Config {
+        Config {
+            id,
+            members,
+            seed,
+            heartbeat_interval: Duration::from_millis(25),
+            election_timeout_min: Duration::from_millis(100),
+            election_timeout_max: Duration::from_millis(200),
+            pre_vote: true,
+            check_quorum: true,
+            max_entries_per_message: 64,
+            max_inflight_messages: 8,
+            max_pending_proposals: 1024,
+            max_pending_reads: 1024,
+            max_forwarded_requests: 1024,
+            overload_retry_after: Duration::from_millis(50),
+            request_timeout: Duration::from_secs(2),
+            snapshot_threshold_entries: 1024,
+            snapshot_retain_entries: 256,
+        }
+    }
+
+    /// Checks the relations between fields that the protocol depends on.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.members.contains(&self.id) {
+            return Err(ConfigError::NotAMember {
+                id: self.id,
+                members: self.members.clone(),
+            });
+        }
+        let mut sorted = self.members.clone();
+        sorted.sort();
+        sorted.dedup();
+        if sorted.len() != self.members.len() {
+            return Err(ConfigError::DuplicateMember(self.members.clone()));
+        }
+        if self.election_timeout_min >= self.election_timeout_max {
+            return Err(ConfigError::ElectionRange {
+                min: self.election_timeout_min,
+                max: self.election_timeout_max,
+            });
+        }
+        if self.heartbeat_interval.is_zero() {
+            return Err(ConfigError::Zero("heartbeat_interval"));
+        }
+        if self.heartbeat_interval * 2 > self.election_timeout_min {
+            return Err(ConfigError::HeartbeatTooSlow {
+                heartbeat: self.heartbeat_interval,
+                min: self.election_timeout_min,
+            });
+        }
+        for (name, value) in [
+            ("max_entries_per_message", self.max_entries_per_message),
+            ("max_inflight_messages", self.max_inflight_messages),
+            ("max_pending_proposals", self.max_pending_proposals),
+            ("max_pending_reads", self.max_pending_reads),
+            ("max_forwarded_requests", self.max_forwarded_requests),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero(name));
+            }
+        }
+        if self.snapshot_threshold_entries == 0 {
+            return Err(ConfigError::Zero("snapshot_threshold_entries"));
+        }
+        if self.request_timeout.is_zero() {
+            return Err(ConfigError::Zero("request_timeout"));
+        }
+        Ok(())
+    }
+
+    /// Votes needed to win an election or commit an entry.
+    pub fn quorum(&self) -> usize {
+        self.members.len() / 2 + 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn three() -> Config {
+        Config::new(NodeId(1), vec![NodeId(1), NodeId(2), NodeId(3)], 7)
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(three().validate(), Ok(()));
+        assert_eq!(three().quorum(), 2);
+    }
+
+    #[test]
+    fn bad_relations_are_named() {
+        let mut c = three();
+        c.election_timeout_max = c.election_timeout_min;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::ElectionRange { .. })
+        ));
+        let mut c = three();
+        c.heartbeat_interval = Duration::from_millis(60);
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::HeartbeatTooSlow { .. })
+        ));
+        let mut c = three();
+        c.id = NodeId(9);
+        assert!(matches!(c.validate(), Err(ConfigError::NotAMember { .. })));
+        let mut c = three();
+        c.max_pending_proposals = 0;
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::Zero("max_pending_proposals"))
+        );
+    }
+}

@@ -1,0 +1,292 @@
+//! Leader election (§5.2) with pre-vote and check-quorum (Raft thesis §9.6).
+//!
+//! Owns: election timeouts, pre-vote and vote rounds, granting votes (persisted before the answer
+//! leaves), becoming leader or follower, and leader stickiness. Never: touching the log beyond
+//! reading its last entry, except the no-op a new leader appends.
+
+use std::sync::Arc;
+
+use crate::io::{Output, Persist};
+use crate::message::{Command, Entry, MessageBody};
+use crate::node::{Node, Role};
+use crate::replication::Leadership;
+use crate::trace::{Event, StepDownReason};
+use crate::types::{Instant, LogIndex, NodeId, Term};
+
+impl Node {
+    /// The election timer fired on a follower or (pre-)candidate.
+    pub(crate) fn election_timeout(&mut self, now: Instant, out: &mut Vec<Output>) {
+        if self.cfg.pre_vote {
+            self.start_pre_vote(now, out);
+        } else {
+            self.start_election(now, out);
+        }
+    }
+
+    /// Ask whether an election in `term + 1` could be won, without changing any term.
+    fn start_pre_vote(&mut self, now: Instant, out: &mut Vec<Output>) {
+        self.role = Role::PreCandidate;
+        self.leader = None;
+        self.votes.clear();
+        self.votes.insert(self.cfg.id, true);
+        self.reset_election_timer(now);
+        let term = self.term.next();
+        self.trace(Event::PreVoteStarted { term }, out);
+        if self.granted() >= self.quorum() {
+            return self.start_election(now, out);
+        }
+        let body = MessageBody::PreVote {
+            last_log_index: self.log.last_index(),
+            last_log_term: self.log.last_term(),
+        };
+        for &peer in &self.peers {
+            out.push(Output::Send(crate::message::Message {
+                from: self.cfg.id,
+                to: peer,
+                term,
+                body: body.clone(),
+            }));
+        }
+    }
+
+    /// §5.2: increment the term, vote for ourselves (durably, before asking anyone), ask for votes.
+    fn start_election(&mut self, now: Instant, out: &mut Vec<Output>) {
+        self.term = self.term.next();
+        self.voted_for = Some(self.cfg.id);
+        self.role = Role::Candidate;
+        self.leader = None;
+        self.votes.clear();
+        self.votes.insert(self.cfg.id, true);
+        self.reset_election_timer(now);
+        self.persist_hard_state(out);
+        self.trace(Event::ElectionStarted { term: self.term }, out);
+        if self.granted() >= self.quorum() {
+            return self.become_leader(now, out);
+        }
+        let body = MessageBody::RequestVote {
+            last_log_index: self.log.last_index(),
+            last_log_term: self.log.last_term(),
+        };
+        for &peer in &self.peers {
+            self.send(peer, body.clone(), out);
+        }
+    }
+
+    /// §5.4.1: a candidate's log is at least as up-to-date as ours.
+    fn log_up_to_date(&self, last_log_index: LogIndex, last_log_term: Term) -> bool {
+        (last_log_term, last_log_index) >= (self.log.last_term(), self.log.last_index())
+    }
+
+    /// True while this node has reason to believe a leader is alive: it is the leader, or it heard
+    /// from the leader within the minimum election timeout. Only with check-quorum on, which is
+    /// what makes a leader that lost its majority step down within that time.
+    pub(crate) fn leader_is_recent(&self, now: Instant) -> bool {
+        if !self.cfg.check_quorum {
+            return false;
+        }
+        match self.role {
+            Role::Leader => true,
+            _ => {
+                self.leader.is_some()
+                    && self
+                        .leader_contact
+                        .is_some_and(|t| now.saturating_since(t) < self.cfg.election_timeout_min)
+            }
+        }
+    }
+
+    pub(crate) fn handle_pre_vote(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        term: Term,
+        last_log_index: LogIndex,
+        last_log_term: Term,
+        out: &mut Vec<Output>,
+    ) {
+        let granted = term > self.term
+            && self.log_up_to_date(last_log_index, last_log_term)
+            && !self.leader_is_recent(now);
+        // A grant echoes the prospective term; a refusal carries ours, so a pre-candidate that
+        // is behind learns the current term.
+        let reply_term = if granted { term } else { self.term };
+        out.push(Output::Send(crate::message::Message {
+            from: self.cfg.id,
+            to: from,
+            term: reply_term,
+            body: MessageBody::PreVoteResponse { granted },
+        }));
+    }
+
+    pub(crate) fn handle_pre_vote_response(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        term: Term,
+        granted: bool,
+        out: &mut Vec<Output>,
+    ) {
+        if !granted && term > self.term {
+            return self.become_follower(now, term, None, out);
+        }
+        if self.role != Role::PreCandidate || term != self.term.next() {
+            return;
+        }
+        self.votes.insert(from, granted);
+        if self.granted() >= self.quorum() {
+            self.start_election(now, out);
+        } else if self.refused() >= self.quorum() {
+            self.trace(Event::PreVoteRejected { term }, out);
+            self.role = Role::Follower;
+            self.votes.clear();
+        }
+    }
+
+    /// §5.2, §5.4.1: grant at most one vote per term, only to an up-to-date candidate; the vote is
+    /// persisted before the answer is sent.
+    pub(crate) fn handle_request_vote(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        last_log_index: LogIndex,
+        last_log_term: Term,
+        out: &mut Vec<Output>,
+    ) {
+        let free = self.voted_for.is_none() || self.voted_for == Some(from);
+        let granted =
+            free && self.role != Role::Leader && self.log_up_to_date(last_log_index, last_log_term);
+        if granted {
+            if self.voted_for != Some(from) {
+                self.voted_for = Some(from);
+                self.persist_hard_state(out);
+            }
+            self.reset_election_timer(now);
+        }
+        self.send(from, MessageBody::RequestVoteResponse { granted }, out);
+    }
+
+    pub(crate) fn handle_vote_response(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        granted: bool,
+        out: &mut Vec<Output>,
+    ) {
+        if self.role != Role::Candidate {
+            return;
+        }
+        self.votes.insert(from, granted);
+        if self.granted() >= self.quorum() {
+            self.become_leader(now, out);
+        }
+    }
+
+    fn granted(&self) -> usize {
+        self.votes.values().filter(|g| **g).count()
+    }
+
+    fn refused(&self) -> usize {
+        self.votes.values().filter(|g| !**g).count()
+    }
+
+    /// Won the election: append a no-op of this term (so that earlier entries can be committed,
+    /// §5.4.2) and start replicating.
+    fn become_leader(&mut self, now: Instant, out: &mut Vec<Output>) {
+        self.role = Role::Leader;
+        self.leader = Some(self.cfg.id);
+        self.votes.clear();
+        let noop = Entry {
+            term: self.term,
+            index: self.log.last_index().next(),
+            command: Arc::new(Command::Noop),
+        };
+        let term_start = noop.index;
+        self.log.push(noop.clone());
+        out.push(Output::Persist(Persist::Entries(vec![noop])));
+        self.lead = Some(Leadership::new(&self.peers, term_start, now, &self.cfg));
+        self.trace(Event::BecameLeader { term: self.term }, out);
+        self.broadcast_append(now, out);
+        self.maybe_commit(now, out);
+    }
+
+    /// Follow `leader` (if known) in `term`, which is at least the current term. A new term
+    /// clears the vote and is persisted before anything else is sent.
+    pub(crate) fn become_follower(
+        &mut self,
+        now: Instant,
+        term: Term,
+        leader: Option<NodeId>,
+        out: &mut Vec<Output>,
+    ) {
+        debug_assert!(term >= self.term);
+        let changed = term != self.term || self.role != Role::Follower || self.leader != leader;
+        if term > self.term {
+            self.term = term;
+            self.voted_for = None;
+            self.persist_hard_state(out);
+        }
+        if self.role == Role::Leader {
+            self.step_down(StepDownReason::HigherTerm, out);
+        }
+        self.role = Role::Follower;
+        self.leader = leader;
+        self.votes.clear();
+        if leader.is_some() {
+            self.leader_contact = Some(now);
+        }
+        self.reset_election_timer(now);
+        if changed {
+            self.trace(
+                Event::BecameFollower {
+                    term: self.term,
+                    leader,
+                },
+                out,
+            );
+        }
+    }
+
+    /// Leaves leadership: pending reads are refused (reads have no effect, so that is definite).
+    /// Pending writes stay: their entries may still commit under the next leader.
+    pub(crate) fn step_down(&mut self, reason: StepDownReason, out: &mut Vec<Output>) {
+        if let Some(lead) = self.lead.take() {
+            self.trace(
+                Event::SteppedDown {
+                    term: self.term,
+                    reason,
+                },
+                out,
+            );
+            for read in lead.reads {
+                self.answer(
+                    read.origin,
+                    Err(crate::io::ClientError::NotLeader { leader_hint: None }),
+                    out,
+                );
+            }
+        }
+        self.role = Role::Follower;
+        self.leader = None;
+    }
+
+    /// Check-quorum: a leader that did not hear from a majority since the last check steps down,
+    /// so a leader cut off from the cluster stops claiming leadership within an election timeout.
+    pub(crate) fn check_quorum(&mut self, now: Instant, out: &mut Vec<Output>) {
+        let Some(lead) = self.lead.as_mut() else {
+            return;
+        };
+        let active = 1 + lead.take_active_count();
+        lead.quorum_check_at = now + self.cfg.election_timeout_min;
+        if active < self.cfg.quorum() {
+            self.step_down(StepDownReason::LostQuorum, out);
+            self.reset_election_timer(now);
+            self.trace(
+                Event::BecameFollower {
+                    term: self.term,
+                    leader: None,
+                },
+                out,
+            );
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! The core's whole interface to the world: what goes in ([`Input`]), what comes out ([`Output`]),
+//! and what must survive a crash ([`Persist`], [`DurableState`]).
+//!
+//! The driver's contract: execute outputs in order, and make every `Persist` durable before it
+//! sends any later `Send` or `Reply`. A crash may happen between any two outputs; the core is
+//! correct as long as nothing after an un-synced `Persist` left the process.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::kv::{Key, Value, Write};
+use crate::message::{Entry, Message};
+use crate::snapshot::Snapshot;
+use crate::trace::Event;
+use crate::types::{LogIndex, NodeId, RequestId, Term};
+
+/// One thing that happened to a node.
+#[derive(Clone, PartialEq, Debug)]
+pub enum Input {
+    /// Time passed; the driver delivers this at (or after) [`crate::Node::next_deadline`].
+    Tick,
+    /// A message from a peer.
+    Message(Message),
+    /// A client request arrived at this node.
+    Client(ClientRequest),
+}
+
+/// One thing a node wants done, in order.
+#[derive(Clone, PartialEq, Debug)]
+pub enum Output {
+    /// Make this durable before any later `Send` or `Reply` leaves.
+    Persist(Persist),
+    Send(Message),
+    Reply(ClientReply),
+    /// A decision worth recording; drivers log it, the simulator hashes it.
+    Trace(Event),
+}
+
+/// A request from a client, identified by the receiving driver.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct ClientRequest {
+    pub id: RequestId,
+    pub op: ClientOp,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum ClientOp {
+    /// A linearizable read (read-index, §6.4 of the Raft thesis).
+    Get {
+        key: Key,
+    },
+    Write(Write),
+}
+
+impl ClientOp {
+    pub fn is_write(&self) -> bool {
+        matches!(self, ClientOp::Write(_))
+    }
+}
+
+/// The answer to a client request.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct ClientReply {
+    pub id: RequestId,
+    pub result: ClientResult,
+}
+
+pub type ClientResult = Result<ClientResponse, ClientError>;
+
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum ClientResponse {
+    /// A read: the value (if any) and the revision that last set it (0 if absent).
+    Value {
+        value: Option<Value>,
+        revision: LogIndex,
+    },
+    /// A write took effect at `revision`, the log index of its entry, and is committed.
+    Written { revision: LogIndex },
+}
+
+/// Why a request did not succeed. Every variant but `Indeterminate` is definite: the request
+/// certainly had no effect.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize, thiserror::Error)]
+pub enum ClientError {
+    #[error("this node cannot serve the request; the leader may be {leader_hint:?}")]
+    NotLeader { leader_hint: Option<NodeId> },
+    #[error("overloaded; retry after {retry_after:?}")]
+    Overloaded { retry_after: Duration },
+    #[error("compare-and-set failed: the current value is {current:?}")]
+    CasMismatch { current: Option<Value> },
+    /// The entry carrying the write was replaced by another leader's entry: it never applied.
+    #[error("the write was not committed (leadership changed) and will never apply")]
+    NotCommitted,
+    /// The outcome is unknown: the write may or may not have applied (timeout, lost leadership).
+    #[error("outcome unknown (timed out or leadership changed)")]
+    Indeterminate,
+}
+
+impl ClientError {
+    /// True when the request certainly had no effect.
+    pub fn is_definite(&self) -> bool {
+        !matches!(self, ClientError::Indeterminate)
+    }
+}
+
+/// The vote and term, persisted before any vote or term-bearing message is sent (§5.1, §5.2).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct HardState {
+    pub term: Term,
+    pub voted_for: Option<NodeId>,
+}
+
+/// A change to durable state.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub enum Persist {
+    HardState(HardState),
+    /// Discard every log entry at or after `entries[0].index`, then append `entries`.
+    /// Never empty.
+    Entries(Vec<Entry>),
+    /// Store this snapshot; log entries up to its `last_index` may be discarded. If the log does
+    /// not hold the snapshot's last entry with the same term, the whole log is discarded.
+    Snapshot(Snapshot),
+}
+
+/// Everything a node keeps across a crash. [`DurableState::apply`] is the reference meaning of
+/// each [`Persist`]; the simulator uses it directly and the production log must agree with it.
+#[derive(Clone, PartialEq, Debug, Default, Serialize, Deserialize)]
+pub struct DurableState {
+    pub hard_state: HardState,
+    pub snapshot: Option<Snapshot>,
+    /// Log entries after the snapshot, contiguous and ascending.
+    pub entries: Vec<Entry>,
+}
+
+impl DurableState {
+    pub fn apply(&mut self, persist: &Persist) {
+        match persist {
+            Persist::HardState(hs) => self.hard_state = *hs,
+            Persist::Entries(entries) => {
+                let Some(first) = entries.first() else { return };
+                let keep = self.entries.partition_point(|e| e.index < first.index);
+                self.entries.truncate(keep);
+                self.entries.extend(entries.iter().cloned());
+            }
+            Persist::Snapshot(snap) => {
+                let matches = self
+                    .entries
+                    .iter()
+                    .any(|e| e.index == snap.last_index && e.term == snap.last_term);
+                if matches {
+                    self.entries.retain(|e| e.index > snap.last_index);
+                } else {
+                    self.entries.clear();
+                }
+                self.snapshot = Some(snap.clone());
+            }
+        }
+    }
+
+    /// The index of the last durable entry (or of the snapshot, if the log is empty).
+    pub fn last_index(&self) -> LogIndex {
+        self.entries
+            .last()
+            .map(|e| e.index)
+            .or(self.snapshot.as_ref().map(|s| s.last_index))
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::message::Command;
+    use crate::state_machine::StateMachine;
+
+    fn e(term: u64, index: u64) -> Entry {
+        Entry {
+            term: Term(term),
+            index: LogIndex(index),
+            command: Arc::new(Command::Noop),
+        }
+    }
+
+    #[test]
+    fn entries_truncate_the_conflicting_suffix_then_append() {
+        let mut d = DurableState::default();
+        d.apply(&Persist::Entries(vec![e(1, 1), e(1, 2), e(1, 3)]));
+        d.apply(&Persist::Entries(vec![e(2, 2)]));
+        assert_eq!(d.entries, vec![e(1, 1), e(2, 2)]);
+        assert_eq!(d.last_index(), LogIndex(2));
+    }
+
+    #[test]
+    fn snapshot_keeps_a_matching_suffix_and_drops_a_conflicting_log() {
+        let snap = |term, index| Snapshot {
+            last_index: LogIndex(index),
+            last_term: Term(term),
+            state: Arc::new(StateMachine::default()),
+        };
+        let mut d = DurableState::default();
+        d.apply(&Persist::Entries(vec![e(1, 1), e(1, 2), e(1, 3)]));
+        d.apply(&Persist::Snapshot(snap(1, 2)));
+        assert_eq!(d.entries, vec![e(1, 3)]);
+        d.apply(&Persist::Snapshot(snap(5, 9)));
+        assert!(d.entries.is_empty());
+        assert_eq!(d.last_index(), LogIndex(9));
+    }
+}

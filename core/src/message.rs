@@ -1,0 +1,125 @@
+//! What nodes say to each other: Raft's RPCs (with pre-vote) and client request forwarding.
+//!
+//! Every message carries the sender's term; a message with a higher term than the receiver's
+//! makes the receiver catch up (§5.1), except pre-votes, which carry the term the sender *would*
+//! use and change nobody's term.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::io::{ClientOp, ClientResult};
+use crate::kv::Write;
+use crate::snapshot::Snapshot;
+use crate::types::{LogIndex, NodeId, RequestId, Term};
+
+/// What a log entry asks the state machine to do.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Command {
+    /// Appended by every new leader so it can commit an entry of its own term (§5.4.2, §8).
+    Noop,
+    Write(Write),
+}
+
+/// One entry of the replicated log.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Entry {
+    pub term: Term,
+    pub index: LogIndex,
+    pub command: Arc<Command>,
+}
+
+/// A message from one node to another.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct Message {
+    pub from: NodeId,
+    pub to: NodeId,
+    pub term: Term,
+    pub body: MessageBody,
+}
+
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub enum MessageBody {
+    /// "Would you vote for me in `term`?" Sent before an election; changes no state (§9.6 of the thesis).
+    PreVote {
+        last_log_index: LogIndex,
+        last_log_term: Term,
+    },
+    PreVoteResponse {
+        granted: bool,
+    },
+    /// §5.2: a candidate asks for a vote in its term.
+    RequestVote {
+        last_log_index: LogIndex,
+        last_log_term: Term,
+    },
+    RequestVoteResponse {
+        granted: bool,
+    },
+    /// §5.3: replicate `entries` after (`prev_log_index`, `prev_log_term`). Empty: a heartbeat.
+    /// `round` is the leader's heartbeat round, echoed back so reads can be confirmed (§6.4).
+    AppendEntries {
+        prev_log_index: LogIndex,
+        prev_log_term: Term,
+        entries: Vec<Entry>,
+        leader_commit: LogIndex,
+        round: u64,
+    },
+    AppendEntriesResponse {
+        result: AppendResult,
+        round: u64,
+    },
+    /// §7: the leader sends its snapshot to a follower whose next entry it has compacted away.
+    InstallSnapshot {
+        snapshot: Snapshot,
+        round: u64,
+    },
+    InstallSnapshotResponse {
+        last_index: LogIndex,
+        round: u64,
+    },
+    /// A follower hands a client request to the leader it believes in.
+    Forward {
+        id: RequestId,
+        op: ClientOp,
+    },
+    /// The leader's answer to a forwarded request, for the follower to pass on.
+    ForwardReply {
+        id: RequestId,
+        result: ClientResult,
+    },
+}
+
+/// A follower's answer to AppendEntries.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum AppendResult {
+    /// The follower's log now matches the leader's up to `match_index`, durably.
+    Success { match_index: LogIndex },
+    /// The consistency check failed at `rejected_prev_index`. The hint lets the leader skip a
+    /// whole conflicting term at once: `conflict_term` is the follower's term at that index
+    /// (`None` if its log is shorter) and `conflict_index` the first index the follower holds
+    /// of that term (or its last index + 1).
+    Reject {
+        rejected_prev_index: LogIndex,
+        conflict_term: Option<Term>,
+        conflict_index: LogIndex,
+    },
+}
+
+impl MessageBody {
+    /// A short name for traces and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MessageBody::PreVote { .. } => "PreVote",
+            MessageBody::PreVoteResponse { .. } => "PreVoteResponse",
+            MessageBody::RequestVote { .. } => "RequestVote",
+            MessageBody::RequestVoteResponse { .. } => "RequestVoteResponse",
+            MessageBody::AppendEntries { .. } => "AppendEntries",
+            MessageBody::AppendEntriesResponse { .. } => "AppendEntriesResponse",
+            MessageBody::InstallSnapshot { .. } => "InstallSnapshot",
+            MessageBody::InstallSnapshotResponse { .. } => "InstallSnapshotResponse",
+            MessageBody::Forward { .. } => "Forward",
+            MessageBody::ForwardReply { .. } => "ForwardReply",
+        }
+    }
+}

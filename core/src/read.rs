@@ -1,0 +1,104 @@
+//! Linearizable reads by read-index (Raft thesis §6.4), answered by the leader.
+//!
+//! A read arriving at the leader records the commit index (at least this leader's no-op, so
+//! every entry committed by an earlier leader is included) and a heartbeat round. It is answered
+//! once a majority has acknowledged that round in this term (no newer leader existed when the read
+//! arrived) and the state machine has applied up to the recorded index. Safety does not depend on
+//! clocks or leases.
+
+use crate::client::Origin;
+use crate::io::{ClientError, ClientResponse, Output};
+use crate::kv::Key;
+use crate::node::Node;
+use crate::trace::{Event, ShedReason};
+use crate::types::{Instant, LogIndex};
+
+#[derive(Clone, Debug)]
+pub(crate) struct PendingRead {
+    pub origin: Origin,
+    pub key: Key,
+    pub round: u64,
+    pub read_index: LogIndex,
+    pub deadline: Instant,
+}
+
+impl Node {
+    pub(crate) fn leader_read(
+        &mut self,
+        now: Instant,
+        origin: Origin,
+        key: Key,
+        out: &mut Vec<Output>,
+    ) {
+        let max_reads = self.cfg.max_pending_reads;
+        let deadline = now + self.cfg.request_timeout;
+        let commit = self.commit;
+        let Some(lead) = self.lead.as_mut() else {
+            return;
+        };
+        if lead.reads.len() >= max_reads {
+            return self.shed(origin, ShedReason::TooManyPendingReads, out);
+        }
+        let new_round = lead.round == 0 || lead.round_started_at != now;
+        if new_round {
+            lead.round += 1;
+            lead.round_started_at = now;
+        }
+        let read = PendingRead {
+            origin,
+            key,
+            round: lead.round,
+            read_index: commit.max(lead.term_start),
+            deadline,
+        };
+        lead.reads.push_back(read);
+        self.sweep_at = self.sweep_at.min(deadline);
+        if new_round {
+            for peer in self.peers.clone() {
+                self.send_heartbeat(peer, out);
+            }
+        }
+        self.serve_reads(now, out);
+    }
+
+    /// Answers every read whose round a majority confirmed and whose index is applied.
+    pub(crate) fn serve_reads(&mut self, _now: Instant, out: &mut Vec<Output>) {
+        let quorum = self.quorum();
+        let applied = self.applied;
+        let Some(lead) = self.lead.as_mut() else {
+            return;
+        };
+        if lead.reads.is_empty() {
+            return;
+        }
+        let mut rounds: Vec<u64> = lead.progress.values().map(|p| p.acked_round).collect();
+        rounds.push(lead.round);
+        rounds.sort_unstable_by(|a, b| b.cmp(a));
+        let confirmed = rounds[quorum - 1];
+        let mut ready = Vec::new();
+        while lead
+            .reads
+            .front()
+            .is_some_and(|r| r.round <= confirmed && r.read_index <= applied)
+        {
+            if let Some(r) = lead.reads.pop_front() {
+                ready.push(r);
+            }
+        }
+        for r in ready {
+            let (value, revision) = match self.sm.kv.get(&r.key) {
+                Some(v) => (Some(v.value.clone()), v.mod_revision),
+                None => (None, LogIndex(0)),
+            };
+            self.answer(r.origin, Ok(ClientResponse::Value { value, revision }), out);
+        }
+    }
+
+    /// Refuses a request at once for lack of room.
+    pub(crate) fn shed(&mut self, origin: Origin, reason: ShedReason, out: &mut Vec<Output>) {
+        let id = origin.request_id();
+        self.trace(Event::RequestShed { id, reason }, out);
+        let retry_after = self.cfg.overload_retry_after;
+        self.answer(origin, Err(ClientError::Overloaded { retry_after }), out);
+    }
+}

@@ -1,0 +1,472 @@
+//! Log replication (§5.3), commitment (§5.4.2) and apply.
+//!
+//! Owns: the leader's per-follower progress (probe / pipelined replicate / snapshot), heartbeats,
+//! the AppendEntries consistency check with fast conflict back-off, the bound on in-flight
+//! messages, advancing the commit index by counting only current-term entries, and applying
+//! committed entries in order. Never: deciding elections.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::config::Config;
+use crate::io::{ClientError, ClientResponse, Output, Persist};
+use crate::kv::WriteOutcome;
+use crate::message::{AppendResult, Entry, MessageBody};
+use crate::node::{Node, Role};
+use crate::read::PendingRead;
+use crate::trace::Event;
+use crate::types::{Instant, LogIndex, NodeId, Term};
+
+/// What the leader knows about one follower.
+#[derive(Clone, Debug)]
+pub(crate) struct Progress {
+    /// Next index to send.
+    pub next: LogIndex,
+    /// Highest index known to be durably replicated on the follower.
+    pub matched: LogIndex,
+    pub mode: Mode,
+    /// Messages with entries sent and not yet acknowledged: (last index carried, sent at).
+    pub inflight: VecDeque<(LogIndex, Instant)>,
+    /// Heard from since the last check-quorum round.
+    pub active: bool,
+    /// Highest heartbeat round the follower answered in this term.
+    pub acked_round: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Finding the match point: one message at a time (`sent`: one is outstanding).
+    Probe { sent: bool },
+    /// Match known: stream entries, at most `max_inflight_messages` unacknowledged.
+    Replicate,
+    /// A snapshot up to `last_index` was sent at `sent_at`; waiting for its acknowledgement.
+    Snapshot {
+        last_index: LogIndex,
+        sent_at: Instant,
+    },
+}
+
+/// Leader-only state, dropped on step-down.
+#[derive(Debug)]
+pub(crate) struct Leadership {
+    pub progress: BTreeMap<NodeId, Progress>,
+    /// Heartbeat round, bumped for each read-index confirmation.
+    pub round: u64,
+    /// When the current round was started (reads arriving at the same instant share it).
+    pub round_started_at: Instant,
+    pub heartbeat_at: Instant,
+    pub quorum_check_at: Instant,
+    /// Index of this leader's no-op: reads must wait until it is committed.
+    pub term_start: LogIndex,
+    pub reads: VecDeque<PendingRead>,
+}
+
+impl Leadership {
+    pub(crate) fn new(peers: &[NodeId], term_start: LogIndex, now: Instant, cfg: &Config) -> Self {
+        let progress = peers
+            .iter()
+            .map(|&p| {
+                let pr = Progress {
+                    next: term_start,
+                    matched: LogIndex(0),
+                    mode: Mode::Probe { sent: false },
+                    inflight: VecDeque::new(),
+                    active: false,
+                    acked_round: 0,
+                };
+                (p, pr)
+            })
+            .collect();
+        Leadership {
+            progress,
+            round: 0,
+            round_started_at: now,
+            heartbeat_at: now + cfg.heartbeat_interval,
+            quorum_check_at: now + cfg.election_timeout_min,
+            term_start,
+            reads: VecDeque::new(),
+        }
+    }
+
+    pub(crate) fn next_deadline(&self, check_quorum: bool) -> Instant {
+        if check_quorum {
+            self.heartbeat_at.min(self.quorum_check_at)
+        } else {
+            self.heartbeat_at
+        }
+    }
+
+    /// Followers heard from since the last call; clears the marks.
+    pub(crate) fn take_active_count(&mut self) -> usize {
+        self.progress
+            .values_mut()
+            .map(|p| std::mem::take(&mut p.active))
+            .filter(|a| *a)
+            .count()
+    }
+}
+
+impl Node {
+    pub(crate) fn leader_tick(&mut self, now: Instant, out: &mut Vec<Output>) {
+        let Some(lead) = self.lead.as_mut() else {
+            return;
+        };
+        if now >= lead.heartbeat_at {
+            lead.heartbeat_at = now + self.cfg.heartbeat_interval;
+            for peer in self.peers.clone() {
+                self.heartbeat(now, peer, out);
+            }
+        }
+        let quorum_due = self.lead.as_ref().is_some_and(|l| now >= l.quorum_check_at);
+        if self.cfg.check_quorum && quorum_due {
+            self.check_quorum(now, out);
+        }
+    }
+
+    /// The periodic message to one follower: re-probe, resend what seems lost, or a heartbeat.
+    fn heartbeat(&mut self, now: Instant, peer: NodeId, out: &mut Vec<Output>) {
+        let resend_after = self.cfg.heartbeat_interval;
+        let snapshot_resend_after = self.cfg.election_timeout_min;
+        let Some(pr) = self.progress_mut(peer) else {
+            return;
+        };
+        match pr.mode {
+            Mode::Probe { .. } => {
+                pr.mode = Mode::Probe { sent: false };
+                self.send_append(now, peer, out);
+            }
+            Mode::Snapshot { sent_at, .. } => {
+                if now.saturating_since(sent_at) >= snapshot_resend_after {
+                    self.send_snapshot(now, peer, out);
+                }
+            }
+            Mode::Replicate => {
+                let lost = pr
+                    .inflight
+                    .front()
+                    .is_some_and(|(_, at)| now.saturating_since(*at) >= resend_after);
+                if lost {
+                    // The oldest message went unanswered for a whole interval: assume it (and
+                    // those behind it) lost and resume from the match point.
+                    pr.inflight.clear();
+                    pr.next = pr.matched.next();
+                    pr.mode = Mode::Probe { sent: false };
+                    self.send_append(now, peer, out);
+                } else {
+                    self.send_heartbeat(peer, out);
+                    self.replicate(now, peer, out);
+                }
+            }
+        }
+    }
+
+    /// An empty AppendEntries anchored at the follower's match point: it never fails the
+    /// consistency check, carries the commit index and the current read round.
+    pub(crate) fn send_heartbeat(&mut self, peer: NodeId, out: &mut Vec<Output>) {
+        let Some(lead) = self.lead.as_ref() else {
+            return;
+        };
+        let Some(pr) = lead.progress.get(&peer) else {
+            return;
+        };
+        let Some(prev_log_term) = self.log.term_at(pr.matched) else {
+            return;
+        };
+        let body = MessageBody::AppendEntries {
+            prev_log_index: pr.matched,
+            prev_log_term,
+            entries: Vec::new(),
+            leader_commit: self.commit.min(pr.matched),
+            round: lead.round,
+        };
+        self.send(peer, body, out);
+    }
+
+    pub(crate) fn broadcast_append(&mut self, now: Instant, out: &mut Vec<Output>) {
+        for peer in self.peers.clone() {
+            self.replicate(now, peer, out);
+        }
+    }
+
+    /// Sends whatever the follower's progress mode allows.
+    pub(crate) fn replicate(&mut self, now: Instant, peer: NodeId, out: &mut Vec<Output>) {
+        while self.send_append(now, peer, out) {}
+    }
+
+    /// Sends one AppendEntries (or a snapshot) if allowed; true if another could follow at once.
+    fn send_append(&mut self, now: Instant, peer: NodeId, out: &mut Vec<Output>) -> bool {
+        let max_inflight = self.cfg.max_inflight_messages;
+        let max_entries = self.cfg.max_entries_per_message;
+        let last = self.log.last_index();
+        let Some(lead) = self.lead.as_ref() else {
+            return false;
+        };
+        let round = lead.round;
+        let Some(pr) = lead.progress.get(&peer) else {
+            return false;
+        };
+        match pr.mode {
+            Mode::Snapshot { .. } | Mode::Probe { sent: true } => return false,
+            Mode::Replicate if pr.inflight.len() >= max_inflight || pr.next > last => return false,
+            _ => {}
+        }
+        let prev = pr.next.prev();
+        let Some(prev_log_term) = self.log.term_at(prev) else {
+            self.send_snapshot(now, peer, out);
+            return false;
+        };
+        let entries: Vec<Entry> = self.log.slice(pr.next, max_entries).to_vec();
+        let sent_last = entries.last().map(|e| e.index);
+        // Tell the follower about commits only up to what it will hold after this message.
+        let leader_commit = self.commit.min(LogIndex(prev.0 + entries.len() as u64));
+        let body = MessageBody::AppendEntries {
+            prev_log_index: prev,
+            prev_log_term,
+            entries,
+            leader_commit,
+            round,
+        };
+        self.send(peer, body, out);
+        let Some(pr) = self.progress_mut(peer) else {
+            return false;
+        };
+        match (pr.mode, sent_last) {
+            (Mode::Replicate, Some(sent_last)) => {
+                pr.next = sent_last.next();
+                pr.inflight.push_back((sent_last, now));
+                true
+            }
+            _ => {
+                pr.mode = Mode::Probe { sent: true };
+                false
+            }
+        }
+    }
+
+    pub(crate) fn progress_mut(&mut self, peer: NodeId) -> Option<&mut Progress> {
+        self.lead.as_mut().and_then(|l| l.progress.get_mut(&peer))
+    }
+
+    /// Follower side of §5.3.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn handle_append_entries(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        prev_log_index: LogIndex,
+        prev_log_term: Term,
+        entries: Vec<Entry>,
+        leader_commit: LogIndex,
+        round: u64,
+        out: &mut Vec<Output>,
+    ) {
+        if self.role != Role::Follower || self.leader != Some(from) {
+            self.become_follower(now, self.term, Some(from), out);
+        }
+        self.leader_contact = Some(now);
+        self.reset_election_timer(now);
+
+        let mut prev = prev_log_index;
+        let mut entries = entries;
+        // Entries at or before our compaction point are committed and held in our snapshot.
+        if prev < self.log.offset() {
+            let skip = entries
+                .iter()
+                .take_while(|e| e.index <= self.log.offset())
+                .count();
+            entries.drain(..skip);
+            let end = LogIndex(prev.0 + skip as u64);
+            if entries.is_empty() {
+                let result = AppendResult::Success {
+                    match_index: end.min(self.log.offset()),
+                };
+                return self.send(
+                    from,
+                    MessageBody::AppendEntriesResponse { result, round },
+                    out,
+                );
+            }
+            prev = self.log.offset();
+        }
+        let reject = match self.log.term_at(prev) {
+            None => Some(AppendResult::Reject {
+                rejected_prev_index: prev_log_index,
+                conflict_term: None,
+                conflict_index: self.log.last_index().next(),
+            }),
+            Some(t) if t != prev_log_term && prev > self.log.offset() => {
+                Some(AppendResult::Reject {
+                    rejected_prev_index: prev_log_index,
+                    conflict_term: Some(t),
+                    conflict_index: self.log.first_index_of_term(t, prev),
+                })
+            }
+            Some(_) => None,
+        };
+        if let Some(result) = reject {
+            return self.send(
+                from,
+                MessageBody::AppendEntriesResponse { result, round },
+                out,
+            );
+        }
+
+        let match_index = LogIndex(prev.0 + entries.len() as u64);
+        let first_new = entries
+            .iter()
+            .position(|e| self.log.term_at(e.index) != Some(e.term));
+        if let Some(k) = first_new {
+            let from_index = entries[k].index;
+            if from_index <= self.commit {
+                // A leader asked us to overwrite a committed entry: impossible unless the protocol
+                // is broken. Refuse rather than corrupt the state machine.
+                debug_assert!(
+                    false,
+                    "leader {from} conflicts with committed index {from_index}"
+                );
+                return;
+            }
+            if from_index <= self.log.last_index() {
+                self.log.truncate_from(from_index);
+                self.trace(Event::LogTruncated { from: from_index }, out);
+            }
+            let new: Vec<Entry> = entries.split_off(k);
+            for e in &new {
+                self.log.push(e.clone());
+            }
+            out.push(Output::Persist(Persist::Entries(new)));
+        }
+        let commit_to = leader_commit.min(match_index);
+        if commit_to > self.commit {
+            self.commit = commit_to;
+            self.trace(Event::Committed { index: commit_to }, out);
+            self.apply_committed(now, out);
+        }
+        let result = AppendResult::Success { match_index };
+        self.send(
+            from,
+            MessageBody::AppendEntriesResponse { result, round },
+            out,
+        );
+    }
+
+    /// Leader side: a follower answered.
+    pub(crate) fn handle_append_response(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        result: AppendResult,
+        round: u64,
+        out: &mut Vec<Output>,
+    ) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let leader_last_of = |t: Term| self.log.last_index_of_term(t);
+        let hint_next = match result {
+            AppendResult::Reject {
+                conflict_term: Some(t),
+                conflict_index,
+                ..
+            } => leader_last_of(t)
+                .map(LogIndex::next)
+                .unwrap_or(conflict_index),
+            AppendResult::Reject { conflict_index, .. } => conflict_index,
+            AppendResult::Success { .. } => LogIndex(0),
+        };
+        let Some(pr) = self.progress_mut(from) else {
+            return;
+        };
+        pr.active = true;
+        pr.acked_round = pr.acked_round.max(round);
+        match result {
+            AppendResult::Success { match_index } => {
+                if match_index > pr.matched {
+                    pr.matched = match_index;
+                }
+                pr.next = pr.next.max(pr.matched.next());
+                while pr.inflight.front().is_some_and(|(i, _)| *i <= pr.matched) {
+                    pr.inflight.pop_front();
+                }
+                match pr.mode {
+                    Mode::Probe { .. } => {
+                        pr.mode = Mode::Replicate;
+                        pr.inflight.clear();
+                        pr.next = pr.matched.next();
+                    }
+                    Mode::Snapshot { last_index, .. } if pr.matched >= last_index => {
+                        pr.mode = Mode::Replicate;
+                        pr.next = pr.matched.next();
+                    }
+                    _ => {}
+                }
+                self.maybe_commit(now, out);
+            }
+            AppendResult::Reject {
+                rejected_prev_index,
+                ..
+            } => {
+                let stale = rejected_prev_index < pr.matched
+                    || matches!(pr.mode, Mode::Snapshot { .. })
+                    || (matches!(pr.mode, Mode::Probe { .. })
+                        && rejected_prev_index != pr.next.prev());
+                if stale {
+                    self.serve_reads(now, out);
+                    return;
+                }
+                // Fast back-off: skip the follower's whole conflicting term at once, but always
+                // move strictly below the rejected point and never below the match point.
+                pr.next = hint_next.min(rejected_prev_index).max(pr.matched.next());
+                pr.inflight.clear();
+                pr.mode = Mode::Probe { sent: false };
+            }
+        }
+        self.replicate(now, from, out);
+        self.serve_reads(now, out);
+    }
+
+    /// §5.3, §5.4.2: the highest index stored on a majority becomes committed, but only if its
+    /// entry is of the current term (earlier-term entries commit indirectly).
+    pub(crate) fn maybe_commit(&mut self, now: Instant, out: &mut Vec<Output>) {
+        let Some(lead) = self.lead.as_ref() else {
+            return;
+        };
+        let mut matched: Vec<LogIndex> = lead.progress.values().map(|p| p.matched).collect();
+        matched.push(self.log.last_index());
+        matched.sort_unstable_by(|a, b| b.cmp(a));
+        let candidate = matched[self.quorum() - 1];
+        if candidate > self.commit && self.log.term_at(candidate) == Some(self.term) {
+            self.commit = candidate;
+            self.trace(Event::Committed { index: candidate }, out);
+            self.apply_committed(now, out);
+            self.serve_reads(now, out);
+        }
+    }
+
+    /// Applies committed entries in order and answers the writes waiting on them.
+    pub(crate) fn apply_committed(&mut self, now: Instant, out: &mut Vec<Output>) {
+        while self.applied < self.commit {
+            let index = self.applied.next();
+            let Some(entry) = self.log.entry(index) else {
+                debug_assert!(false, "committed entry {index} missing from the log");
+                return;
+            };
+            let (term, command) = (entry.term, entry.command.clone());
+            let outcome = self.sm.apply(index, &command);
+            self.applied = index;
+            if let Some(p) = self.proposals.remove(&index) {
+                let result = match (p.term == term, outcome) {
+                    (false, _) => Err(ClientError::NotCommitted),
+                    (true, Some(WriteOutcome::Applied { revision })) => {
+                        Ok(ClientResponse::Written { revision })
+                    }
+                    (true, Some(WriteOutcome::CasMismatch { current })) => {
+                        Err(ClientError::CasMismatch { current })
+                    }
+                    (true, None) => Err(ClientError::NotCommitted),
+                };
+                self.answer(p.origin, result, out);
+            }
+        }
+        self.maybe_snapshot(now, out);
+    }
+}

@@ -1,0 +1,23 @@
+//! The replicated state machine: what applying a committed entry does, deterministically.
+
+use serde::{Deserialize, Serialize};
+
+use crate::kv::{KvState, WriteOutcome};
+use crate::message::Command;
+use crate::types::LogIndex;
+
+/// Everything replicated: the partitioned key-value state.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct StateMachine {
+    pub kv: KvState,
+}
+
+impl StateMachine {
+    /// Applies the command committed at `index`. `None` for commands that answer nobody (no-ops).
+    pub fn apply(&mut self, index: LogIndex, command: &Command) -> Option<WriteOutcome> {
+        match command {
+            Command::Noop => None,
+            Command::Write(w) => Some(self.kv.apply(index, w)),
+        }
+    }
+}
