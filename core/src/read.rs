@@ -39,30 +39,23 @@ impl Node {
         if lead.reads.len() >= max_reads {
             return self.shed(origin, ShedReason::TooManyPendingReads, out);
         }
-        let new_round = lead.round == 0 || lead.round_started_at != now;
-        if new_round {
-            lead.round += 1;
-            lead.round_started_at = now;
-        }
+        // A read is confirmed by a round sent after it arrived: never by one already in flight,
+        // whose acknowledgements may predate it. Reads arriving meanwhile share the next round.
         let read = PendingRead {
             origin,
             key,
-            round: lead.round,
+            round: lead.round + 1,
             read_index: commit.max(lead.term_start),
             deadline,
         };
         lead.reads.push_back(read);
         self.sweep_at = self.sweep_at.min(deadline);
-        if new_round {
-            for peer in self.peers.clone() {
-                self.send_heartbeat(peer, out);
-            }
-        }
         self.serve_reads(now, out);
     }
 
-    /// Answers every read whose round a majority confirmed and whose index is applied.
-    pub(crate) fn serve_reads(&mut self, _now: Instant, out: &mut Vec<Output>) {
+    /// Answers every read whose round a majority confirmed and whose index is applied, and starts
+    /// the next round when reads wait for one and none is in flight.
+    pub(crate) fn serve_reads(&mut self, now: Instant, out: &mut Vec<Output>) {
         let quorum = self.quorum();
         let applied = self.applied;
         let Some(lead) = self.lead.as_mut() else {
@@ -85,12 +78,26 @@ impl Node {
                 ready.push(r);
             }
         }
+        let start_round =
+            confirmed >= lead.round && lead.reads.back().is_some_and(|r| r.round > lead.round);
+        if start_round {
+            lead.round += 1;
+        }
         for r in ready {
             let (value, revision) = match self.sm.kv.get(&r.key) {
                 Some(v) => (Some(v.value.clone()), v.mod_revision),
                 None => (None, LogIndex(0)),
             };
             self.answer(r.origin, Ok(ClientResponse::Value { value, revision }), out);
+        }
+        if start_round {
+            for i in 0..self.peers.len() {
+                let peer = self.peers[i];
+                self.send_heartbeat(peer, out);
+            }
+            if quorum == 1 {
+                self.serve_reads(now, out);
+            }
         }
     }
 

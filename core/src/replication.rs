@@ -49,10 +49,8 @@ pub(crate) enum Mode {
 #[derive(Debug)]
 pub(crate) struct Leadership {
     pub progress: BTreeMap<NodeId, Progress>,
-    /// Heartbeat round, bumped for each read-index confirmation.
+    /// Heartbeat round: every message to followers carries it; bumped to confirm waiting reads.
     pub round: u64,
-    /// When the current round was started (reads arriving at the same instant share it).
-    pub round_started_at: Instant,
     pub heartbeat_at: Instant,
     pub quorum_check_at: Instant,
     /// Index of this leader's no-op: reads must wait until it is committed.
@@ -79,7 +77,6 @@ impl Leadership {
         Leadership {
             progress,
             round: 0,
-            round_started_at: now,
             heartbeat_at: now + cfg.heartbeat_interval,
             quorum_check_at: now + cfg.election_timeout_min,
             term_start,
@@ -112,7 +109,8 @@ impl Node {
         };
         if now >= lead.heartbeat_at {
             lead.heartbeat_at = now + self.cfg.heartbeat_interval;
-            for peer in self.peers.clone() {
+            for i in 0..self.peers.len() {
+                let peer = self.peers[i];
                 self.heartbeat(now, peer, out);
             }
         }
@@ -182,7 +180,8 @@ impl Node {
     }
 
     pub(crate) fn broadcast_append(&mut self, now: Instant, out: &mut Vec<Output>) {
-        for peer in self.peers.clone() {
+        for i in 0..self.peers.len() {
+            let peer = self.peers[i];
             self.replicate(now, peer, out);
         }
     }

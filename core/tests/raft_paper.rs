@@ -609,6 +609,25 @@ fn s6_4_a_read_is_answered_only_after_a_majority_confirms_the_leader() {
 }
 
 #[test]
+fn s6_4_a_read_is_never_confirmed_by_a_round_sent_before_it_arrived() {
+    let mut c = Cluster::new(3);
+    let l = c.elect();
+    c.deliver_all();
+    let first = c.get(l, "a"); // starts round 1
+    c.deliver_current(); // round 1 reaches the followers; their answers are in flight
+    let second = c.get(l, "a"); // arrives while round 1 is unconfirmed
+    c.deliver_current(); // round 1 answers arrive: they confirm only the first read
+    assert!(matches!(c.reply(first), Some(Ok(_))));
+    assert_eq!(
+        c.reply(second),
+        None,
+        "answers to a round sent before the read cannot confirm it"
+    );
+    c.deliver_all(); // round 2, started when round 1 was confirmed
+    assert!(matches!(c.reply(second), Some(Ok(_))));
+}
+
+#[test]
 fn s6_4_a_deposed_leader_refuses_its_pending_reads() {
     let mut c = Cluster::new(3);
     let l = c.elect();
