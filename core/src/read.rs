@@ -50,12 +50,12 @@ impl Node {
         };
         lead.reads.push_back(read);
         self.sweep_at = self.sweep_at.min(deadline);
-        self.serve_reads(now, out);
+        self.serve_reads(out);
     }
 
     /// Answers every read whose round a majority confirmed and whose index is applied, and starts
     /// the next round when reads wait for one and none is in flight.
-    pub(crate) fn serve_reads(&mut self, now: Instant, out: &mut Vec<Output>) {
+    pub(crate) fn serve_reads(&mut self, out: &mut Vec<Output>) {
         let quorum = self.quorum();
         let applied = self.applied;
         let Some(lead) = self.lead.as_mut() else {
@@ -96,7 +96,7 @@ impl Node {
                 self.send_heartbeat(peer, out);
             }
             if quorum == 1 {
-                self.serve_reads(now, out);
+                self.serve_reads(out);
             }
         }
     }

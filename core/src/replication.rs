@@ -409,7 +409,7 @@ impl Node {
                     || (matches!(pr.mode, Mode::Probe { .. })
                         && rejected_prev_index != pr.next.prev());
                 if stale {
-                    self.serve_reads(now, out);
+                    self.serve_reads(out);
                     return;
                 }
                 // Fast back-off: skip the follower's whole conflicting term at once, but always
@@ -420,7 +420,7 @@ impl Node {
             }
         }
         self.replicate(now, from, out);
-        self.serve_reads(now, out);
+        self.serve_reads(out);
     }
 
     /// §5.3, §5.4.2: the highest index stored on a majority becomes committed, but only if its
@@ -437,7 +437,7 @@ impl Node {
             self.commit = candidate;
             self.trace(Event::Committed { index: candidate }, out);
             self.apply_committed(now, out);
-            self.serve_reads(now, out);
+            self.serve_reads(out);
         }
     }
 

@@ -160,6 +160,6 @@ impl Node {
         }
         self.maybe_commit(now, out);
         self.replicate(now, from, out);
-        self.serve_reads(now, out);
+        self.serve_reads(out);
     }
 }
