@@ -56,7 +56,7 @@ pub struct Config {
     /// Take a snapshot once this many entries were applied since the last one. Default 1024.
     pub snapshot_threshold_entries: u64,
     /// Entries kept in the log behind a snapshot, so that a briefly lagging follower is caught up
-    /// from the log rather than by a whole snapshot. Default 256.
+    /// from the log rather than by a whole snapshot. Default 1024.
     pub snapshot_retain_entries: u64,
 }
 
@@ -97,7 +97,7 @@ impl Config {
             overload_retry_after: Duration::from_millis(50),
             request_timeout: Duration::from_secs(2),
             snapshot_threshold_entries: 1024,
-            snapshot_retain_entries: 256,
+            snapshot_retain_entries: 1024,
         }
     }
 

@@ -1,0 +1,560 @@
+//! Safety checkers, run after every simulated step and at the end of a run.
+//!
+//! Each is incremental: a step costs work in proportion to what it changed, never a rescan of
+//! every log. The invariants (Raft paper, figure 3, plus the client's view):
+//!
+//! - **Election Safety** ([`ELECTION_SAFETY`]): at most one leader per term.
+//! - **Term monotonicity** ([`TERM_MONOTONIC`]): a node's term never decreases, across restarts.
+//! - **Log Matching** ([`LOG_MATCHING`]): two persisted entries with the same index and term carry
+//!   the same command, on any nodes.
+//! - **Committed entries never change or vanish** ([`COMMITTED_NEVER_LOST`]): an index committed
+//!   anywhere keeps its term and command on every node that commits it, and every new leader holds
+//!   every committed entry (Leader Completeness).
+//! - **State Machine Safety** ([`STATE_MACHINE_SAFETY`]): at the end, every live node's state
+//!   equals the committed log replayed up to the index it applied.
+//! - **Acknowledged writes are durable** ([`ACKED_WRITES`]): a write acknowledged at revision `r` is
+//!   the committed entry at `r` (so it is in the final state, unless a later committed write
+//!   replaced it).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use keel_core::{
+    Command, KvState, LogIndex, Node, NodeId, Output, Persist, StateMachine, Term, Write,
+};
+
+pub const ELECTION_SAFETY: &str = "ElectionSafety";
+pub const TERM_MONOTONIC: &str = "TermMonotonic";
+pub const LOG_MATCHING: &str = "LogMatching";
+pub const COMMITTED_NEVER_LOST: &str = "CommittedNeverLost";
+pub const STATE_MACHINE_SAFETY: &str = "StateMachineSafety";
+pub const ACKED_WRITES: &str = "AckedWritesDurable";
+
+/// Violations kept per run; a broken run usually breaks many times over.
+const MAX_VIOLATIONS: usize = 100;
+/// Persisted-entry identities kept below the highest committed index, for log matching.
+const MATCH_WINDOW: u64 = 20_000;
+
+/// One broken invariant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub checker: &'static str,
+    pub at_us: u64,
+    pub node: Option<NodeId>,
+    pub message: String,
+}
+
+fn same(a: &Arc<Command>, b: &Arc<Command>) -> bool {
+    Arc::ptr_eq(a, b) || a == b
+}
+
+/// At most one leader per term.
+#[derive(Default)]
+struct ElectionSafety {
+    leaders: BTreeMap<Term, NodeId>,
+}
+
+impl ElectionSafety {
+    fn observe_leader(&mut self, term: Term, node: NodeId) -> Result<(), String> {
+        match self.leaders.get(&term) {
+            Some(other) if *other != node => Err(format!(
+                "{node} and {other} are both leaders of term {}",
+                term.0
+            )),
+            Some(_) => Ok(()),
+            None => {
+                self.leaders.insert(term, node);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A node's term never goes back.
+#[derive(Default)]
+struct TermMonotonic {
+    terms: BTreeMap<NodeId, Term>,
+}
+
+impl TermMonotonic {
+    fn observe_term(&mut self, node: NodeId, term: Term) -> Result<(), String> {
+        let last = self.terms.entry(node).or_insert(term);
+        if term < *last {
+            let was = *last;
+            *last = term;
+            return Err(format!(
+                "{node}'s term went back from {} to {}",
+                was.0, term.0
+            ));
+        }
+        *last = term;
+        Ok(())
+    }
+}
+
+/// Same index and term, same command, wherever persisted.
+#[derive(Default)]
+struct LogMatching {
+    seen: BTreeMap<(LogIndex, Term), Arc<Command>>,
+}
+
+impl LogMatching {
+    fn observe_persisted(
+        &mut self,
+        index: LogIndex,
+        term: Term,
+        command: &Arc<Command>,
+    ) -> Result<(), String> {
+        match self.seen.get(&(index, term)) {
+            Some(c) if !same(c, command) => Err(format!(
+                "two entries at index {} of term {} differ: {c:?} vs {command:?}",
+                index.0, term.0
+            )),
+            Some(_) => Ok(()),
+            None => {
+                self.seen.insert((index, term), command.clone());
+                Ok(())
+            }
+        }
+    }
+
+    fn prune_below(&mut self, index: LogIndex) {
+        let keep = self.seen.split_off(&(index, Term(0)));
+        self.seen = keep;
+    }
+}
+
+/// The committed log as the cluster has revealed it, index by index.
+#[derive(Default)]
+struct CommittedLog {
+    entries: BTreeMap<LogIndex, (Term, Arc<Command>)>,
+}
+
+impl CommittedLog {
+    fn max(&self) -> LogIndex {
+        self.entries.keys().next_back().copied().unwrap_or_default()
+    }
+
+    fn observe_commit(
+        &mut self,
+        index: LogIndex,
+        term: Term,
+        command: &Arc<Command>,
+    ) -> Result<(), String> {
+        match self.entries.get(&index) {
+            Some((t, c)) if *t != term || !same(c, command) => Err(format!(
+                "committed entry {} changed: term {} {c:?} became term {} {command:?}",
+                index.0, t.0, term.0
+            )),
+            Some(_) => Ok(()),
+            None => {
+                self.entries.insert(index, (term, command.clone()));
+                Ok(())
+            }
+        }
+    }
+
+    /// Leader Completeness: a new leader's log holds every committed entry it still keeps, and
+    /// reaches the highest committed index.
+    fn check_leader(&self, node: &Node) -> Result<(), String> {
+        let log = node.log();
+        let max = self.max();
+        if log.last_index() < max {
+            return Err(format!(
+                "new leader of term {} has log up to {} but {} is committed",
+                node.term().0,
+                log.last_index().0,
+                max.0
+            ));
+        }
+        for (index, (term, _)) in self.entries.range(log.first_index()..) {
+            if log.term_at(*index) != Some(*term) {
+                return Err(format!(
+                    "new leader of term {} lacks committed entry {} of term {}",
+                    node.term().0,
+                    index.0,
+                    term.0
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The acknowledged write at `revision` must be the committed entry there.
+    fn check_acked(&self, revision: LogIndex, write: &Write) -> Result<(), String> {
+        match self.entries.get(&revision) {
+            Some((_, c)) if matches!(&**c, Command::Write(w) if w == write) => Ok(()),
+            Some((_, c)) => Err(format!(
+                "a write acknowledged at revision {} is not the entry committed there ({c:?}): {write:?}",
+                revision.0
+            )),
+            None => Err(format!(
+                "a write acknowledged at revision {} is not committed: {write:?}",
+                revision.0
+            )),
+        }
+    }
+
+    /// The state machine the committed log builds up to `upto`, if no index is missing.
+    fn replay(&self, upto: LogIndex) -> Option<StateMachine> {
+        let mut sm = StateMachine {
+            kv: KvState::default(),
+        };
+        let mut expect = 1;
+        for (index, (_, command)) in self.entries.range(..=upto) {
+            if index.0 != expect {
+                return None;
+            }
+            sm.apply(*index, command);
+            expect += 1;
+        }
+        (expect == upto.0 + 1).then_some(sm)
+    }
+}
+
+/// Every checker of a run.
+pub struct SafetyCheckers {
+    election: ElectionSafety,
+    terms: TermMonotonic,
+    matching: LogMatching,
+    committed: CommittedLog,
+    /// Per node: the highest commit index already observed (reset on restart).
+    observed_commit: BTreeMap<NodeId, LogIndex>,
+    /// Per node: the term in which it was last seen leading.
+    led_in: BTreeMap<NodeId, Term>,
+    acked: u64,
+    violations: Vec<Violation>,
+    checks: u64,
+}
+
+impl SafetyCheckers {
+    pub fn new(members: &[NodeId]) -> SafetyCheckers {
+        SafetyCheckers {
+            election: ElectionSafety::default(),
+            terms: TermMonotonic::default(),
+            matching: LogMatching::default(),
+            committed: CommittedLog::default(),
+            observed_commit: members.iter().map(|m| (*m, LogIndex(0))).collect(),
+            led_in: BTreeMap::new(),
+            acked: 0,
+            violations: Vec::new(),
+            checks: 0,
+        }
+    }
+
+    fn record(
+        &mut self,
+        checker: &'static str,
+        at_us: u64,
+        node: Option<NodeId>,
+        r: Result<(), String>,
+    ) {
+        self.checks += 1;
+        if let Err(message) = r {
+            if self.violations.len() < MAX_VIOLATIONS {
+                self.violations.push(Violation {
+                    checker,
+                    at_us,
+                    node,
+                    message,
+                });
+            }
+        }
+    }
+
+    /// After node `node` took one step at `now_us`, producing `outputs`.
+    pub fn after_step(&mut self, now_us: u64, node: &Node, outputs: &[Output]) {
+        let id = node.id();
+        let r = self.terms.observe_term(id, node.term());
+        self.record(TERM_MONOTONIC, now_us, Some(id), r);
+
+        for o in outputs {
+            if let Output::Persist(Persist::Entries(entries)) = o {
+                for e in entries {
+                    let r = self.matching.observe_persisted(e.index, e.term, &e.command);
+                    self.record(LOG_MATCHING, now_us, Some(id), r);
+                }
+            }
+        }
+
+        let commit = node.commit_index();
+        let seen = self.observed_commit.get(&id).copied().unwrap_or_default();
+        if commit > seen {
+            let from = seen.0.max(node.log().offset().0) + 1;
+            for i in from..=commit.0 {
+                if let Some(e) = node.log().entry(LogIndex(i)) {
+                    let r = self.committed.observe_commit(e.index, e.term, &e.command);
+                    self.record(COMMITTED_NEVER_LOST, now_us, Some(id), r);
+                }
+            }
+            self.observed_commit.insert(id, commit);
+            let max = self.committed.max();
+            if max.0 > 2 * MATCH_WINDOW && max.0 % MATCH_WINDOW == 0 {
+                self.matching.prune_below(LogIndex(max.0 - MATCH_WINDOW));
+            }
+        }
+
+        if node.is_leader() {
+            let term = node.term();
+            let r = self.election.observe_leader(term, id);
+            self.record(ELECTION_SAFETY, now_us, Some(id), r);
+            if self.led_in.get(&id) != Some(&term) {
+                self.led_in.insert(id, term);
+                let r = self.committed.check_leader(node);
+                self.record(COMMITTED_NEVER_LOST, now_us, Some(id), r);
+            }
+        }
+    }
+
+    /// `node` restarted from its durable state: its commit index starts over.
+    pub fn node_restarted(&mut self, node: NodeId) {
+        self.observed_commit.insert(node, LogIndex(0));
+        self.led_in.remove(&node);
+    }
+
+    /// A client received a successful answer for `write`, applied at `revision`.
+    pub fn write_acknowledged(&mut self, now_us: u64, revision: LogIndex, write: &Write) {
+        self.acked += 1;
+        let r = self.committed.check_acked(revision, write);
+        self.record(ACKED_WRITES, now_us, None, r);
+    }
+
+    /// End of run: every live node's state must be the committed log replayed to its applied
+    /// index.
+    pub fn at_end(&mut self, now_us: u64, nodes: &[&Node]) {
+        for node in nodes {
+            let applied = node.applied_index();
+            let r = match self.committed.replay(applied) {
+                Some(sm) if sm.kv == node.state_machine().kv => Ok(()),
+                Some(_) => Err(format!(
+                    "the state applied up to {} differs from the committed log replayed to there",
+                    applied.0
+                )),
+                // An index nobody was seen committing (only possible if every node learned it
+                // from a snapshot): nothing to compare against.
+                None => Ok(()),
+            };
+            self.record(STATE_MACHINE_SAFETY, now_us, Some(node.id()), r);
+        }
+    }
+
+    /// The violations found, in order (at most 100).
+    pub fn violations(&self) -> &[Violation] {
+        &self.violations
+    }
+
+    /// How many individual checks ran.
+    pub fn checks_run(&self) -> u64 {
+        self.checks
+    }
+
+    /// How many acknowledged writes were checked.
+    pub fn writes_acknowledged(&self) -> u64 {
+        self.acked
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_core::{
+        ClientOp, ClientRequest, Config, DurableState, Input, Instant, Key, Message, RequestId,
+    };
+
+    fn put(k: &str, v: &str) -> Arc<Command> {
+        Arc::new(Command::Write(Write::Put {
+            key: Key::user(k),
+            value: v.into(),
+        }))
+    }
+
+    #[test]
+    fn two_leaders_in_one_term_fire() {
+        let mut c = ElectionSafety::default();
+        assert!(c.observe_leader(Term(1), NodeId(1)).is_ok());
+        assert!(c.observe_leader(Term(1), NodeId(1)).is_ok());
+        assert!(c.observe_leader(Term(2), NodeId(2)).is_ok());
+        let e = c.observe_leader(Term(1), NodeId(3)).expect_err("fires");
+        assert!(e.contains("n3") && e.contains("n1"), "{e}");
+    }
+
+    #[test]
+    fn a_term_going_back_fires() {
+        let mut c = TermMonotonic::default();
+        assert!(c.observe_term(NodeId(1), Term(3)).is_ok());
+        assert!(c.observe_term(NodeId(1), Term(3)).is_ok());
+        assert!(c.observe_term(NodeId(2), Term(1)).is_ok());
+        assert!(c.observe_term(NodeId(1), Term(2)).is_err());
+    }
+
+    #[test]
+    fn different_commands_at_one_index_and_term_fire() {
+        let mut c = LogMatching::default();
+        assert!(c
+            .observe_persisted(LogIndex(1), Term(1), &put("a", "1"))
+            .is_ok());
+        assert!(c
+            .observe_persisted(LogIndex(1), Term(1), &put("a", "1"))
+            .is_ok());
+        assert!(c
+            .observe_persisted(LogIndex(1), Term(2), &put("a", "2"))
+            .is_ok());
+        assert!(c
+            .observe_persisted(LogIndex(1), Term(1), &put("a", "9"))
+            .is_err());
+        c.prune_below(LogIndex(2));
+        assert!(c
+            .observe_persisted(LogIndex(1), Term(1), &put("a", "9"))
+            .is_ok());
+    }
+
+    #[test]
+    fn a_changed_committed_entry_fires() {
+        let mut c = CommittedLog::default();
+        assert!(c
+            .observe_commit(LogIndex(1), Term(1), &put("a", "1"))
+            .is_ok());
+        assert!(c
+            .observe_commit(LogIndex(1), Term(1), &put("a", "1"))
+            .is_ok());
+        assert!(c
+            .observe_commit(LogIndex(1), Term(2), &put("a", "1"))
+            .is_err());
+        assert!(c
+            .observe_commit(LogIndex(1), Term(1), &put("a", "2"))
+            .is_err());
+    }
+
+    #[test]
+    fn an_acknowledged_write_must_be_the_committed_entry() {
+        let mut c = CommittedLog::default();
+        let w = Write::Put {
+            key: Key::user("a"),
+            value: "1".into(),
+        };
+        assert!(
+            c.check_acked(LogIndex(1), &w).is_err(),
+            "not committed at all"
+        );
+        c.observe_commit(LogIndex(1), Term(1), &put("a", "2"))
+            .expect("first");
+        assert!(
+            c.check_acked(LogIndex(1), &w).is_err(),
+            "another entry there"
+        );
+        c.observe_commit(LogIndex(2), Term(1), &put("a", "1"))
+            .expect("second");
+        assert!(c.check_acked(LogIndex(2), &w).is_ok());
+    }
+
+    #[test]
+    fn replay_needs_every_index() {
+        let mut c = CommittedLog::default();
+        c.observe_commit(LogIndex(1), Term(1), &put("a", "1"))
+            .expect("1");
+        c.observe_commit(LogIndex(3), Term(1), &put("a", "3"))
+            .expect("3");
+        assert!(c.replay(LogIndex(1)).is_some());
+        assert!(c.replay(LogIndex(3)).is_none());
+        c.observe_commit(LogIndex(2), Term(1), &put("b", "2"))
+            .expect("2");
+        let sm = c.replay(LogIndex(3)).expect("complete");
+        assert_eq!(
+            sm.kv.get(&Key::user("a")).map(|v| v.value.as_str()),
+            Some("3")
+        );
+    }
+
+    /// A real three-node cluster, stepped by a tiny harness, keeps every checker quiet; then a
+    /// forged acknowledgement fires.
+    #[test]
+    fn a_real_cluster_passes_and_a_forged_ack_fires() {
+        let members: Vec<NodeId> = (1..=3).map(NodeId).collect();
+        let mut nodes: Vec<Node> = members
+            .iter()
+            .map(|id| {
+                Node::new(
+                    Config::new(*id, members.clone(), u64::from(id.0)),
+                    DurableState::default(),
+                    Instant(0),
+                )
+                .expect("valid config")
+            })
+            .collect();
+        let mut checkers = SafetyCheckers::new(&members);
+        let mut inbox: Vec<(usize, Input)> = Vec::new();
+        let mut now = 0u64;
+        let mut out = Vec::new();
+        let mut written = None;
+        let write = Write::Put {
+            key: Key::user("a"),
+            value: "1".into(),
+        };
+        for _ in 0..2_000 {
+            if inbox.is_empty() {
+                now = nodes
+                    .iter()
+                    .map(|n| n.next_deadline().0)
+                    .min()
+                    .unwrap_or(now)
+                    .max(now);
+                for (i, n) in nodes.iter().enumerate() {
+                    if n.next_deadline().0 <= now {
+                        inbox.push((i, Input::Tick));
+                    }
+                }
+                if written.is_none() {
+                    if let Some(l) = nodes.iter().position(|n| n.is_leader()) {
+                        inbox.push((
+                            l,
+                            Input::Client(ClientRequest {
+                                id: RequestId(1),
+                                op: ClientOp::Write(write.clone()),
+                            }),
+                        ));
+                    }
+                }
+            }
+            let (i, input) = inbox.remove(0);
+            out.clear();
+            nodes[i].step(Instant(now), input, &mut out);
+            checkers.after_step(now, &nodes[i], &out);
+            for o in out.drain(..) {
+                match o {
+                    Output::Send(m) => {
+                        let Message { to, .. } = m;
+                        inbox.push((to.0 as usize - 1, Input::Message(m)));
+                    }
+                    Output::Reply(r) => {
+                        if let Ok(keel_core::ClientResponse::Written { revision }) = r.result {
+                            checkers.write_acknowledged(now, revision, &write);
+                            written = Some(revision);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            now += 100;
+            if written.is_some() && inbox.is_empty() {
+                break;
+            }
+        }
+        let revision = written.expect("the write was acknowledged");
+        let refs: Vec<&Node> = nodes.iter().collect();
+        checkers.at_end(now, &refs);
+        assert!(
+            checkers.violations().is_empty(),
+            "{:?}",
+            checkers.violations()
+        );
+        assert!(checkers.checks_run() > 10);
+
+        let forged = Write::Put {
+            key: Key::user("a"),
+            value: "forged".into(),
+        };
+        checkers.write_acknowledged(now, revision, &forged);
+        assert_eq!(checkers.violations().len(), 1);
+        assert_eq!(checkers.violations()[0].checker, ACKED_WRITES);
+    }
+}

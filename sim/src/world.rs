@@ -1,0 +1,1514 @@
+//! The discrete-event engine: N core nodes, a network, storage with fsync latency, a CPU per
+//! node, clients, and the fault injector, driven by one event queue keyed by (time, sequence).
+//!
+//! Virtual time jumps from event to event, so idle gaps cost nothing. Everything random comes from
+//! per-component streams of one master seed ([`crate::rng`]). The model, and why:
+//!
+//! - **CPU.** A node handles one input at a time; a step costs [`SimConfig::step_cost`] plus
+//!   [`SimConfig::output_cost`] per output. Inputs that arrive while it is busy wait: peer messages
+//!   in one FIFO, client requests in another that is only served when the first is empty (as a
+//!   node with separate peer and client listeners would), each bounded; past the bound messages
+//!   are dropped and clients refused, as a full accept queue would.
+//! - **Storage.** A `Persist` output starts an fsync that completes after a latency drawn from
+//!   [`SimConfig::fsync_latency`]; syncs complete in order. Every `Send` or `Reply` after it leaves
+//!   only when it completes (the driver contract: persist before send). A crash keeps exactly the
+//!   syncs that completed before it and drops the rest, and every message or reply still held
+//!   behind them.
+//! - **Crash points.** A `Crash` fault strikes the node during its next step, after a random number
+//!   of that step's outputs were executed: every cut point between two outputs is reachable.
+//! - **Hang.** The node takes no input until the hang ends (its inputs queue up), then resumes with
+//!   whatever it believed before.
+//! - **Network.** Each message gets a latency from the scenario's range (so messages reorder), may
+//!   be dropped or duplicated, and is dropped if the link is cut at send or at delivery time. A slow
+//!   node multiplies its CPU, fsync and outgoing latency by its factor.
+//! - **Clients.** Each client is a closed loop issuing one operation at a time to the node it
+//!   believes leads (following leader hints), with think time for the configured rate; clients are
+//!   not partitioned from the nodes. Overload bursts are open-loop requests at a fixed rate. Every
+//!   request is recorded in the history (invoke, then ok / fail / info).
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::time::Duration;
+
+use keel_core::{
+    ClientError, ClientOp, ClientReply, ClientRequest, ClientResponse, Config, DurableState, Event,
+    Input, Key, Message, Node, NodeId, Output, Persist, RequestId, Write,
+};
+
+use crate::checkers::SafetyCheckers;
+use crate::history::{Completion, History, Op, OpId};
+use crate::report::{Failover, RunStats};
+use crate::rng::{self, tag, Stream};
+use crate::scenario::{Fault, Scenario, Selector};
+use crate::trace::TraceHasher;
+
+/// The simulator's own model parameters (not part of a scenario). Defaults model a LAN cluster of
+/// small servers with SSDs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimConfig {
+    /// CPU time of one step, whatever the input. Default 20 µs.
+    pub step_cost: Duration,
+    /// Extra CPU time per output of a step. Default 5 µs.
+    pub output_cost: Duration,
+    /// Range of one fsync's latency. Default 100–500 µs.
+    pub fsync_latency: (Duration, Duration),
+    /// Most peer messages waiting for a busy or hung node; past it they are dropped. Default
+    /// 20,000.
+    pub peer_queue_limit: usize,
+    /// Most client requests waiting for a busy or hung node (its accept backlog); past it new
+    /// requests are refused. Peer messages are always taken first, so client load can delay
+    /// but never starve replication. Default 1,024.
+    pub client_queue_limit: usize,
+    /// Probability that a `Crash` fault strikes in the middle of the node's next step rather than
+    /// between two steps. Default 0.5.
+    pub mid_step_crash_probability: f64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            step_cost: Duration::from_micros(20),
+            output_cost: Duration::from_micros(5),
+            fsync_latency: (Duration::from_micros(100), Duration::from_micros(500)),
+            peer_queue_limit: 20_000,
+            client_queue_limit: 1_024,
+            mid_step_crash_probability: 0.5,
+        }
+    }
+}
+
+fn us(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 4)
+}
+
+/// What the event queue holds.
+#[derive(Debug)]
+enum Ev {
+    /// A node's timer; stale unless it matches the node's current timer generation.
+    Tick {
+        node: usize,
+        gen: u64,
+    },
+    /// A message arrives; dropped if its sender crashed before it was released.
+    Deliver {
+        msg: Message,
+        from_incarnation: u64,
+        released_at: u64,
+    },
+    /// A client request arrives at a node.
+    Arrive {
+        node: usize,
+        req: ClientRequest,
+    },
+    /// A node's reply arrives at the client side.
+    Answer {
+        from: usize,
+        from_incarnation: u64,
+        released_at: u64,
+        reply: ClientReply,
+    },
+    /// A node refused a connection (it is down or its queue is full).
+    Refused {
+        id: RequestId,
+    },
+    /// Time out every request whose deadline passed; re-armed while requests are pending.
+    ClientTimeouts,
+    ClientIssue {
+        client: usize,
+    },
+    /// A busy node is free again: take the next queued input.
+    Resume {
+        node: usize,
+        incarnation: u64,
+    },
+    Fault {
+        index: usize,
+    },
+    HangEnd {
+        node: usize,
+    },
+    SlowEnd {
+        node: usize,
+        token: u64,
+    },
+    OverloadArrival {
+        burst: u64,
+    },
+    End,
+}
+
+/// A heap entry: the event itself waits in a slab, so the heap moves 24 bytes, not a message.
+struct Queued {
+    time: u64,
+    seq: u64,
+    slot: usize,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        (self.time, self.seq) == (other.time, other.seq)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.time, self.seq).cmp(&(other.time, other.seq))
+    }
+}
+
+struct SimNode {
+    id: NodeId,
+    node: Option<Node>,
+    /// What survives a crash: every persist whose fsync completed.
+    durable: DurableState,
+    /// Persists whose fsync is under way: (completes at, what).
+    syncing: VecDeque<(u64, Persist)>,
+    /// When every persist issued so far is durable.
+    sync_barrier: u64,
+    /// When the running fsync completes.
+    running_sync_end: u64,
+    /// When the queued fsync (persists issued while one was running) completes.
+    next_sync_end: Option<u64>,
+    /// Bumped at every crash; stale events of an earlier life are ignored.
+    incarnation: u64,
+    /// `crash_times[i]`: when incarnation `i` ended.
+    crash_times: Vec<u64>,
+    busy_until: u64,
+    hung_until: u64,
+    /// Ticks and peer messages waiting for the node, taken before any client request.
+    queue: VecDeque<Input>,
+    client_queue: VecDeque<Input>,
+    resume_scheduled: bool,
+    tick_gen: u64,
+    tick_at: u64,
+    slow_factor: f64,
+    slow_token: u64,
+    /// A pending mid-step crash: strike after this many outputs of the next step.
+    crash_in_next_step: Option<u32>,
+    storage_rng: Stream,
+}
+
+impl SimNode {
+    fn up(&self) -> bool {
+        self.node.is_some()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Owner {
+    Client(usize),
+    Overload,
+}
+
+struct Pending {
+    owner: Owner,
+    op: OpId,
+    /// The write, for acknowledged-write checking.
+    write: Option<Write>,
+}
+
+struct Client {
+    process: u64,
+    target: usize,
+    in_flight: Option<RequestId>,
+    ops_issued: u64,
+    last_invoke: u64,
+    /// Last value this client saw per key, for compare-and-set.
+    seen: BTreeMap<usize, Option<String>>,
+}
+
+/// One simulation run. Build it with [`World::new`], run it with [`World::run`].
+pub(crate) struct World<'a> {
+    scenario: &'a Scenario,
+    seed: u64,
+    cfg: SimConfig,
+    now: u64,
+    end: u64,
+    seq: u64,
+    queue: BinaryHeap<Reverse<Queued>>,
+    slab: Vec<Option<Ev>>,
+    free_slots: Vec<usize>,
+    nodes: Vec<SimNode>,
+    members: Vec<NodeId>,
+    /// `blocked[from * n + to]`: messages from `from` to `to` are lost.
+    blocked: Vec<bool>,
+    groups: Option<Vec<Vec<usize>>>,
+    isolated: BTreeSet<usize>,
+    one_way: BTreeSet<(usize, usize)>,
+    crashed_stack: Vec<usize>,
+    net_rng: Stream,
+    fault_rng: Stream,
+    client_rng: Stream,
+    overload_rng: Stream,
+    clients: Vec<Client>,
+    next_process: u64,
+    next_request: u64,
+    pending: BTreeMap<RequestId, Pending>,
+    /// (deadline, request) in deadline order; answered requests are skipped when they come up.
+    deadlines: VecDeque<(u64, RequestId)>,
+    timeouts_armed: bool,
+    overload: Option<(u64, u64, f64)>,
+    overload_burst: u64,
+    pub(crate) history: History,
+    pub(crate) checkers: SafetyCheckers,
+    hasher: TraceHasher,
+    out: Vec<Output>,
+    pub(crate) stats: RunStats,
+    healthy_leader: Option<(NodeId, u64)>,
+    outage_since: Option<u64>,
+    trace: Option<&'a mut dyn std::io::Write>,
+    trace_error: Option<std::io::Error>,
+    /// Commits seen in the current condensed-trace window, and when it started.
+    window_start: u64,
+    window_commits: u64,
+    window_ops: (usize, usize, usize),
+    max_commit: u64,
+}
+
+const WINDOW_US: u64 = 5_000_000;
+
+fn fmt_time(t: u64) -> String {
+    format!("{:>4}.{:03}s", t / 1_000_000, (t / 1_000) % 1_000)
+}
+
+impl<'a> World<'a> {
+    pub(crate) fn new(
+        scenario: &'a Scenario,
+        seed: u64,
+        cfg: SimConfig,
+        trace: Option<&'a mut dyn std::io::Write>,
+    ) -> World<'a> {
+        let n = scenario.nodes;
+        let members: Vec<NodeId> = (1..=n as u32).map(NodeId).collect();
+        let nodes = members
+            .iter()
+            .enumerate()
+            .map(|(i, id)| SimNode {
+                id: *id,
+                node: None,
+                durable: DurableState::default(),
+                syncing: VecDeque::new(),
+                sync_barrier: 0,
+                running_sync_end: 0,
+                next_sync_end: None,
+                incarnation: 0,
+                crash_times: Vec::new(),
+                busy_until: 0,
+                hung_until: 0,
+                queue: VecDeque::new(),
+                client_queue: VecDeque::new(),
+                resume_scheduled: false,
+                tick_gen: 0,
+                tick_at: u64::MAX,
+                slow_factor: 1.0,
+                slow_token: 0,
+                crash_in_next_step: None,
+                storage_rng: Stream::new(seed, tag::NODE_STORAGE + i as u64),
+            })
+            .collect();
+        let clients = (0..scenario.clients.count)
+            .map(|i| Client {
+                process: i as u64,
+                target: 0,
+                in_flight: None,
+                ops_issued: 0,
+                last_invoke: 0,
+                seen: BTreeMap::new(),
+            })
+            .collect();
+        World {
+            scenario,
+            seed,
+            cfg,
+            now: 0,
+            end: us(scenario.duration),
+            seq: 0,
+            queue: BinaryHeap::new(),
+            slab: Vec::new(),
+            free_slots: Vec::new(),
+            nodes,
+            checkers: SafetyCheckers::new(&members),
+            members,
+            blocked: vec![false; n * n],
+            groups: None,
+            isolated: BTreeSet::new(),
+            one_way: BTreeSet::new(),
+            crashed_stack: Vec::new(),
+            net_rng: Stream::new(seed, tag::NETWORK),
+            fault_rng: Stream::new(seed, tag::FAULTS),
+            client_rng: Stream::new(seed, tag::CLIENTS),
+            overload_rng: Stream::new(seed, tag::OVERLOAD),
+            next_process: scenario.clients.count as u64,
+            clients,
+            next_request: 1,
+            pending: BTreeMap::new(),
+            deadlines: VecDeque::new(),
+            timeouts_armed: false,
+            overload: None,
+            overload_burst: 0,
+            history: History::new(),
+            hasher: TraceHasher::default(),
+            out: Vec::new(),
+            stats: RunStats::default(),
+            healthy_leader: None,
+            outage_since: Some(0),
+            trace,
+            trace_error: None,
+            window_start: 0,
+            window_commits: 0,
+            window_ops: (0, 0, 0),
+            max_commit: 0,
+        }
+    }
+
+    fn schedule(&mut self, time: u64, ev: Ev) {
+        self.seq += 1;
+        let slot = match self.free_slots.pop() {
+            Some(slot) => {
+                self.slab[slot] = Some(ev);
+                slot
+            }
+            None => {
+                self.slab.push(Some(ev));
+                self.slab.len() - 1
+            }
+        };
+        self.queue.push(Reverse(Queued {
+            time,
+            seq: self.seq,
+            slot,
+        }));
+    }
+
+    fn trace_json(&mut self, value: serde_json::Value) {
+        if let Some(w) = self.trace.as_mut() {
+            if self.trace_error.is_none() {
+                let line = value.to_string();
+                if let Err(e) = writeln!(w, "{line}") {
+                    self.trace_error = Some(e);
+                }
+            }
+        }
+    }
+
+    fn condensed(&mut self, line: String) {
+        self.stats
+            .condensed
+            .push(format!("{} {line}", fmt_time(self.now)));
+    }
+
+    /// Runs to the scenario's end. Returns the trace hash.
+    pub(crate) fn run(&mut self) -> Result<u64, std::io::Error> {
+        for i in 0..self.nodes.len() {
+            self.start_node(i);
+        }
+        for c in 0..self.clients.len() {
+            let at = self.client_rng.between(0, 20_000);
+            self.clients[c].target = self.client_rng.below(self.nodes.len());
+            self.schedule(at, Ev::ClientIssue { client: c });
+        }
+        for (index, f) in self.scenario.faults.iter().enumerate() {
+            let at = us(f.at);
+            self.schedule(at, Ev::Fault { index });
+        }
+        let end = self.end;
+        self.schedule(end, Ev::End);
+
+        while let Some(Reverse(q)) = self.queue.pop() {
+            let Some(ev) = self.slab.get_mut(q.slot).and_then(Option::take) else {
+                continue;
+            };
+            self.free_slots.push(q.slot);
+            self.now = q.time;
+            self.stats.events += 1;
+            self.roll_window();
+            if matches!(ev, Ev::End) {
+                break;
+            }
+            self.handle(ev);
+        }
+        self.finish();
+        match self.trace_error.take() {
+            Some(e) => Err(e),
+            None => Ok(self.hasher.finish()),
+        }
+    }
+
+    fn roll_window(&mut self) {
+        while self.now >= self.window_start + WINDOW_US {
+            let (ok, fail, info) = self.window_ops;
+            let start = self.window_start;
+            self.window_start += WINDOW_US;
+            let line = format!(
+                "{}-{} commits +{}, client ops ok {ok} / fail {fail} / info {info}",
+                fmt_time(start).trim_start(),
+                fmt_time(self.window_start).trim_start(),
+                self.window_commits,
+            );
+            self.stats
+                .condensed
+                .push(format!("{} {line}", fmt_time(self.window_start)));
+            self.window_commits = 0;
+            self.window_ops = (0, 0, 0);
+        }
+    }
+
+    fn handle(&mut self, ev: Ev) {
+        match ev {
+            Ev::Tick { node, gen } => {
+                let n = &mut self.nodes[node];
+                if gen != n.tick_gen || !n.up() {
+                    return;
+                }
+                n.tick_at = u64::MAX;
+                let due = n.node.as_ref().map_or(u64::MAX, |x| x.next_deadline().0);
+                if due > self.now {
+                    self.arm_timer(node);
+                    return;
+                }
+                self.input(node, Input::Tick);
+            }
+            Ev::Deliver {
+                msg,
+                from_incarnation,
+                released_at,
+            } => {
+                let from = msg.from.0 as usize - 1;
+                let to = msg.to.0 as usize - 1;
+                if self.lost_in_crash(from, from_incarnation, released_at) {
+                    return;
+                }
+                if self.blocked[from * self.nodes.len() + to] || !self.nodes[to].up() {
+                    self.stats.messages_dropped += 1;
+                    return;
+                }
+                self.stats.messages_delivered += 1;
+                if self.trace.is_some() {
+                    self.trace_json(serde_json::json!({
+                        "t_us": self.now, "kind": "deliver", "from": msg.from.to_string(),
+                        "to": msg.to.to_string(), "term": msg.term.0, "msg": msg.body.kind(),
+                    }));
+                }
+                self.input(to, Input::Message(msg));
+            }
+            Ev::Arrive { node, req } => {
+                if !self.nodes[node].up()
+                    || self.nodes[node].client_queue.len() >= self.cfg.client_queue_limit
+                {
+                    let t = self.now + self.client_latency();
+                    self.schedule(t, Ev::Refused { id: req.id });
+                    return;
+                }
+                self.input(node, Input::Client(req));
+            }
+            Ev::Answer {
+                from,
+                from_incarnation,
+                released_at,
+                reply,
+            } => {
+                if self.lost_in_crash(from, from_incarnation, released_at) {
+                    return;
+                }
+                self.client_answer(reply.id, Answer::Reply(reply.result));
+            }
+            Ev::Refused { id } => self.client_answer(id, Answer::Refused),
+            Ev::ClientTimeouts => {
+                self.timeouts_armed = false;
+                while self.deadlines.front().is_some_and(|(d, _)| *d <= self.now) {
+                    if let Some((_, id)) = self.deadlines.pop_front() {
+                        self.client_answer(id, Answer::TimedOut);
+                    }
+                }
+                self.arm_timeouts();
+            }
+            Ev::ClientIssue { client } => self.client_issue(client),
+            Ev::Resume { node, incarnation } => {
+                if self.nodes[node].incarnation != incarnation {
+                    return;
+                }
+                self.nodes[node].resume_scheduled = false;
+                self.drain(node);
+            }
+            Ev::Fault { index } => self.fault(index),
+            Ev::HangEnd { node } => {
+                self.condensed(format!("{} resumes after its hang", self.nodes[node].id));
+                self.drain(node);
+                self.arm_timer(node);
+                self.update_leadership();
+            }
+            Ev::SlowEnd { node, token } => {
+                if self.nodes[node].slow_token == token {
+                    self.nodes[node].slow_factor = 1.0;
+                }
+            }
+            Ev::OverloadArrival { burst } => self.overload_arrival(burst),
+            Ev::End => {}
+        }
+    }
+
+    /// True if the sender crashed after producing this output but before it could leave.
+    fn lost_in_crash(&self, node: usize, incarnation: u64, released_at: u64) -> bool {
+        self.nodes[node]
+            .crash_times
+            .get(incarnation as usize)
+            .is_some_and(|&crashed| crashed < released_at)
+    }
+
+    fn client_latency(&mut self) -> u64 {
+        let (lo, hi) = self.scenario.network.latency;
+        self.net_rng.between(us(lo), us(hi))
+    }
+
+    // ---------------------------------------------------------------- nodes
+
+    fn node_config(&self, i: usize) -> Config {
+        let inc = self.nodes[i].incarnation;
+        let seed = rng::derive(self.seed, tag::NODE_CORE + i as u64).wrapping_add(inc);
+        Config::new(self.members[i], self.members.clone(), seed)
+    }
+
+    fn start_node(&mut self, i: usize) {
+        let cfg = self.node_config(i);
+        let durable = self.nodes[i].durable.clone();
+        match Node::new(cfg, durable, keel_core::Instant(self.now)) {
+            Ok(node) => self.nodes[i].node = Some(node),
+            Err(e) => {
+                // The simulator builds every config itself: this is a bug in the simulator.
+                self.stats
+                    .engine_errors
+                    .push(format!("node {} refused its config: {e}", i + 1));
+                return;
+            }
+        }
+        let n = &mut self.nodes[i];
+        n.busy_until = self.now;
+        n.sync_barrier = self.now;
+        n.running_sync_end = self.now;
+        n.next_sync_end = None;
+        n.tick_at = u64::MAX;
+        self.arm_timer(i);
+    }
+
+    /// Makes sure a Tick is scheduled no later than the node's next deadline.
+    fn arm_timer(&mut self, i: usize) {
+        let Some(node) = self.nodes[i].node.as_ref() else {
+            return;
+        };
+        let due = node.next_deadline().0.max(self.now);
+        if due >= keel_core::Instant::NEVER.0 || due >= self.nodes[i].tick_at {
+            return;
+        }
+        let n = &mut self.nodes[i];
+        n.tick_gen += 1;
+        n.tick_at = due;
+        let gen = n.tick_gen;
+        self.schedule(due, Ev::Tick { node: i, gen });
+    }
+
+    /// Hands `input` to node `i` now, or queues it while the node is busy or hung.
+    fn input(&mut self, i: usize, input: Input) {
+        let n = &mut self.nodes[i];
+        if n.node.is_none() {
+            return;
+        }
+        let ready = n.queue.is_empty()
+            && n.client_queue.is_empty()
+            && self.now >= n.busy_until
+            && self.now >= n.hung_until;
+        if ready {
+            self.step(i, input);
+            return;
+        }
+        if let Input::Client(_) = input {
+            // `Arrive` refused requests past the limit already.
+            n.client_queue.push_back(input);
+        } else if n.queue.len() >= self.cfg.peer_queue_limit {
+            self.stats.messages_dropped += 1;
+            return;
+        } else {
+            n.queue.push_back(input);
+        }
+        self.schedule_resume(i);
+    }
+
+    fn schedule_resume(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        if n.resume_scheduled || (n.queue.is_empty() && n.client_queue.is_empty()) {
+            return;
+        }
+        n.resume_scheduled = true;
+        let at = n.busy_until.max(n.hung_until).max(self.now);
+        let incarnation = n.incarnation;
+        self.schedule(
+            at,
+            Ev::Resume {
+                node: i,
+                incarnation,
+            },
+        );
+    }
+
+    /// Works through the node's queue for as long as it is free at `now`.
+    fn drain(&mut self, i: usize) {
+        loop {
+            let n = &mut self.nodes[i];
+            if n.node.is_none() || self.now < n.busy_until || self.now < n.hung_until {
+                break;
+            }
+            let Some(input) = n.queue.pop_front().or_else(|| n.client_queue.pop_front()) else {
+                break;
+            };
+            self.step(i, input);
+        }
+        self.schedule_resume(i);
+    }
+
+    /// One step of node `i`: the input goes in, the outputs are executed in order.
+    fn step(&mut self, i: usize, input: Input) {
+        let now = self.now;
+        // Fsyncs that completed by now become durable.
+        let n = &mut self.nodes[i];
+        while n.syncing.front().is_some_and(|(done, _)| *done <= now) {
+            if let Some((_, p)) = n.syncing.pop_front() {
+                n.durable.apply(&p);
+            }
+        }
+        let Some(node) = n.node.as_mut() else {
+            return;
+        };
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        self.hasher.u64(now);
+        self.hasher.u64(u64::from(n.id.0));
+        self.hasher.input(&input);
+        node.step(keel_core::Instant(now), input, &mut out);
+        self.stats.steps += 1;
+        self.checkers.after_step(now, node, &out);
+
+        let cut = n
+            .crash_in_next_step
+            .take()
+            .map(|k| (k as usize).min(out.len()));
+        let slow = n.slow_factor;
+        let cost = us(self.cfg.step_cost) + us(self.cfg.output_cost) * out.len() as u64;
+        let t = now + (cost as f64 * slow) as u64;
+        n.busy_until = t;
+
+        let mut role_changed = false;
+        for (k, o) in out.drain(..).enumerate() {
+            if cut == Some(k) {
+                break;
+            }
+            self.hasher.output(&o);
+            match o {
+                Output::Persist(p) => self.persist(i, t, p),
+                Output::Send(m) => self.send(i, t, m),
+                Output::Reply(r) => self.reply(i, t, r),
+                Output::Trace(e) => role_changed |= self.node_event(i, &e),
+            }
+        }
+        self.out = out;
+        if let Some(k) = cut {
+            // The crash strikes at the cut: what was released by then left, the rest is lost.
+            self.crash_at(i, t, Some(k));
+        } else {
+            self.arm_timer(i);
+        }
+        if role_changed || cut.is_some() {
+            self.update_leadership();
+        }
+    }
+
+    /// Starts making `p` durable, with group commit: a persist issued while an fsync is running
+    /// joins the next one, which starts when the running one completes and covers every persist
+    /// that joined it.
+    fn persist(&mut self, i: usize, t: u64, p: Persist) {
+        let (lo, hi) = self.cfg.fsync_latency;
+        let n = &mut self.nodes[i];
+        if let Some(next) = n.next_sync_end {
+            if n.sync_barrier <= t || n.running_sync_end <= t {
+                // The queued batch has started by now: it is the running one.
+                n.running_sync_end = next;
+                n.next_sync_end = None;
+            }
+        }
+        let done = if n.running_sync_end <= t {
+            let latency = n.storage_rng.between(us(lo), us(hi));
+            n.running_sync_end = t + (latency as f64 * n.slow_factor) as u64;
+            n.running_sync_end
+        } else if let Some(next) = n.next_sync_end {
+            next
+        } else {
+            let latency = n.storage_rng.between(us(lo), us(hi));
+            let next = n.running_sync_end + (latency as f64 * n.slow_factor) as u64;
+            n.next_sync_end = Some(next);
+            next
+        };
+        n.sync_barrier = n.sync_barrier.max(done);
+        n.syncing.push_back((done, p));
+        self.stats.persists += 1;
+    }
+
+    fn send(&mut self, i: usize, t: u64, m: Message) {
+        let released_at = self.nodes[i].sync_barrier.max(t);
+        let from = i;
+        let to = m.to.0 as usize - 1;
+        self.stats.messages_sent += 1;
+        if self.blocked[from * self.nodes.len() + to]
+            || self.net_rng.chance(self.scenario.network.drop_rate)
+        {
+            self.stats.messages_dropped += 1;
+            return;
+        }
+        let copies = if self.net_rng.chance(self.scenario.network.duplicate_rate) {
+            self.stats.messages_duplicated += 1;
+            2
+        } else {
+            1
+        };
+        let (lo, hi) = self.scenario.network.latency;
+        let slow = self.nodes[i].slow_factor;
+        let incarnation = self.nodes[i].incarnation;
+        if copies == 2 {
+            let latency = self.net_rng.between(us(lo), us(hi));
+            let at = released_at + (latency as f64 * slow) as u64;
+            self.schedule(
+                at,
+                Ev::Deliver {
+                    msg: m.clone(),
+                    from_incarnation: incarnation,
+                    released_at,
+                },
+            );
+        }
+        let latency = self.net_rng.between(us(lo), us(hi));
+        let at = released_at + (latency as f64 * slow) as u64;
+        self.schedule(
+            at,
+            Ev::Deliver {
+                msg: m,
+                from_incarnation: incarnation,
+                released_at,
+            },
+        );
+    }
+
+    fn reply(&mut self, i: usize, t: u64, r: ClientReply) {
+        let released_at = self.nodes[i].sync_barrier.max(t);
+        let at = released_at + self.client_latency();
+        let from_incarnation = self.nodes[i].incarnation;
+        self.schedule(
+            at,
+            Ev::Answer {
+                from: i,
+                from_incarnation,
+                released_at,
+                reply: r,
+            },
+        );
+    }
+
+    /// Records a core event; true if it may change who leads.
+    fn node_event(&mut self, i: usize, e: &Event) -> bool {
+        let id = self.members[i];
+        if self.trace.is_some() {
+            let event = serde_json::to_value(e).unwrap_or(serde_json::Value::Null);
+            self.trace_json(serde_json::json!({
+                "t_us": self.now, "kind": "event", "node": id.to_string(), "event": event,
+            }));
+        }
+        match e {
+            Event::BecameLeader { term } => {
+                self.stats.leader_changes += 1;
+                self.condensed(format!("{id} leads term {}", term.0));
+                true
+            }
+            Event::SteppedDown { term, reason } => {
+                self.condensed(format!("{id} steps down in term {} ({reason:?})", term.0));
+                true
+            }
+            Event::BecameFollower { .. } => true,
+            Event::Committed { index } => {
+                if index.0 > self.max_commit {
+                    self.window_commits += index.0 - self.max_commit;
+                    self.max_commit = index.0;
+                }
+                false
+            }
+            Event::SnapshotInstalled { last_index } => {
+                self.stats.snapshots_installed += 1;
+                self.condensed(format!("{id} installs a snapshot at {}", last_index.0));
+                false
+            }
+            Event::SnapshotTaken { .. } => {
+                self.stats.snapshots_taken += 1;
+                false
+            }
+            Event::RequestShed { .. } => {
+                self.stats.requests_shed += 1;
+                false
+            }
+            Event::LogTruncated { .. } => {
+                self.stats.log_truncations += 1;
+                false
+            }
+            Event::PreVoteStarted { .. }
+            | Event::PreVoteRejected { .. }
+            | Event::ElectionStarted { .. }
+            | Event::SnapshotSent { .. } => false,
+        }
+    }
+
+    /// Node `i` dies now: volatile state and every unfinished fsync are lost.
+    fn crash(&mut self, i: usize, cut: Option<usize>) {
+        self.crash_at(i, self.now, cut);
+    }
+
+    /// Node `i` dies at `now` (the end of a cut step, or the current time).
+    fn crash_at(&mut self, i: usize, now: u64, cut: Option<usize>) {
+        let n = &mut self.nodes[i];
+        if n.node.is_none() {
+            return;
+        }
+        let mut lost = 0;
+        while let Some((done, p)) = n.syncing.pop_front() {
+            if done <= now {
+                n.durable.apply(&p);
+            } else {
+                lost += 1;
+            }
+        }
+        n.node = None;
+        n.queue.clear();
+        n.client_queue.clear();
+        n.crash_times.push(now);
+        n.incarnation += 1;
+        n.crash_in_next_step = None;
+        n.resume_scheduled = false;
+        n.hung_until = 0;
+        n.tick_at = u64::MAX;
+        let id = n.id;
+        self.stats.unsynced_writes_lost += lost;
+        self.crashed_stack.retain(|&c| c != i);
+        self.crashed_stack.push(i);
+        let at = match cut {
+            Some(k) => format!(" after output {k} of a step"),
+            None => String::new(),
+        };
+        let lost_text = if lost > 0 {
+            format!(", {lost} un-synced writes lost")
+        } else {
+            String::new()
+        };
+        self.condensed(format!("{id} crashes{at}{lost_text}"));
+        self.hasher.u64(0xC4A5);
+        self.hasher.u64(u64::from(id.0));
+        self.hasher.u64(lost);
+        if self.trace.is_some() {
+            self.trace_json(serde_json::json!({
+                "t_us": now, "kind": "crash", "node": id.to_string(),
+                "cut_after_output": cut, "unsynced_writes_lost": lost,
+            }));
+        }
+        self.update_leadership();
+    }
+
+    fn restart(&mut self, i: usize) {
+        if self.nodes[i].up() {
+            return;
+        }
+        self.crashed_stack.retain(|&c| c != i);
+        self.checkers.node_restarted(self.members[i]);
+        self.start_node(i);
+        let id = self.members[i];
+        self.condensed(format!("{id} restarts from durable state"));
+        self.hasher.u64(0x5E57);
+        self.hasher.u64(u64::from(id.0));
+        if self.trace.is_some() {
+            self.trace_json(serde_json::json!({
+                "t_us": self.now, "kind": "restart", "node": id.to_string(),
+            }));
+        }
+    }
+
+    // ---------------------------------------------------------------- leadership
+
+    /// A node leads usefully if it is up, not hung, believes it leads, and reaches a majority.
+    fn compute_healthy_leader(&self) -> Option<(NodeId, u64)> {
+        let n = self.nodes.len();
+        let quorum = n / 2 + 1;
+        let mut best: Option<(NodeId, u64)> = None;
+        for (i, sn) in self.nodes.iter().enumerate() {
+            let Some(node) = sn.node.as_ref() else {
+                continue;
+            };
+            if !node.is_leader() || self.now < sn.hung_until {
+                continue;
+            }
+            let reach = (0..n)
+                .filter(|&j| {
+                    j == i
+                        || (self.nodes[j].up()
+                            && self.now >= self.nodes[j].hung_until
+                            && !self.blocked[i * n + j]
+                            && !self.blocked[j * n + i])
+                })
+                .count();
+            if reach >= quorum && best.is_none_or(|(_, t)| node.term().0 > t) {
+                best = Some((sn.id, node.term().0));
+            }
+        }
+        best
+    }
+
+    fn update_leadership(&mut self) {
+        let now = self.compute_healthy_leader();
+        match (self.outage_since, now) {
+            (None, None) => self.outage_since = Some(self.now),
+            (Some(start), Some(_)) => {
+                if self.stats.first_leader_at.is_none() {
+                    self.stats.first_leader_at = Some(self.now);
+                } else {
+                    self.stats.failovers.push(Failover {
+                        start_us: start,
+                        end_us: Some(self.now),
+                    });
+                }
+                self.outage_since = None;
+            }
+            _ => {}
+        }
+        self.healthy_leader = now;
+    }
+
+    // ---------------------------------------------------------------- faults
+
+    fn live(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].up())
+            .collect()
+    }
+
+    fn leader_index(&self) -> Option<usize> {
+        let mut best: Option<(usize, u64)> = None;
+        for (i, sn) in self.nodes.iter().enumerate() {
+            if let Some(node) = sn.node.as_ref() {
+                if node.is_leader() && best.is_none_or(|(_, t)| node.term().0 > t) {
+                    best = Some((i, node.term().0));
+                }
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+
+    fn select(&mut self, sel: &Selector) -> Option<usize> {
+        match sel {
+            Selector::Node(name) => self.members.iter().position(|m| m.to_string() == *name),
+            Selector::Leader => self.leader_index(),
+            Selector::Follower => {
+                let leader = self.leader_index();
+                // Prefer followers that are not already cut off, so two `Isolate(Follower)`
+                // faults isolate two nodes.
+                let mut pool: Vec<usize> = self
+                    .live()
+                    .into_iter()
+                    .filter(|&i| Some(i) != leader && !self.isolated.contains(&i))
+                    .collect();
+                if pool.is_empty() {
+                    pool = self
+                        .live()
+                        .into_iter()
+                        .filter(|&i| Some(i) != leader)
+                        .collect();
+                }
+                if pool.is_empty() {
+                    return None;
+                }
+                Some(pool[self.fault_rng.below(pool.len())])
+            }
+            Selector::LastCrashed => self.crashed_stack.last().copied(),
+            Selector::Random => {
+                let pool = self.live();
+                if pool.is_empty() {
+                    return None;
+                }
+                Some(pool[self.fault_rng.below(pool.len())])
+            }
+        }
+    }
+
+    fn fault(&mut self, index: usize) {
+        let Some(tf) = self.scenario.faults.get(index) else {
+            return;
+        };
+        let fault = tf.fault.clone();
+        self.stats.faults_injected += 1;
+        self.hasher.u64(0xFA17);
+        self.hasher.u64(index as u64);
+        let name = |w: &World<'_>, i: usize| w.members[i].to_string();
+        let text = match &fault {
+            Fault::Crash(sel) => match self.select(sel) {
+                Some(i) if self.nodes[i].up() => {
+                    if self.fault_rng.chance(self.cfg.mid_step_crash_probability) {
+                        // Strike during the next step, after a random number of its outputs.
+                        let k = self.fault_rng.between(0, 8) as u32;
+                        self.nodes[i].crash_in_next_step = Some(k);
+                        format!("{} (during its next step)", name(self, i))
+                    } else {
+                        self.crash(i, None);
+                        name(self, i)
+                    }
+                }
+                _ => "nobody (no such live node)".to_string(),
+            },
+            Fault::Restart(sel) => match self.select(sel) {
+                Some(i) if !self.nodes[i].up() => {
+                    self.restart(i);
+                    name(self, i)
+                }
+                _ => "nobody (no such crashed node)".to_string(),
+            },
+            Fault::Partition(groups) => {
+                let groups: Vec<Vec<usize>> = groups
+                    .iter()
+                    .map(|g| {
+                        g.iter()
+                            .filter_map(|n| self.members.iter().position(|m| m.to_string() == *n))
+                            .collect()
+                    })
+                    .collect();
+                self.groups = Some(groups);
+                self.recompute_links();
+                "the network".to_string()
+            }
+            Fault::Isolate(sel) => match self.select(sel) {
+                Some(i) => {
+                    self.isolated.insert(i);
+                    self.recompute_links();
+                    name(self, i)
+                }
+                None => "nobody (no such node)".to_string(),
+            },
+            Fault::OneWay(a, b) => match (self.select(a), self.select(b)) {
+                (Some(x), Some(y)) if x != y => {
+                    self.one_way.insert((x, y));
+                    self.recompute_links();
+                    format!("{} -/-> {}", name(self, x), name(self, y))
+                }
+                _ => "nobody (no such pair of distinct nodes)".to_string(),
+            },
+            Fault::Heal => {
+                self.groups = None;
+                self.isolated.clear();
+                self.one_way.clear();
+                self.recompute_links();
+                "every link".to_string()
+            }
+            Fault::Hang(sel, d) => match self.select(sel) {
+                Some(i) if self.nodes[i].up() => {
+                    let until = self.now + us(*d);
+                    let n = &mut self.nodes[i];
+                    n.hung_until = n.hung_until.max(until);
+                    self.schedule(until, Ev::HangEnd { node: i });
+                    name(self, i)
+                }
+                _ => "nobody (no such live node)".to_string(),
+            },
+            Fault::Slow(sel, factor, d) => match self.select(sel) {
+                Some(i) => {
+                    let n = &mut self.nodes[i];
+                    n.slow_factor = *factor;
+                    n.slow_token += 1;
+                    let token = n.slow_token;
+                    let until = self.now + us(*d);
+                    self.schedule(until, Ev::SlowEnd { node: i, token });
+                    name(self, i)
+                }
+                None => "nobody (no such node)".to_string(),
+            },
+            Fault::Overload {
+                rate_per_sec,
+                lasting,
+            } => {
+                self.overload_burst += 1;
+                let interval = (1e6 / rate_per_sec.max(1e-3)).max(1.0);
+                self.overload = Some((self.overload_burst, self.now + us(*lasting), interval));
+                let burst = self.overload_burst;
+                let now = self.now;
+                self.schedule(now, Ev::OverloadArrival { burst });
+                "the clients".to_string()
+            }
+            Fault::CrashWorkload(w) | Fault::HangWorkload(w) => {
+                // Workloads arrive with workload recovery (issue 3); nothing runs yet.
+                self.stats.unsupported.push(format!(
+                    "fault {fault:?} on workload {w}: workloads are not simulated yet"
+                ));
+                "nothing (workloads are not simulated yet)".to_string()
+            }
+        };
+        self.condensed(format!("fault {} -> {text}", describe_fault(&fault)));
+        if self.trace.is_some() {
+            self.trace_json(serde_json::json!({
+                "t_us": self.now, "kind": "fault", "fault": describe_fault(&fault), "target": text,
+            }));
+        }
+        self.update_leadership();
+    }
+
+    fn recompute_links(&mut self) {
+        let n = self.nodes.len();
+        for from in 0..n {
+            for to in 0..n {
+                let cut = from != to
+                    && (self.isolated.contains(&from)
+                        || self.isolated.contains(&to)
+                        || self.one_way.contains(&(from, to))
+                        || self.groups.as_ref().is_some_and(|gs| {
+                            !gs.iter().any(|g| g.contains(&from) && g.contains(&to))
+                        }));
+                self.blocked[from * n + to] = cut;
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- clients
+
+    fn new_request(&mut self) -> RequestId {
+        let id = RequestId(self.next_request);
+        self.next_request += 1;
+        id
+    }
+
+    fn client_issue(&mut self, c: usize) {
+        if self.now >= self.end || self.clients[c].in_flight.is_some() {
+            return;
+        }
+        let keys = self.scenario.clients.keys.max(1);
+        let k = self.client_rng.below(keys);
+        let key = Key::user(format!("k{k}"));
+        let key_text = key.to_string();
+        let roll = self.client_rng.below(100);
+        let client = &mut self.clients[c];
+        client.ops_issued += 1;
+        client.last_invoke = self.now;
+        let value = format!("c{c}.{}", client.ops_issued);
+        let (op, hop, write) = if roll < 45 {
+            (ClientOp::Get { key }, Op::Get { key: key_text }, None)
+        } else if roll < 80 {
+            let w = Write::Put {
+                key,
+                value: value.clone(),
+            };
+            (
+                ClientOp::Write(w.clone()),
+                Op::Put {
+                    key: key_text,
+                    value,
+                },
+                Some(w),
+            )
+        } else if roll < 95 {
+            let from = client.seen.get(&k).cloned().flatten();
+            let w = Write::Cas {
+                key,
+                from: from.clone(),
+                to: value.clone(),
+            };
+            (
+                ClientOp::Write(w.clone()),
+                Op::Cas {
+                    key: key_text,
+                    from,
+                    to: value,
+                },
+                Some(w),
+            )
+        } else {
+            let w = Write::Delete { key };
+            (
+                ClientOp::Write(w.clone()),
+                Op::Delete { key: key_text },
+                Some(w),
+            )
+        };
+        let process = client.process;
+        let target = client.target;
+        let id = self.new_request();
+        self.clients[c].in_flight = Some(id);
+        let op_id = self.history.invoke(self.now, process, hop);
+        self.pending.insert(
+            id,
+            Pending {
+                owner: Owner::Client(c),
+                op: op_id,
+                write,
+            },
+        );
+        self.send_request(target, id, op);
+    }
+
+    fn send_request(&mut self, target: usize, id: RequestId, op: ClientOp) {
+        self.hasher.u64(0xC1);
+        self.hasher.u64(id.0);
+        self.hasher.u64(target as u64);
+        self.hasher.client_op(&op);
+        if self.trace.is_some() {
+            self.trace_json(serde_json::json!({
+                "t_us": self.now, "kind": "request", "id": id.0,
+                "node": self.members[target].to_string(), "op": format!("{op:?}"),
+            }));
+        }
+        let at = self.now + self.client_latency();
+        self.schedule(
+            at,
+            Ev::Arrive {
+                node: target,
+                req: ClientRequest { id, op },
+            },
+        );
+        let timeout = self.now + us(self.scenario.clients.timeout);
+        // Every request has the same timeout, so deadlines arrive in order: one queue, one event.
+        self.deadlines.push_back((timeout, id));
+        self.arm_timeouts();
+    }
+
+    /// Schedules one event at the earliest deadline of a request still pending.
+    fn arm_timeouts(&mut self) {
+        while self
+            .deadlines
+            .front()
+            .is_some_and(|(_, id)| !self.pending.contains_key(id))
+        {
+            self.deadlines.pop_front();
+        }
+        if self.timeouts_armed {
+            return;
+        }
+        if let Some(&(at, _)) = self.deadlines.front() {
+            self.timeouts_armed = true;
+            self.schedule(at, Ev::ClientTimeouts);
+        }
+    }
+
+    fn overload_arrival(&mut self, burst: u64) {
+        let Some((current, until, interval)) = self.overload else {
+            return;
+        };
+        if current != burst || self.now >= until || self.now >= self.end {
+            return;
+        }
+        let target = self.overload_rng.below(self.nodes.len());
+        let k = self.overload_rng.below(16);
+        let key = Key::user(format!("ov{k}"));
+        let key_text = key.to_string();
+        let id = self.new_request();
+        let process = self.next_process;
+        self.next_process += 1;
+        let (op, hop, write) = if self.overload_rng.below(2) == 0 {
+            (ClientOp::Get { key }, Op::Get { key: key_text }, None)
+        } else {
+            let value = format!("o{}", id.0);
+            let w = Write::Put {
+                key,
+                value: value.clone(),
+            };
+            (
+                ClientOp::Write(w.clone()),
+                Op::Put {
+                    key: key_text,
+                    value,
+                },
+                Some(w),
+            )
+        };
+        let op_id = self.history.invoke(self.now, process, hop);
+        self.pending.insert(
+            id,
+            Pending {
+                owner: Owner::Overload,
+                op: op_id,
+                write,
+            },
+        );
+        self.send_request(target, id, op);
+        // Exponential inter-arrival times: a Poisson stream at the burst's rate.
+        let gap = (-(1.0 - self.overload_rng.unit()).ln() * interval).max(1.0) as u64;
+        let next = self.now + gap;
+        self.schedule(next, Ev::OverloadArrival { burst });
+    }
+
+    fn client_answer(&mut self, id: RequestId, answer: Answer) {
+        let Some(p) = self.pending.remove(&id) else {
+            return; // already answered or timed out
+        };
+        self.hasher.u64(0xA5);
+        self.hasher.u64(id.0);
+        let mut retry_after = None;
+        let mut new_target = None;
+        let mut new_process = false;
+        let completion = match &answer {
+            Answer::Reply(Ok(ClientResponse::Value { value, .. })) => {
+                self.hasher.byte(1);
+                Completion::Ok {
+                    read: value.clone(),
+                }
+            }
+            Answer::Reply(Ok(ClientResponse::Written { revision })) => {
+                self.hasher.byte(2);
+                self.hasher.u64(revision.0);
+                if let Some(w) = p.write.as_ref() {
+                    self.checkers.write_acknowledged(self.now, *revision, w);
+                }
+                Completion::Ok { read: None }
+            }
+            Answer::Reply(Err(e)) => {
+                self.hasher.byte(3);
+                match e {
+                    ClientError::NotLeader { leader_hint } => {
+                        new_target = Some(leader_hint.map(|l| l.0 as usize - 1));
+                        Completion::Fail
+                    }
+                    ClientError::Overloaded { retry_after: r } => {
+                        self.stats.client_rejected += 1;
+                        retry_after = Some(us(*r));
+                        Completion::Fail
+                    }
+                    ClientError::CasMismatch { .. } | ClientError::NotCommitted => Completion::Fail,
+                    ClientError::Indeterminate => {
+                        new_process = true;
+                        Completion::Info
+                    }
+                }
+            }
+            Answer::Refused => {
+                self.hasher.byte(4);
+                new_target = Some(None);
+                Completion::Fail
+            }
+            Answer::TimedOut => {
+                self.hasher.byte(5);
+                new_process = true;
+                new_target = Some(None);
+                Completion::Info
+            }
+        };
+        match completion {
+            Completion::Ok { .. } => self.window_ops.0 += 1,
+            Completion::Fail => self.window_ops.1 += 1,
+            Completion::Info => self.window_ops.2 += 1,
+        }
+        if self.trace.is_some() {
+            self.trace_json(serde_json::json!({
+                "t_us": self.now, "kind": "answer", "id": id.0, "result": format!("{answer:?}"),
+            }));
+        }
+        let op = self.history.operations().get(p.op.0).map(|o| o.op.clone());
+        self.history.complete(self.now, p.op, completion.clone());
+        let Owner::Client(c) = p.owner else {
+            return;
+        };
+        // Remember what the client saw, for its next compare-and-set on that key.
+        if let (Some(op), Completion::Ok { read }) = (op, &completion) {
+            if let Some(k) = op
+                .key()
+                .strip_prefix("user/k")
+                .and_then(|k| k.parse::<usize>().ok())
+            {
+                let seen = match op {
+                    Op::Get { .. } => read.clone(),
+                    Op::Put { value, .. } => Some(value),
+                    Op::Cas { to, .. } => Some(to),
+                    Op::Delete { .. } => None,
+                };
+                self.clients[c].seen.insert(k, seen);
+            }
+        }
+        let client = &mut self.clients[c];
+        client.in_flight = None;
+        if new_process {
+            client.process = self.next_process;
+            self.next_process += 1;
+        }
+        match new_target {
+            Some(Some(t)) if t < self.nodes.len() => client.target = t,
+            Some(_) => {
+                let n = self.nodes.len();
+                let t = self.client_rng.below(n);
+                self.clients[c].target = t;
+            }
+            None => {}
+        }
+        // Think time for the configured rate: mean `count / rate` seconds between operations.
+        let rate = self.scenario.clients.rate_per_sec;
+        let mean = if rate > 0.0 {
+            self.scenario.clients.count as f64 / rate * 1e6
+        } else {
+            return;
+        };
+        // Paced from the last invocation, so the rate holds while latency stays below the gap.
+        let gap = self.client_rng.between(0, (2.0 * mean) as u64);
+        let paced = self.clients[c].last_invoke + gap;
+        let at = paced.max(self.now + retry_after.unwrap_or(0));
+        self.schedule(at, Ev::ClientIssue { client: c });
+    }
+
+    // ---------------------------------------------------------------- end
+
+    fn finish(&mut self) {
+        let end = self.now;
+        if let Some(start) = self.outage_since.take() {
+            if self.stats.first_leader_at.is_some() {
+                self.stats.failovers.push(Failover {
+                    start_us: start,
+                    end_us: None,
+                });
+            }
+        }
+        self.history.close_open_ops(end);
+        let live: Vec<&Node> = self.nodes.iter().filter_map(|n| n.node.as_ref()).collect();
+        self.checkers.at_end(end, &live);
+        self.stats.sim_time_us = end;
+        self.stats.final_commit_index = self.max_commit;
+        self.hasher.u64(0xE7D);
+        self.hasher.u64(end);
+    }
+}
+
+#[derive(Debug)]
+enum Answer {
+    Reply(keel_core::ClientResult),
+    Refused,
+    TimedOut,
+}
+
+/// A short, stable description of a fault for traces.
+pub(crate) fn describe_fault(f: &Fault) -> String {
+    fn sel(s: &Selector) -> String {
+        match s {
+            Selector::Node(n) => format!("Node({n})"),
+            other => format!("{other:?}"),
+        }
+    }
+    match f {
+        Fault::Crash(s) => format!("Crash({})", sel(s)),
+        Fault::Restart(s) => format!("Restart({})", sel(s)),
+        Fault::Partition(groups) => format!("Partition({groups:?})"),
+        Fault::Isolate(s) => format!("Isolate({})", sel(s)),
+        Fault::OneWay(a, b) => format!("OneWay({}, {})", sel(a), sel(b)),
+        Fault::Heal => "Heal".to_string(),
+        Fault::Hang(s, d) => format!("Hang({}, {d:?})", sel(s)),
+        Fault::Slow(s, factor, d) => format!("Slow({}, {factor}, {d:?})", sel(s)),
+        Fault::Overload {
+            rate_per_sec,
+            lasting,
+        } => format!("Overload({rate_per_sec}/s for {lasting:?})"),
+        Fault::CrashWorkload(w) => format!("CrashWorkload({w})"),
+        Fault::HangWorkload(w) => format!("HangWorkload({w})"),
+    }
+}
