@@ -40,6 +40,44 @@ pub(crate) struct Proposal {
     pub deadline: Instant,
 }
 
+/// Forwarded requests received within the last `request_timeout`, by sender and id.
+///
+/// A duplicated Forward must not append the same write twice (or be refused as `NotLeader` by a
+/// node that already appended it). Entries expire after `request_timeout`, when the forwarding
+/// node has given up on the request anyway, so memory is bounded by rate times timeout. The
+/// window is volatile: a duplicate delivered after this node restarted is not recognised; TCP
+/// (the production transport) never duplicates, the simulator's duplicates arrive within one
+/// latency bound.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SeenForwards {
+    seen: std::collections::BTreeSet<(NodeId, RequestId)>,
+    expiry: std::collections::VecDeque<(Instant, NodeId, RequestId)>,
+}
+
+impl SeenForwards {
+    /// True the first time (`from`, `id`) is seen within `ttl`.
+    pub(crate) fn first_time(
+        &mut self,
+        now: Instant,
+        ttl: std::time::Duration,
+        from: NodeId,
+        id: RequestId,
+    ) -> bool {
+        while let Some(&(at, n, i)) = self.expiry.front() {
+            if at > now {
+                break;
+            }
+            self.expiry.pop_front();
+            self.seen.remove(&(n, i));
+        }
+        if !self.seen.insert((from, id)) {
+            return false;
+        }
+        self.expiry.push_back((now + ttl, from, id));
+        true
+    }
+}
+
 /// A request this node forwarded to the leader.
 #[derive(Clone, Debug)]
 pub(crate) struct Forwarded {

@@ -64,6 +64,8 @@ pub struct Node {
     pub(crate) proposals: BTreeMap<LogIndex, Proposal>,
     /// Requests this node forwarded to a leader and waits on.
     pub(crate) forwarded: BTreeMap<RequestId, Forwarded>,
+    /// Forwarded requests this node received lately, so a duplicated Forward is executed once.
+    pub(crate) seen_forwards: crate::client::SeenForwards,
     /// When the earliest request deadline falls (NEVER when none is pending).
     pub(crate) sweep_at: Instant,
 }
@@ -107,6 +109,7 @@ impl Node {
             lead: None,
             proposals: BTreeMap::new(),
             forwarded: BTreeMap::new(),
+            seen_forwards: Default::default(),
             sweep_at: Instant::NEVER,
         };
         node.reset_election_timer(now);
@@ -151,7 +154,17 @@ impl Node {
         match m.body {
             // Forwarding is between a node and the leader it believes in; terms do not apply.
             MessageBody::Forward { id, op } => {
-                return self.client_request(now, crate::client::Origin::Remote(m.from, id), op, out)
+                // A network may deliver a message twice; a write must still execute once.
+                let ttl = self.cfg.request_timeout;
+                if !self.seen_forwards.first_time(now, ttl, m.from, id) {
+                    return;
+                }
+                return self.client_request(
+                    now,
+                    crate::client::Origin::Remote(m.from, id),
+                    op,
+                    out,
+                );
             }
             MessageBody::ForwardReply { id, result } => return self.forward_reply(id, result, out),
             // Pre-votes carry a prospective term and change nobody's term.

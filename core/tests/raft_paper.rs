@@ -803,6 +803,42 @@ fn keel_a_follower_forwards_requests_to_the_leader_and_passes_the_answer_back() 
 }
 
 #[test]
+fn keel_a_duplicated_forward_executes_the_write_once() {
+    let mut c = Cluster::new(3);
+    let l = c.elect();
+    c.deliver_all();
+    let f = NodeId(if l == NodeId(1) { 2 } else { 1 });
+    let cas = ClientOp::Write(Write::Cas {
+        key: Key::user("a"),
+        from: None,
+        to: "1".into(),
+    });
+    let w = c.request(f, cas);
+    // The network delivers the Forward twice.
+    let forward = c
+        .inflight
+        .iter()
+        .find(|m| matches!(m.body, MessageBody::Forward { .. }))
+        .cloned()
+        .expect("the follower forwards the write");
+    c.inflight.push_back(forward);
+    c.deliver_all();
+    assert!(
+        matches!(c.reply(w), Some(Ok(ClientResponse::Written { .. }))),
+        "{:?}",
+        c.reply(w)
+    );
+    let writes = c
+        .node(l.0)
+        .log()
+        .entries()
+        .iter()
+        .filter(|e| matches!(&*e.command, Command::Write(_)))
+        .count();
+    assert_eq!(writes, 1, "the duplicate was appended again");
+}
+
+#[test]
 fn keel_a_node_without_a_leader_answers_not_leader_at_once() {
     let mut c = Cluster::new(3);
     let id = c.put(NodeId(1), "a", "1");

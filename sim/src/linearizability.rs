@@ -118,12 +118,36 @@ fn check_key(history: &History, key: &str, ids: &[OpId], budget: u64) -> (Verdic
             }
         }
     };
+    // Values some completed operation observed: read by an ok get, or required by a cas. An
+    // unknown write of a value nobody observed can be left out: if a linearization applies it,
+    // no ok operation falls in the span where its value is current (that would be an
+    // observation), so the same order without it is a linearization too.
+    let mut observed: HashSet<&str> = HashSet::new();
+    for &id in ids {
+        let o = &all[id.0];
+        match (&o.op, &o.completion) {
+            (Op::Get { .. }, Some(Completion::Ok { read: Some(v) })) => {
+                observed.insert(v.as_str());
+            }
+            (Op::Cas { from: Some(v), .. }, _) => {
+                observed.insert(v.as_str());
+            }
+            _ => {}
+        }
+    }
     // Operations of this key worth searching, and their events with times.
     let mut ops: Vec<KeyOp> = Vec::new();
     let mut timed: Vec<(u64, u8, usize)> = Vec::new(); // (time, 0 call / 1 return, op)
     for &id in ids {
         let o = &all[id.0];
         let required = matches!(o.completion, Some(Completion::Ok { .. }));
+        let unobserved = match &o.op {
+            Op::Put { value, .. } | Op::Cas { to: value, .. } => !observed.contains(value.as_str()),
+            Op::Get { .. } | Op::Delete { .. } => false,
+        };
+        if !required && unobserved {
+            continue;
+        }
         let model = match (&o.op, &o.completion) {
             (_, Some(Completion::Fail)) => continue,
             (Op::Get { .. }, Some(Completion::Ok { read })) => ModelOp::Read(intern(read)),
@@ -173,9 +197,12 @@ fn check_key(history: &History, key: &str, ids: &[OpId], budget: u64) -> (Verdic
     next[n] = usize::MAX;
     let end = usize::MAX;
 
-    let words = n_ops.div_ceil(64);
-    let mut linearized = vec![0u64; words];
-    let mut cache: HashSet<(Vec<u64>, State)> = HashSet::new();
+    // The set of linearized operations, as a 128-bit Zobrist hash (xor of one random key per
+    // operation): O(1) to update, and a collision between two of the at most `budget` sets is
+    // astronomically unlikely (~budget² / 2^129).
+    let zobrist: Vec<u128> = (0..n_ops as u64).map(zobrist_key).collect();
+    let mut linearized: u128 = 0;
+    let mut cache: HashSet<(u128, State)> = HashSet::new();
     let mut stack: Vec<(usize, State)> = Vec::new(); // (call node, state before)
     let mut state: State = 0;
     let mut required_done = 0usize;
@@ -205,8 +232,8 @@ fn check_key(history: &History, key: &str, ids: &[OpId], budget: u64) -> (Verdic
             let op = &ops[ev.op];
             let mut moved = false;
             if let Some(new_state) = op.model.step(state) {
-                linearized[ev.op / 64] |= 1 << (ev.op % 64);
-                if cache.insert((linearized.clone(), new_state)) {
+                linearized ^= zobrist[ev.op];
+                if cache.insert((linearized, new_state)) {
                     explored += 1;
                     if explored > budget {
                         return (
@@ -233,7 +260,7 @@ fn check_key(history: &History, key: &str, ids: &[OpId], budget: u64) -> (Verdic
                     entry = next[0];
                     moved = true;
                 } else {
-                    linearized[ev.op / 64] &= !(1 << (ev.op % 64));
+                    linearized ^= zobrist[ev.op];
                 }
             }
             if !moved {
@@ -253,7 +280,7 @@ fn check_key(history: &History, key: &str, ids: &[OpId], budget: u64) -> (Verdic
                 required_done -= 1;
             }
             state = before;
-            linearized[op / 64] &= !(1 << (op % 64));
+            linearized ^= zobrist[op];
             unlift(&mut next, &mut prev, match_of[op * 2 + 1]);
             unlift(&mut next, &mut prev, call);
             entry = next[call];
@@ -271,6 +298,17 @@ fn check_key(history: &History, key: &str, ids: &[OpId], budget: u64) -> (Verdic
         explored,
         n_ops,
     )
+}
+
+/// A fixed pseudo-random 128-bit key for operation `i` (SplitMix64, twice).
+fn zobrist_key(i: u64) -> u128 {
+    let mix = |mut z: u64| {
+        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    (u128::from(mix(2 * i)) << 64) | u128::from(mix(2 * i + 1))
 }
 
 /// Describes the operation that could not be placed and the operations around it in time.

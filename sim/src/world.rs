@@ -271,6 +271,8 @@ pub(crate) struct World<'a> {
 }
 
 const WINDOW_US: u64 = 5_000_000;
+/// Keys an overload burst writes and reads (`user/ov0`..), apart from the clients' keys.
+const OVERLOAD_KEYS: usize = 1024;
 
 fn fmt_time(t: u64) -> String {
     format!("{:>4}.{:03}s", t / 1_000_000, (t / 1_000) % 1_000)
@@ -1304,7 +1306,8 @@ impl<'a> World<'a> {
             return;
         }
         let target = self.overload_rng.below(self.nodes.len());
-        let k = self.overload_rng.below(16);
+        // Spread over many keys, as a burst from many independent clients would be.
+        let k = self.overload_rng.below(OVERLOAD_KEYS);
         let key = Key::user(format!("ov{k}"));
         let key_text = key.to_string();
         let id = self.new_request();
