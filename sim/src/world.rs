@@ -14,8 +14,10 @@
 //!   only when it completes (the driver contract: persist before send). A crash keeps exactly the
 //!   syncs that completed before it and drops the rest, and every message or reply still held
 //!   behind them.
-//! - **Crash points.** A `Crash` fault strikes the node during its next step, after a random number
-//!   of that step's outputs were executed: every cut point between two outputs is reachable.
+//! - **Crash points.** A `Crash` fault either strikes between two steps or (with
+//!   [`SimConfig::mid_step_crash_probability`]) during the node's next step that persists
+//!   something, after that persist and a random number of the outputs behind it: the persist is
+//!   lost, and every later output with it. Every cut point after a write is reachable.
 //! - **Hang.** The node takes no input until the hang ends (its inputs queue up), then resumes with
 //!   whatever it believed before.
 //! - **Network.** Each message gets a latency from the scenario's range (so messages reorder), may
@@ -693,10 +695,17 @@ impl<'a> World<'a> {
         self.stats.steps += 1;
         self.checkers.after_step(now, node, &out);
 
-        let cut = n
-            .crash_in_next_step
-            .take()
-            .map(|k| (k as usize).min(out.len()));
+        // A pending mid-step crash strikes in the first step that persists something, after
+        // that persist and a random number of the outputs behind it: the persist was issued
+        // but not synced, so it is lost, and so is everything queued behind it.
+        let first_persist = out.iter().position(|o| matches!(o, Output::Persist(_)));
+        let cut = match (n.crash_in_next_step, first_persist) {
+            (Some(k), Some(p)) => {
+                n.crash_in_next_step = None;
+                Some(p + 1 + (k as usize) % (out.len() - p))
+            }
+            _ => None,
+        };
         let slow = n.slow_factor;
         let cost = us(self.cfg.step_cost) + us(self.cfg.output_cost) * out.len() as u64;
         let t = now + (cost as f64 * slow) as u64;
@@ -1054,14 +1063,17 @@ impl<'a> World<'a> {
         self.hasher.u64(0xFA17);
         self.hasher.u64(index as u64);
         let name = |w: &World<'_>, i: usize| w.members[i].to_string();
+        // The fault's line goes before the lines of what it causes.
+        let line_at = self.stats.condensed.len();
         let text = match &fault {
             Fault::Crash(sel) => match self.select(sel) {
                 Some(i) if self.nodes[i].up() => {
                     if self.fault_rng.chance(self.cfg.mid_step_crash_probability) {
-                        // Strike during the next step, after a random number of its outputs.
-                        let k = self.fault_rng.between(0, 8) as u32;
+                        // Strike during the next step that persists, after a random number
+                        // of its outputs.
+                        let k = self.fault_rng.between(0, 63) as u32;
                         self.nodes[i].crash_in_next_step = Some(k);
-                        format!("{} (during its next step)", name(self, i))
+                        format!("{} (during its next step that writes)", name(self, i))
                     } else {
                         self.crash(i, None);
                         name(self, i)
@@ -1154,7 +1166,12 @@ impl<'a> World<'a> {
                 "nothing (workloads are not simulated yet)".to_string()
             }
         };
-        self.condensed(format!("fault {} -> {text}", describe_fault(&fault)));
+        let line = format!(
+            "{} fault {} -> {text}",
+            fmt_time(self.now),
+            describe_fault(&fault)
+        );
+        self.stats.condensed.insert(line_at, line);
         if self.trace.is_some() {
             self.trace_json(serde_json::json!({
                 "t_us": self.now, "kind": "fault", "fault": describe_fault(&fault), "target": text,

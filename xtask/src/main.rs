@@ -211,7 +211,7 @@ fn soak(seeds: u64, from: u64, jobs: Option<usize>, paths: &[PathBuf]) -> Result
         }
     });
     let mut failures = failures.into_inner().unwrap_or_else(|e| e.into_inner());
-    failures.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    failures.sort_by_key(|f| (f.0, f.1));
     for (i, seed, why) in &failures {
         println!(
             "FAILED {} seed {seed}: {why}\n  replay: cargo xtask sim --seed {seed} {}",
