@@ -9,6 +9,12 @@ const SEED: u64 = 7;
 fn snapshot(name: &str) {
     let scenario = load(name);
     let report = run_and_check(&scenario, SEED, &format!("scenarios/{name}.ron"));
+    if name == "steady_state" {
+        assert_eq!(
+            report.stats.leader_changes, 1,
+            "a leader change without a fault is a spurious election"
+        );
+    }
     let mut text = format!(
         "scenario: {name}\nseed: {SEED}\ntrace-hash: {}\n",
         report.trace_hash
@@ -43,6 +49,7 @@ scenario_tests!(
     overload,
     full_cluster_restart,
     crash_loses_unsynced,
+    steady_state,
 );
 
 #[test]
@@ -59,6 +66,7 @@ fn every_scenario_file_has_a_snapshot_test() {
         "overload",
         "full_cluster_restart",
         "crash_loses_unsynced",
+        "steady_state",
     ];
     let mut files: Vec<String> = std::fs::read_dir(keel_tests::scenarios_dir())
         .expect("scenarios/ exists")

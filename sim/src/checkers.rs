@@ -4,7 +4,8 @@
 //! every log. The invariants (Raft paper, figure 3, plus the client's view):
 //!
 //! - **Election Safety** ([`ELECTION_SAFETY`]): at most one leader per term.
-//! - **Term monotonicity** ([`TERM_MONOTONIC`]): a node's term never decreases, across restarts.
+//! - **Term monotonicity** ([`TERM_MONOTONIC`]): a running node's term never decreases (after a
+//!   crash it restarts from its durable term).
 //! - **Log Matching** ([`LOG_MATCHING`]): two persisted entries with the same index and term carry
 //!   the same command, on any nodes.
 //! - **Committed entries never change or vanish** ([`COMMITTED_NEVER_LOST`]): an index committed
@@ -306,10 +307,14 @@ impl SafetyCheckers {
         }
     }
 
-    /// `node` restarted from its durable state: its commit index starts over.
+    /// `node` restarted from its durable state: its commit index starts over, and its term may
+    /// fall back to the durable one (a term it adopted but had not yet synced was never revealed:
+    /// every send waits for the sync, so a forgotten term or vote shows up as two leaders in one
+    /// term, which election safety catches).
     pub fn node_restarted(&mut self, node: NodeId) {
         self.observed_commit.insert(node, LogIndex(0));
         self.led_in.remove(&node);
+        self.terms.terms.remove(&node);
     }
 
     /// A client received a successful answer for `write`, applied at `revision`.

@@ -158,8 +158,12 @@ impl RunReport {
         row(
             "client ops",
             format!(
-                "{} invoked: {} ok, {} failed, {} unknown",
-                self.ops.invoked, self.ops.ok, self.ops.fail, self.ops.info
+                "{} invoked ({:.0}/s): {} ok, {} failed, {} unknown",
+                self.ops.invoked,
+                self.ops.invoked as f64 / (s.sim_time_us as f64 / 1e6).max(1e-9),
+                self.ops.ok,
+                self.ops.fail,
+                self.ops.info
             ),
         );
         row(

@@ -248,7 +248,7 @@ impl TraceHasher {
                 self.byte(2);
                 self.u64(u64::from(m.from.0));
                 self.u64(m.term.0);
-                self.str(m.body.kind());
+                self.byte(body_tag(&m.body));
             }
             Input::Client(req) => {
                 self.byte(3);
@@ -348,6 +348,22 @@ impl TraceHasher {
                 self.byte(*reason as u8);
             }
         }
+    }
+}
+
+/// The message kind as one byte (the same numbering as [`TraceHasher::message`]).
+fn body_tag(b: &MessageBody) -> u8 {
+    match b {
+        MessageBody::PreVote { .. } => 1,
+        MessageBody::PreVoteResponse { .. } => 2,
+        MessageBody::RequestVote { .. } => 3,
+        MessageBody::RequestVoteResponse { .. } => 4,
+        MessageBody::AppendEntries { .. } => 5,
+        MessageBody::AppendEntriesResponse { .. } => 6,
+        MessageBody::InstallSnapshot { .. } => 7,
+        MessageBody::InstallSnapshotResponse { .. } => 8,
+        MessageBody::Forward { .. } => 9,
+        MessageBody::ForwardReply { .. } => 10,
     }
 }
 
