@@ -93,10 +93,12 @@ impl TermMonotonic {
     }
 }
 
-/// Same index and term, same command, wherever persisted.
+/// Same index and term, same command, wherever persisted. Dense by index: `by_index[i - base]`
+/// holds the (term, command) pairs persisted at index `i` (rarely more than one).
 #[derive(Default)]
 struct LogMatching {
-    seen: BTreeMap<(LogIndex, Term), Arc<Command>>,
+    base: u64,
+    by_index: std::collections::VecDeque<Vec<(Term, Arc<Command>)>>,
 }
 
 impl LogMatching {
@@ -106,34 +108,52 @@ impl LogMatching {
         term: Term,
         command: &Arc<Command>,
     ) -> Result<(), String> {
-        match self.seen.get(&(index, term)) {
-            Some(c) if !same(c, command) => Err(format!(
+        if self.by_index.is_empty() {
+            self.base = index.0;
+        }
+        if index.0 < self.base {
+            return Ok(()); // pruned: far below everything committed
+        }
+        let slot = (index.0 - self.base) as usize;
+        while self.by_index.len() <= slot {
+            self.by_index.push_back(Vec::new());
+        }
+        let seen = &mut self.by_index[slot];
+        match seen.iter().find(|(t, _)| *t == term) {
+            Some((_, c)) if !same(c, command) => Err(format!(
                 "two entries at index {} of term {} differ: {c:?} vs {command:?}",
                 index.0, term.0
             )),
             Some(_) => Ok(()),
             None => {
-                self.seen.insert((index, term), command.clone());
+                seen.push((term, command.clone()));
                 Ok(())
             }
         }
     }
 
     fn prune_below(&mut self, index: LogIndex) {
-        let keep = self.seen.split_off(&(index, Term(0)));
-        self.seen = keep;
+        while self.base < index.0 && !self.by_index.is_empty() {
+            self.by_index.pop_front();
+            self.base += 1;
+        }
     }
 }
 
-/// The committed log as the cluster has revealed it, index by index.
+/// The committed log as the cluster has revealed it: `entries[i - 1]` for index `i`.
 #[derive(Default)]
 struct CommittedLog {
-    entries: BTreeMap<LogIndex, (Term, Arc<Command>)>,
+    entries: Vec<Option<(Term, Arc<Command>)>>,
 }
 
 impl CommittedLog {
     fn max(&self) -> LogIndex {
-        self.entries.keys().next_back().copied().unwrap_or_default()
+        LogIndex(self.entries.len() as u64)
+    }
+
+    fn get(&self, index: LogIndex) -> Option<&(Term, Arc<Command>)> {
+        let i = usize::try_from(index.0).ok()?.checked_sub(1)?;
+        self.entries.get(i)?.as_ref()
     }
 
     fn observe_commit(
@@ -142,14 +162,20 @@ impl CommittedLog {
         term: Term,
         command: &Arc<Command>,
     ) -> Result<(), String> {
-        match self.entries.get(&index) {
+        let Some(i) = usize::try_from(index.0).ok().and_then(|i| i.checked_sub(1)) else {
+            return Err("index 0 cannot be committed".to_string());
+        };
+        if self.entries.len() <= i {
+            self.entries.resize(i + 1, None);
+        }
+        match &self.entries[i] {
             Some((t, c)) if *t != term || !same(c, command) => Err(format!(
                 "committed entry {} changed: term {} {c:?} became term {} {command:?}",
                 index.0, t.0, term.0
             )),
             Some(_) => Ok(()),
             None => {
-                self.entries.insert(index, (term, command.clone()));
+                self.entries[i] = Some((term, command.clone()));
                 Ok(())
             }
         }
@@ -168,12 +194,14 @@ impl CommittedLog {
                 max.0
             ));
         }
-        for (index, (term, _)) in self.entries.range(log.first_index()..) {
-            if log.term_at(*index) != Some(*term) {
+        for i in log.first_index().0..=max.0 {
+            let Some((term, _)) = self.get(LogIndex(i)) else {
+                continue;
+            };
+            if log.term_at(LogIndex(i)) != Some(*term) {
                 return Err(format!(
-                    "new leader of term {} lacks committed entry {} of term {}",
+                    "new leader of term {} lacks committed entry {i} of term {}",
                     node.term().0,
-                    index.0,
                     term.0
                 ));
             }
@@ -183,7 +211,7 @@ impl CommittedLog {
 
     /// The acknowledged write at `revision` must be the committed entry there.
     fn check_acked(&self, revision: LogIndex, write: &Write) -> Result<(), String> {
-        match self.entries.get(&revision) {
+        match self.get(revision) {
             Some((_, c)) if matches!(&**c, Command::Write(w) if w == write) => Ok(()),
             Some((_, c)) => Err(format!(
                 "a write acknowledged at revision {} is not the entry committed there ({c:?}): {write:?}",
@@ -201,15 +229,11 @@ impl CommittedLog {
         let mut sm = StateMachine {
             kv: KvState::default(),
         };
-        let mut expect = 1;
-        for (index, (_, command)) in self.entries.range(..=upto) {
-            if index.0 != expect {
-                return None;
-            }
-            sm.apply(*index, command);
-            expect += 1;
+        for i in 1..=upto.0 {
+            let (_, command) = self.get(LogIndex(i))?;
+            sm.apply(LogIndex(i), command);
         }
-        (expect == upto.0 + 1).then_some(sm)
+        Some(sm)
     }
 }
 
@@ -290,7 +314,7 @@ impl SafetyCheckers {
             }
             self.observed_commit.insert(id, commit);
             let max = self.committed.max();
-            if max.0 > 2 * MATCH_WINDOW && max.0 % MATCH_WINDOW == 0 {
+            if max.0 > MATCH_WINDOW {
                 self.matching.prune_below(LogIndex(max.0 - MATCH_WINDOW));
             }
         }

@@ -202,7 +202,7 @@ fn check_key(history: &History, key: &str, ids: &[OpId], budget: u64) -> (Verdic
     // astronomically unlikely (~budget² / 2^129).
     let zobrist: Vec<u128> = (0..n_ops as u64).map(zobrist_key).collect();
     let mut linearized: u128 = 0;
-    let mut cache: HashSet<(u128, State)> = HashSet::new();
+    let mut cache: HashSet<(u128, State), BuildKeyHasher> = HashSet::default();
     let mut stack: Vec<(usize, State)> = Vec::new(); // (call node, state before)
     let mut state: State = 0;
     let mut required_done = 0usize;
@@ -298,6 +298,43 @@ fn check_key(history: &History, key: &str, ids: &[OpId], budget: u64) -> (Verdic
         explored,
         n_ops,
     )
+}
+
+/// The cache's keys are already uniformly random (Zobrist hashes): fold them, don't rehash.
+#[derive(Default, Clone, Copy)]
+struct BuildKeyHasher;
+
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x517C_C1B7_2722_0A95);
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.write_u64(v as u64);
+        self.write_u64((v >> 64) as u64);
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(u64::from(v));
+    }
+}
+
+impl std::hash::BuildHasher for BuildKeyHasher {
+    type Hasher = KeyHasher;
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher(0)
+    }
 }
 
 /// A fixed pseudo-random 128-bit key for operation `i` (SplitMix64, twice).

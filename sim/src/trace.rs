@@ -7,8 +7,8 @@
 //! process on any machine.
 
 use keel_core::{
-    AppendResult, ClientError, ClientOp, ClientResponse, ClientResult, Command, Entry, Event,
-    Input, Message, MessageBody, Output, Persist, Write,
+    AppendResult, ClientError, ClientOp, ClientResponse, ClientResult, Event, Input, Message,
+    MessageBody, Output, Persist, Write,
 };
 use keel_core::{BatchOp, Key};
 
@@ -139,15 +139,6 @@ impl TraceHasher {
         }
     }
 
-    fn entry(&mut self, e: &Entry) {
-        self.u64(e.term.0);
-        self.u64(e.index.0);
-        match &*e.command {
-            Command::Noop => self.byte(0),
-            Command::Write(w) => self.write(w),
-        }
-    }
-
     pub fn message(&mut self, m: &Message) {
         self.u64(u64::from(m.from.0));
         self.u64(u64::from(m.to.0));
@@ -266,10 +257,13 @@ impl TraceHasher {
                 self.u64(hs.voted_for.map_or(0, |n| u64::from(n.0)));
             }
             Output::Persist(Persist::Entries(entries)) => {
+                // An entry's command was hashed when the client request carrying it arrived;
+                // (index, term) identifies it here.
                 self.byte(2);
                 self.u64(entries.len() as u64);
                 for e in entries {
-                    self.entry(e);
+                    self.u64(e.index.0);
+                    self.u64(e.term.0);
                 }
             }
             Output::Persist(Persist::Snapshot(s)) => {
