@@ -108,7 +108,7 @@ struct Event {
 
 fn check_key(history: &History, key: &str, ids: &[OpId], budget: u64) -> (Verdict, u64, usize) {
     let all = history.operations();
-    let mut values: HashMap<String, State> = HashMap::new();
+    let mut values: HashMap<String, State, BuildKeyHasher> = HashMap::default();
     let mut intern = |v: &Option<String>| -> State {
         match v {
             None => 0,
@@ -122,7 +122,7 @@ fn check_key(history: &History, key: &str, ids: &[OpId], budget: u64) -> (Verdic
     // unknown write of a value nobody observed can be left out: if a linearization applies it,
     // no ok operation falls in the span where its value is current (that would be an
     // observation), so the same order without it is a linearization too.
-    let mut observed: HashSet<&str> = HashSet::new();
+    let mut observed: HashSet<&str, BuildKeyHasher> = HashSet::default();
     for &id in ids {
         let o = &all[id.0];
         match (&o.op, &o.completion) {
@@ -300,7 +300,9 @@ fn check_key(history: &History, key: &str, ids: &[OpId], budget: u64) -> (Verdic
     )
 }
 
-/// The cache's keys are already uniformly random (Zobrist hashes): fold them, don't rehash.
+/// A fast, non-cryptographic hasher: the cache's keys are already uniformly random (Zobrist
+/// hashes), and the value tables hash short strings the simulator wrote. Lookups only: no
+/// iteration order of these tables reaches an output.
 #[derive(Default, Clone, Copy)]
 struct BuildKeyHasher;
 
