@@ -129,7 +129,9 @@ impl Node {
         if !granted && term > self.term {
             return self.become_follower(now, term, None, out);
         }
-        if self.role != Role::PreCandidate || term != self.term.next() {
+        // A grant echoes the prospective term; a refusal carries the voter's own term (at most
+        // ours here), so only grants can be matched to this round by term.
+        if self.role != Role::PreCandidate || (granted && term != self.term.next()) {
             return;
         }
         self.votes.insert(from, granted);

@@ -803,6 +803,33 @@ fn keel_a_follower_forwards_requests_to_the_leader_and_passes_the_answer_back() 
 }
 
 #[test]
+fn s9_6_a_pre_vote_refused_by_a_majority_ends_the_round_without_an_election() {
+    // Five nodes: with the leader's messages to one follower cut, three others still refuse it.
+    let mut c = Cluster::new(5);
+    let l = c.elect();
+    c.deliver_all();
+    let f = NodeId(if l == NodeId(1) { 2 } else { 1 });
+    // The follower stops hearing the leader; everyone else still does.
+    c.cut.insert((l, f));
+    let term = c.node(l.0).term();
+    c.advance(Duration::from_millis(250));
+    let events = c.events_of(f);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::PreVoteRejected { .. })),
+        "{events:?}"
+    );
+    assert_eq!(c.node(f.0).role(), Role::Follower);
+    assert_eq!(
+        c.node(l.0).term(),
+        term,
+        "the healthy leader was not disturbed"
+    );
+    assert!(c.node(l.0).is_leader());
+}
+
+#[test]
 fn keel_a_duplicated_forward_executes_the_write_once() {
     let mut c = Cluster::new(3);
     let l = c.elect();

@@ -13,6 +13,7 @@ pub mod linearizability;
 pub mod report;
 mod rng;
 pub mod scenario;
+pub mod swarm;
 pub mod trace;
 mod world;
 

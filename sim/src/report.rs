@@ -52,7 +52,39 @@ pub struct RunStats {
     pub engine_errors: Vec<String>,
     /// The condensed trace: faults, leadership changes, snapshots, and five-second summaries.
     pub condensed: Vec<String>,
+    /// How often each interesting thing happened ("sometimes" assertions): fault kinds, crash
+    /// points, pre-votes rejected, snapshots installed, requests shed, and so on.
+    pub coverage: std::collections::BTreeMap<&'static str, u64>,
 }
+
+/// Everything a soak expects to see happen at least once over many seeds; one that never happens
+/// is a gap in what the runs exercised.
+pub const COVERAGE_KINDS: &[&str] = &[
+    "fault Crash",
+    "fault Restart",
+    "fault Partition",
+    "fault Isolate",
+    "fault OneWay",
+    "fault Heal",
+    "fault Hang",
+    "fault Slow",
+    "fault Overload",
+    "crash between steps",
+    "crash in the middle of a step",
+    "un-synced write lost in a crash",
+    "message dropped",
+    "message duplicated",
+    "election started",
+    "pre-vote rejected",
+    "leader stepped down (higher term)",
+    "leader stepped down (lost quorum)",
+    "log suffix truncated",
+    "snapshot sent",
+    "snapshot installed",
+    "request shed",
+    "write answered not-committed",
+    "client outcome unknown",
+];
 
 /// One expectation of the scenario and whether it held.
 #[derive(Clone, Debug, PartialEq)]

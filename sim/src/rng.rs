@@ -14,6 +14,8 @@ pub(crate) mod tag {
     pub const FAULTS: u64 = 2;
     pub const CLIENTS: u64 = 3;
     pub const OVERLOAD: u64 = 4;
+    /// Scenario generation for swarm seeds.
+    pub const SWARM: u64 = 5;
     /// Plus the node number: node `n` uses `NODE_CORE + n`.
     pub const NODE_CORE: u64 = 0x100;
     /// Plus the node number.

@@ -126,6 +126,11 @@ enum Ev {
     Fault {
         index: usize,
     },
+    /// A mid-step crash that found no writing step in time strikes now.
+    PendingCrash {
+        node: usize,
+        incarnation: u64,
+    },
     HangEnd {
         node: usize,
     },
@@ -273,6 +278,8 @@ pub(crate) struct World<'a> {
 }
 
 const WINDOW_US: u64 = 5_000_000;
+/// How long a mid-step crash waits for a step that writes before striking between steps.
+const MID_STEP_CRASH_PATIENCE_US: u64 = 50_000;
 /// Keys an overload burst writes and reads (`user/ov0`..), apart from the clients' keys.
 const OVERLOAD_KEYS: usize = 1024;
 
@@ -400,6 +407,10 @@ impl<'a> World<'a> {
         }
     }
 
+    fn cover(&mut self, what: &'static str) {
+        *self.stats.coverage.entry(what).or_insert(0) += 1;
+    }
+
     fn condensed(&mut self, line: String) {
         self.stats
             .condensed
@@ -489,6 +500,7 @@ impl<'a> World<'a> {
                 }
                 if self.blocked[from * self.nodes.len() + to] || !self.nodes[to].up() {
                     self.stats.messages_dropped += 1;
+                    self.cover("message dropped");
                     return;
                 }
                 self.stats.messages_delivered += 1;
@@ -540,6 +552,12 @@ impl<'a> World<'a> {
                 self.drain(node);
             }
             Ev::Fault { index } => self.fault(index),
+            Ev::PendingCrash { node, incarnation } => {
+                let n = &self.nodes[node];
+                if n.incarnation == incarnation && n.crash_in_next_step.is_some() {
+                    self.crash(node, None);
+                }
+            }
             Ev::HangEnd { node } => {
                 self.condensed(format!("{} resumes after its hang", self.nodes[node].id));
                 self.drain(node);
@@ -775,10 +793,12 @@ impl<'a> World<'a> {
             || self.net_rng.chance(self.scenario.network.drop_rate)
         {
             self.stats.messages_dropped += 1;
+            self.cover("message dropped");
             return;
         }
         let copies = if self.net_rng.chance(self.scenario.network.duplicate_rate) {
             self.stats.messages_duplicated += 1;
+            self.cover("message duplicated");
             2
         } else {
             1
@@ -841,10 +861,26 @@ impl<'a> World<'a> {
                 true
             }
             Event::SteppedDown { term, reason } => {
+                self.cover(match reason {
+                    keel_core::StepDownReason::HigherTerm => "leader stepped down (higher term)",
+                    keel_core::StepDownReason::LostQuorum => "leader stepped down (lost quorum)",
+                });
                 self.condensed(format!("{id} steps down in term {} ({reason:?})", term.0));
                 true
             }
             Event::BecameFollower { .. } => true,
+            Event::ElectionStarted { .. } => {
+                self.cover("election started");
+                false
+            }
+            Event::PreVoteRejected { .. } => {
+                self.cover("pre-vote rejected");
+                false
+            }
+            Event::SnapshotSent { .. } => {
+                self.cover("snapshot sent");
+                false
+            }
             Event::Committed { index } => {
                 if index.0 > self.max_commit {
                     self.window_commits += index.0 - self.max_commit;
@@ -854,6 +890,7 @@ impl<'a> World<'a> {
             }
             Event::SnapshotInstalled { last_index } => {
                 self.stats.snapshots_installed += 1;
+                self.cover("snapshot installed");
                 self.condensed(format!("{id} installs a snapshot at {}", last_index.0));
                 false
             }
@@ -863,16 +900,15 @@ impl<'a> World<'a> {
             }
             Event::RequestShed { .. } => {
                 self.stats.requests_shed += 1;
+                self.cover("request shed");
                 false
             }
             Event::LogTruncated { .. } => {
                 self.stats.log_truncations += 1;
+                self.cover("log suffix truncated");
                 false
             }
-            Event::PreVoteStarted { .. }
-            | Event::PreVoteRejected { .. }
-            | Event::ElectionStarted { .. }
-            | Event::SnapshotSent { .. } => false,
+            Event::PreVoteStarted { .. } => false,
         }
     }
 
@@ -906,6 +942,14 @@ impl<'a> World<'a> {
         n.tick_at = u64::MAX;
         let id = n.id;
         self.stats.unsynced_writes_lost += lost;
+        self.cover(if cut.is_some() {
+            "crash in the middle of a step"
+        } else {
+            "crash between steps"
+        });
+        if lost > 0 {
+            self.cover("un-synced write lost in a crash");
+        }
         self.crashed_stack.retain(|&c| c != i);
         self.crashed_stack.push(i);
         let at = match cut {
@@ -1060,6 +1104,19 @@ impl<'a> World<'a> {
         };
         let fault = tf.fault.clone();
         self.stats.faults_injected += 1;
+        self.cover(match &fault {
+            Fault::Crash(_) => "fault Crash",
+            Fault::Restart(_) => "fault Restart",
+            Fault::Partition(_) => "fault Partition",
+            Fault::Isolate(_) => "fault Isolate",
+            Fault::OneWay(..) => "fault OneWay",
+            Fault::Heal => "fault Heal",
+            Fault::Hang(..) => "fault Hang",
+            Fault::Slow(..) => "fault Slow",
+            Fault::Overload { .. } => "fault Overload",
+            Fault::CrashWorkload(_) => "fault CrashWorkload",
+            Fault::HangWorkload(_) => "fault HangWorkload",
+        });
         self.hasher.u64(0xFA17);
         self.hasher.u64(index as u64);
         let name = |w: &World<'_>, i: usize| w.members[i].to_string();
@@ -1073,6 +1130,16 @@ impl<'a> World<'a> {
                         // of its outputs.
                         let k = self.fault_rng.between(0, 63) as u32;
                         self.nodes[i].crash_in_next_step = Some(k);
+                        // A node that writes nothing for a while crashes anyway.
+                        let incarnation = self.nodes[i].incarnation;
+                        let at = self.now + MID_STEP_CRASH_PATIENCE_US;
+                        self.schedule(
+                            at,
+                            Ev::PendingCrash {
+                                node: i,
+                                incarnation,
+                            },
+                        );
                         format!("{} (during its next step that writes)", name(self, i))
                     } else {
                         self.crash(i, None);
@@ -1399,7 +1466,11 @@ impl<'a> World<'a> {
                         retry_after = Some(us(*r));
                         Completion::Fail
                     }
-                    ClientError::CasMismatch { .. } | ClientError::NotCommitted => Completion::Fail,
+                    ClientError::NotCommitted => {
+                        self.cover("write answered not-committed");
+                        Completion::Fail
+                    }
+                    ClientError::CasMismatch { .. } => Completion::Fail,
                     ClientError::Indeterminate => {
                         new_process = true;
                         Completion::Info
@@ -1421,7 +1492,10 @@ impl<'a> World<'a> {
         match completion {
             Completion::Ok { .. } => self.window_ops.0 += 1,
             Completion::Fail => self.window_ops.1 += 1,
-            Completion::Info => self.window_ops.2 += 1,
+            Completion::Info => {
+                self.window_ops.2 += 1;
+                self.cover("client outcome unknown");
+            }
         }
         if self.trace.is_some() {
             self.trace_json(serde_json::json!({

@@ -2,6 +2,7 @@
 //! runs many seeds of many scenarios on every core. (`bench`, `cluster` and `chaos` come with the
 //! production node.)
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -50,8 +51,14 @@ enum Command {
         /// Worker threads (default: every core).
         #[arg(long)]
         jobs: Option<usize>,
-        /// Scenario files or directories.
-        #[arg(required = true)]
+        /// Generate a random scenario per seed instead of running files (swarm testing).
+        #[arg(long)]
+        swarm: bool,
+        /// With --swarm: write each failing seed's generated scenario to DIR/swarm-SEED.ron.
+        #[arg(long, value_name = "DIR")]
+        save_failing: Option<PathBuf>,
+        /// Scenario files or directories (not with --swarm).
+        #[arg(required_unless_present = "swarm", conflicts_with = "swarm")]
         paths: Vec<PathBuf>,
     },
 }
@@ -70,8 +77,10 @@ fn main() -> ExitCode {
             seeds,
             from,
             jobs,
+            swarm,
+            save_failing,
             paths,
-        } => soak(seeds, from, jobs, &paths),
+        } => soak(seeds, from, jobs, swarm, save_failing.as_deref(), &paths),
     };
     match result {
         Ok(code) => code,
@@ -160,42 +169,96 @@ fn scenario_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-fn soak(seeds: u64, from: u64, jobs: Option<usize>, paths: &[PathBuf]) -> Result<ExitCode> {
-    let files = scenario_files(paths)?;
-    let scenarios: Vec<(PathBuf, Scenario)> = files
-        .into_iter()
-        .map(|f| Scenario::load(&f).map(|s| (f, s)))
-        .collect::<Result<_, _>>()?;
-    let work: Vec<(usize, u64)> = (0..scenarios.len())
-        .flat_map(|i| (from..from + seeds).map(move |s| (i, s)))
-        .collect();
+fn soak(
+    seeds: u64,
+    from: u64,
+    jobs: Option<usize>,
+    swarm: bool,
+    save_failing: Option<&Path>,
+    paths: &[PathBuf],
+) -> Result<ExitCode> {
+    // With --swarm each seed brings its own scenario; otherwise every file runs every seed.
+    let scenarios: Vec<(PathBuf, Scenario)> = if swarm {
+        Vec::new()
+    } else {
+        scenario_files(paths)?
+            .into_iter()
+            .map(|f| Scenario::load(&f).map(|s| (f, s)))
+            .collect::<Result<_, _>>()?
+    };
+    let work: Vec<(Option<usize>, u64)> = if swarm {
+        (from..from + seeds).map(|s| (None, s)).collect()
+    } else {
+        (0..scenarios.len())
+            .flat_map(|i| (from..from + seeds).map(move |s| (Some(i), s)))
+            .collect()
+    };
+    if let Some(dir) = save_failing {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
     let jobs = jobs
         .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
         .unwrap_or(1)
         .max(1);
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
-    let failures: Mutex<Vec<(usize, u64, String)>> = Mutex::new(Vec::new());
+    let failures: Mutex<Vec<(String, u64, String, String)>> = Mutex::new(Vec::new());
+    let coverage: Mutex<BTreeMap<&'static str, u64>> = Mutex::new(BTreeMap::new());
     let sim_us = std::sync::atomic::AtomicU64::new(0);
     let options = RunOptions::default();
     let started = Instant::now();
-    println!(
-        "soak: {} scenarios x {seeds} seeds (from {from}) on {jobs} threads",
-        scenarios.len()
-    );
+    if swarm {
+        println!("soak: swarm, {seeds} generated scenarios (seeds from {from}) on {jobs} threads");
+    } else {
+        println!(
+            "soak: {} scenarios x {seeds} seeds (from {from}) on {jobs} threads",
+            scenarios.len()
+        );
+    }
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             scope.spawn(|| loop {
                 let k = next.fetch_add(1, Ordering::Relaxed);
-                let Some(&(i, seed)) = work.get(k) else {
+                let Some(&(file, seed)) = work.get(k) else {
                     break;
                 };
-                let report = keel_sim::run(&scenarios[i].1, seed, &options);
+                let generated;
+                let scenario = match file {
+                    Some(i) => &scenarios[i].1,
+                    None => {
+                        generated = keel_sim::swarm::generate(seed);
+                        &generated
+                    }
+                };
+                let report = keel_sim::run(scenario, seed, &options);
                 sim_us.fetch_add(report.stats.sim_time_us, Ordering::Relaxed);
+                if let Ok(mut c) = coverage.lock() {
+                    for (kind, n) in &report.stats.coverage {
+                        *c.entry(kind).or_insert(0) += n;
+                    }
+                }
                 if !report.passed() {
                     let why = first_failure(&report);
+                    let replay = match file {
+                        Some(i) => format!(
+                            "cargo xtask sim --seed {seed} {}",
+                            scenarios[i].0.display()
+                        ),
+                        None => {
+                            let saved = save_failing.map(|dir| {
+                                let path = dir.join(format!("swarm-{seed}.ron"));
+                                match std::fs::write(&path, scenario.to_ron()) {
+                                    Ok(()) => format!("cargo xtask sim --seed {seed} {}", path.display()),
+                                    Err(e) => format!("(could not save {}: {e})", path.display()),
+                                }
+                            });
+                            saved.unwrap_or(format!(
+                                "cargo xtask soak --swarm --from {seed} --seeds 1 --save-failing failing/"
+                            ))
+                        }
+                    };
                     if let Ok(mut f) = failures.lock() {
-                        f.push((i, seed, why));
+                        f.push((scenario.name.clone(), seed, why, replay));
                     }
                 }
                 let n = done.fetch_add(1, Ordering::Relaxed) + 1;
@@ -211,18 +274,26 @@ fn soak(seeds: u64, from: u64, jobs: Option<usize>, paths: &[PathBuf]) -> Result
         }
     });
     let mut failures = failures.into_inner().unwrap_or_else(|e| e.into_inner());
-    failures.sort_by_key(|f| (f.0, f.1));
-    for (i, seed, why) in &failures {
-        println!(
-            "FAILED {} seed {seed}: {why}\n  replay: cargo xtask sim --seed {seed} {}",
-            scenarios[*i].1.name,
-            scenarios[*i].0.display()
-        );
+    failures.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    let coverage = coverage.into_inner().unwrap_or_else(|e| e.into_inner());
+    println!("coverage (how often each thing happened over all runs):");
+    for kind in keel_sim::report::COVERAGE_KINDS {
+        let n = coverage.get(kind).copied().unwrap_or(0);
+        let gap = if n == 0 {
+            "   <- never happened: a gap"
+        } else {
+            ""
+        };
+        println!("  {kind:<36} {n:>10}{gap}");
+    }
+    for (name, seed, why, replay) in &failures {
+        println!("FAILED {name} seed {seed}: {why}\n  replay: {replay}");
     }
     let wall = started.elapsed().as_secs_f64();
     println!(
-        "soak: {} runs in {wall:.1} s ({:.0} simulated s / wall s over {jobs} threads)",
+        "soak: {} runs in {wall:.1} s ({:.1} runs/s, {:.0} simulated s / wall s over {jobs} threads)",
         work.len(),
+        work.len() as f64 / wall.max(1e-9),
         sim_us.load(Ordering::Relaxed) as f64 / 1e6 / wall.max(1e-9)
     );
     println!(

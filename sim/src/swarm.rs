@@ -1,0 +1,185 @@
+//! Swarm testing: a random scenario per seed (Groce et al. 2012, "Swarm testing").
+//!
+//! Each seed draws a cluster size (3–5), a network quality, a client load and a fault phase made of
+//! windows, each a fault and its undoing (a crash and its restart, an isolation and its heal, a
+//! hang, a slow node, a one-way link, a minority or bridge partition, an overload burst), drawn
+//! from every fault kind. Windows never overlap, so at most one node (a minority) is impaired at a
+//! time: everything generated is survivable. A quiet phase follows in which the cluster must
+//! settle: a leader must be back within the failover bound, nothing acknowledged may be lost and
+//! the history must be linearizable.
+//!
+//! Generation draws from its own stream of the seed, so a swarm seed is replayed by generating the
+//! same scenario again (or from the RON file `cargo xtask soak --swarm --save-failing` writes).
+
+use std::time::Duration;
+
+use crate::rng::{tag, Stream};
+use crate::scenario::{
+    ClientSpec, Expectation, Fault, NetworkSpec, Scenario, Selector, TimedFault,
+};
+
+/// How long the cluster gets after the last fault window to settle.
+pub const QUIET_PHASE: Duration = Duration::from_secs(5);
+/// The failover bound every swarm scenario expects.
+pub const FAILOVER_BOUND: Duration = Duration::from_secs(3);
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+fn selector(r: &mut Stream) -> Selector {
+    match r.below(3) {
+        0 => Selector::Leader,
+        1 => Selector::Follower,
+        _ => Selector::Random,
+    }
+}
+
+/// The scenario of swarm seed `seed`.
+pub fn generate(seed: u64) -> Scenario {
+    let mut r = Stream::new(seed, tag::SWARM);
+    let nodes = 3 + r.below(3);
+    let names: Vec<String> = (1..=nodes).map(|i| format!("n{i}")).collect();
+    let latency_max = [3, 5, 10, 20][r.below(4)];
+    let network = NetworkSpec {
+        latency: (ms(1), ms(latency_max)),
+        drop_rate: [0.0, 0.0, 0.01, 0.05][r.below(4)],
+        duplicate_rate: [0.0, 0.0, 0.02][r.below(3)],
+    };
+    let clients = ClientSpec {
+        count: 2 + r.below(7),
+        rate_per_sec: [50.0, 100.0, 200.0, 400.0][r.below(4)],
+        keys: [4, 16, 32][r.below(3)],
+        timeout: ms(1_000),
+    };
+    let mut faults = Vec::new();
+    let mut t = 1_000 + r.between(0, 1_000);
+    let windows = 1 + r.below(6);
+    for _ in 0..windows {
+        let length = r.between(200, 3_000);
+        let end = t + length;
+        let mut at = |at: u64, fault: Fault| faults.push(TimedFault { at: ms(at), fault });
+        match r.below(9) {
+            0 => {
+                at(t, Fault::Crash(selector(&mut r)));
+                at(end, Fault::Restart(Selector::LastCrashed));
+            }
+            1 => {
+                at(t, Fault::Isolate(selector(&mut r)));
+                at(end, Fault::Heal);
+            }
+            2 => at(t, Fault::Hang(selector(&mut r), ms(length))),
+            3 => {
+                let factor = [2.0, 5.0, 10.0][r.below(3)];
+                at(t, Fault::Slow(selector(&mut r), factor, ms(length)));
+            }
+            4 => {
+                let from = selector(&mut r);
+                let to = selector(&mut r);
+                at(t, Fault::OneWay(from, to));
+                at(end, Fault::Heal);
+            }
+            5 => {
+                // A minority, chosen by position, cut off from the rest.
+                let minority = 1 + r.below((nodes - 1) / 2);
+                let start = r.below(nodes);
+                let cut: Vec<String> = (0..minority)
+                    .map(|k| names[(start + k) % nodes].clone())
+                    .collect();
+                let rest: Vec<String> =
+                    names.iter().filter(|n| !cut.contains(n)).cloned().collect();
+                at(t, Fault::Partition(vec![cut, rest]));
+                at(end, Fault::Heal);
+            }
+            6 => {
+                // A bridge: two nodes lose their link, everyone else still talks to both.
+                let a = r.below(nodes);
+                let b = (a + 1 + r.below(nodes - 1)) % nodes;
+                let others: Vec<String> = names
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != a && *i != b)
+                    .map(|(_, n)| n.clone())
+                    .collect();
+                let mut left = others.clone();
+                left.push(names[a].clone());
+                let mut right = others;
+                right.push(names[b].clone());
+                at(t, Fault::Partition(vec![left, right]));
+                at(end, Fault::Heal);
+            }
+            7 => {
+                let rate = [5_000.0, 20_000.0, 50_000.0][r.below(3)];
+                at(
+                    t,
+                    Fault::Overload {
+                        rate_per_sec: rate,
+                        lasting: ms(length.min(1_500)),
+                    },
+                );
+            }
+            _ => {
+                // A crash right after a restart: the restarted node's durable state is tested
+                // twice in a row.
+                let sel = selector(&mut r);
+                at(t, Fault::Crash(sel.clone()));
+                at(t + length / 3, Fault::Restart(Selector::LastCrashed));
+                at(t + length / 2, Fault::Crash(Selector::Random));
+                at(end, Fault::Restart(Selector::LastCrashed));
+            }
+        }
+        t = end + r.between(500, 2_000);
+    }
+    Scenario {
+        name: format!("swarm-{seed}"),
+        description: format!("generated by keel_sim::swarm::generate({seed})"),
+        nodes,
+        duration: ms(t) + QUIET_PHASE,
+        network,
+        clients,
+        workloads: Vec::new(),
+        faults,
+        expect: vec![
+            Expectation::NewLeaderWithin(FAILOVER_BOUND),
+            Expectation::NoLostWrites,
+            Expectation::Linearizable,
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generation_is_reproducible_and_valid() {
+        for seed in 0..200 {
+            let s = generate(seed);
+            assert_eq!(s, generate(seed));
+            // What is generated must be a valid scenario file, too.
+            let again = Scenario::parse(&s.to_ron(), "generated")
+                .unwrap_or_else(|e| panic!("seed {seed}: {e}\n{}", s.to_ron()));
+            assert_eq!(again, s);
+            assert!((3..=5).contains(&s.nodes));
+        }
+        assert_ne!(generate(1), generate(2));
+    }
+
+    #[test]
+    fn every_fault_kind_is_drawn() {
+        let mut kinds = std::collections::BTreeSet::new();
+        for seed in 0..300 {
+            for f in generate(seed).faults {
+                kinds.insert(
+                    crate::world::describe_fault(&f.fault)
+                        .split('(')
+                        .next()
+                        .unwrap_or("")
+                        .to_string(),
+                );
+            }
+        }
+        // Crash, Restart, Isolate, Heal, Hang, Slow, OneWay, Partition, Overload.
+        assert_eq!(kinds.len(), 9);
+    }
+}
