@@ -598,6 +598,24 @@ mod tests {
         );
         assert!(checkers.checks_run() > 10);
 
+        // A committed log that disagrees with what the nodes applied: state machine safety fires.
+        let mut other = SafetyCheckers::new(&members);
+        for i in 1..=revision.0 {
+            other
+                .committed
+                .observe_commit(LogIndex(i), Term(1), &put("a", "not what was applied"))
+                .expect("fresh");
+        }
+        other.at_end(now, &refs);
+        assert!(
+            other
+                .violations()
+                .iter()
+                .any(|v| v.checker == STATE_MACHINE_SAFETY),
+            "{:?}",
+            other.violations()
+        );
+
         let forged = Write::Put {
             key: Key::user("a"),
             value: "forged".into(),

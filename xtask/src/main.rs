@@ -39,6 +39,19 @@ enum Command {
         /// The scenario file (RON).
         file: PathBuf,
     },
+    /// Measure: `sim` (simulated seconds per wall second, events per second, swarm seeds per
+    /// minute). Prints medians and, with --write, records them in BENCHMARKS.md.
+    Bench {
+        /// What to measure: `sim` (the node benchmarks come with the production node).
+        #[arg(default_value = "sim")]
+        what: String,
+        /// Runs per configuration; the median is reported.
+        #[arg(long, default_value_t = 5)]
+        runs: u64,
+        /// Replace the section of BENCHMARKS.md with the figures measured.
+        #[arg(long)]
+        write: bool,
+    },
     /// Run many seeds of every given scenario file (or every `*.ron` in a given directory) on
     /// all cores; list every failing seed with the command that replays it.
     Soak {
@@ -81,6 +94,7 @@ fn main() -> ExitCode {
             save_failing,
             paths,
         } => soak(seeds, from, jobs, swarm, save_failing.as_deref(), &paths),
+        Command::Bench { what, runs, write } => bench(&what, runs, write),
     };
     match result {
         Ok(code) => code,
@@ -204,6 +218,7 @@ fn soak(
     let done = AtomicUsize::new(0);
     let failures: Mutex<Vec<(String, u64, String, String)>> = Mutex::new(Vec::new());
     let coverage: Mutex<BTreeMap<&'static str, u64>> = Mutex::new(BTreeMap::new());
+    let failovers_us: Mutex<Vec<u64>> = Mutex::new(Vec::new());
     let sim_us = std::sync::atomic::AtomicU64::new(0);
     let options = RunOptions::default();
     let started = Instant::now();
@@ -236,6 +251,15 @@ fn soak(
                     for (kind, n) in &report.stats.coverage {
                         *c.entry(kind).or_insert(0) += n;
                     }
+                }
+                if let Ok(mut f) = failovers_us.lock() {
+                    f.extend(
+                        report
+                            .stats
+                            .failovers
+                            .iter()
+                            .filter_map(|x| x.end_us.map(|e| e - x.start_us)),
+                    );
                 }
                 if !report.passed() {
                     let why = first_failure(&report);
@@ -286,6 +310,19 @@ fn soak(
         };
         println!("  {kind:<36} {n:>10}{gap}");
     }
+    let mut failovers = failovers_us.into_inner().unwrap_or_else(|e| e.into_inner());
+    failovers.sort_unstable();
+    if !failovers.is_empty() {
+        let q =
+            |p: f64| failovers[((failovers.len() - 1) as f64 * p).round() as usize] as f64 / 1e3;
+        println!(
+            "failovers (no healthy leader until a new one): {} measured, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            failovers.len(),
+            q(0.5),
+            q(0.99),
+            q(1.0)
+        );
+    }
     for (name, seed, why, replay) in &failures {
         println!("FAILED {name} seed {seed}: {why}\n  replay: {replay}");
     }
@@ -306,6 +343,129 @@ fn soak(
     } else {
         ExitCode::from(1)
     })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// A line describing this machine, for benchmark records.
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_string());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let rustc = std::process::Command::new("rustc")
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    format!("{cpu}, {cores} cores available, {rustc}, release build")
+}
+
+fn bench(what: &str, runs: u64, write: bool) -> Result<ExitCode> {
+    if what != "sim" {
+        bail!("unknown benchmark {what:?}: only `sim` exists until the production node does (issue 4)");
+    }
+    let runs = runs.max(1);
+    let base = Scenario::load(Path::new("scenarios/steady_state.ron")).context(
+        "the simulator benchmark runs scenarios/steady_state.ron (run from the repository root)",
+    )?;
+    let options = RunOptions::default();
+    let mut lines = Vec::new();
+    lines.push(format!("machine: {}", machine()));
+    lines.push(format!(
+        "load: scenarios/steady_state.ron ({} clients, {} ops/s offered, {} s simulated, every checker on), one core, median of {runs} seeds",
+        base.clients.count,
+        base.clients.rate_per_sec,
+        base.duration.as_secs()
+    ));
+    for nodes in [3usize, 5] {
+        let mut scenario = base.clone();
+        scenario.nodes = nodes;
+        let (mut speed, mut events, mut steps, mut ops) = (vec![], vec![], vec![], vec![]);
+        for seed in 1..=runs {
+            let started = Instant::now();
+            let r = keel_sim::run(&scenario, seed, &options);
+            let wall = started.elapsed().as_secs_f64().max(1e-9);
+            speed.push(r.stats.sim_time_us as f64 / 1e6 / wall);
+            events.push(r.stats.events as f64 / wall);
+            steps.push(r.stats.steps as f64 / wall);
+            ops.push(r.ops.invoked as f64 / (r.stats.sim_time_us as f64 / 1e6));
+            if !r.passed() {
+                bail!(
+                    "the benchmark run failed at seed {seed}: {}",
+                    first_failure(&r)
+                );
+            }
+        }
+        lines.push(format!(
+            "{nodes} nodes: {:.0} simulated s / wall s, {:.2} M events/s, {:.2} M node steps/s (client load achieved {:.0} ops/s)",
+            median(speed),
+            median(events) / 1e6,
+            median(steps) / 1e6,
+            median(ops)
+        ));
+    }
+    // The swarm soak rate on every core, normalised to 60 simulated seconds per seed.
+    let seeds = 40 * runs;
+    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let next = AtomicUsize::new(0);
+    let sim_us = std::sync::atomic::AtomicU64::new(0);
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| loop {
+                let k = next.fetch_add(1, Ordering::Relaxed) as u64;
+                if k >= seeds {
+                    break;
+                }
+                let s = keel_sim::swarm::generate(k + 1);
+                let r = keel_sim::run(&s, k + 1, &options);
+                sim_us.fetch_add(r.stats.sim_time_us, Ordering::Relaxed);
+            });
+        }
+    });
+    let wall = started.elapsed().as_secs_f64().max(1e-9);
+    let sim_s = sim_us.load(Ordering::Relaxed) as f64 / 1e6;
+    lines.push(format!(
+        "swarm soak: {seeds} seeds on {jobs} threads: {:.0} seeds/min ({:.1} simulated s each on average), {:.0} seeds/min normalised to 60 simulated s",
+        seeds as f64 / wall * 60.0,
+        sim_s / seeds as f64,
+        sim_s / 60.0 / wall * 60.0
+    ));
+    for l in &lines {
+        println!("{l}");
+    }
+    if write {
+        let path = Path::new("BENCHMARKS.md");
+        let old = std::fs::read_to_string(path).unwrap_or_else(|_| {
+            "# keel benchmarks\n\nMeasured with `cargo xtask bench`; figures are medians on a shared, noisy machine.\n".to_string()
+        });
+        let (begin, end) = ("<!-- bench sim: begin -->", "<!-- bench sim: end -->");
+        let mut section = format!("{begin}\n## Simulator (`cargo xtask bench sim`)\n\n");
+        for l in &lines {
+            section.push_str(&format!("- {l}\n"));
+        }
+        section.push_str(end);
+        let new = match (old.find(begin), old.find(end)) {
+            (Some(b), Some(e)) if e > b => {
+                format!("{}{section}{}", &old[..b], &old[e + end.len()..])
+            }
+            _ => format!("{}\n{section}\n", old.trim_end()),
+        };
+        std::fs::write(path, new).context("writing BENCHMARKS.md")?;
+        println!("wrote {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The first reason a run failed, in one line.
