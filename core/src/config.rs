@@ -58,6 +58,45 @@ pub struct Config {
     /// Entries kept in the log behind a snapshot, so that a briefly lagging follower is caught up
     /// from the log rather than by a whole snapshot. Default 1024.
     pub snapshot_retain_entries: u64,
+
+    /// A deliberate bug to run with (test builds with the `planted-bugs` feature only). Default
+    /// none.
+    #[cfg(feature = "planted-bugs")]
+    #[serde(default)]
+    pub planted_bug: Option<PlantedBug>,
+}
+
+/// Classic consensus bugs the simulator must catch (feature `planted-bugs`).
+#[cfg(feature = "planted-bugs")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PlantedBug {
+    /// Commit an entry of an earlier term by counting replicas (Raft paper, figure 8).
+    CommitEarlierTermByCounting,
+    /// Grant a vote without persisting it: after a crash the node may vote again in that term.
+    VoteNotPersisted,
+    /// A leader answers reads from its own state without confirming it still leads.
+    StaleLeaderServesReads,
+    /// A leader acknowledges a write as soon as it is appended, before it commits.
+    AckBeforeCommit,
+}
+
+#[cfg(feature = "planted-bugs")]
+impl PlantedBug {
+    pub const ALL: [PlantedBug; 4] = [
+        PlantedBug::CommitEarlierTermByCounting,
+        PlantedBug::VoteNotPersisted,
+        PlantedBug::StaleLeaderServesReads,
+        PlantedBug::AckBeforeCommit,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PlantedBug::CommitEarlierTermByCounting => "commit-earlier-term",
+            PlantedBug::VoteNotPersisted => "vote-not-persisted",
+            PlantedBug::StaleLeaderServesReads => "stale-leader-reads",
+            PlantedBug::AckBeforeCommit => "ack-before-commit",
+        }
+    }
 }
 
 /// A configuration the core refuses to run with.
@@ -98,6 +137,8 @@ impl Config {
             request_timeout: Duration::from_secs(2),
             snapshot_threshold_entries: 1024,
             snapshot_retain_entries: 1024,
+            #[cfg(feature = "planted-bugs")]
+            planted_bug: None,
         }
     }
 

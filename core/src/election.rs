@@ -160,7 +160,13 @@ impl Node {
         if granted {
             if self.voted_for != Some(from) {
                 self.voted_for = Some(from);
-                self.persist_hard_state(out);
+                #[cfg(feature = "planted-bugs")]
+                let persist = !self.planted(crate::config::PlantedBug::VoteNotPersisted);
+                #[cfg(not(feature = "planted-bugs"))]
+                let persist = true;
+                if persist {
+                    self.persist_hard_state(out);
+                }
             }
             self.reset_election_timer(now);
         }

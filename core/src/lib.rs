@@ -27,6 +27,8 @@ pub mod state_machine;
 pub mod trace;
 pub mod types;
 
+#[cfg(feature = "planted-bugs")]
+pub use config::PlantedBug;
 pub use config::{Config, ConfigError};
 pub use io::{
     ClientError, ClientOp, ClientReply, ClientRequest, ClientResponse, ClientResult, DurableState,

@@ -341,6 +341,12 @@ impl Node {
         self.snapshot.as_ref()
     }
     /// Client writes admitted and not yet answered.
+    /// True when running with the planted bug `bug` (feature `planted-bugs`; never otherwise).
+    #[cfg(feature = "planted-bugs")]
+    pub(crate) fn planted(&self, bug: crate::config::PlantedBug) -> bool {
+        self.cfg.planted_bug == Some(bug)
+    }
+
     pub fn pending_proposals(&self) -> usize {
         self.proposals.len()
     }

@@ -30,6 +30,14 @@ impl Node {
         key: Key,
         out: &mut Vec<Output>,
     ) {
+        #[cfg(feature = "planted-bugs")]
+        if self.planted(crate::config::PlantedBug::StaleLeaderServesReads) {
+            let (value, revision) = match self.sm.kv.get(&key) {
+                Some(v) => (Some(v.value.clone()), v.mod_revision),
+                None => (None, LogIndex(0)),
+            };
+            return self.answer(origin, Ok(ClientResponse::Value { value, revision }), out);
+        }
         let max_reads = self.cfg.max_pending_reads;
         let deadline = now + self.cfg.request_timeout;
         let commit = self.commit;

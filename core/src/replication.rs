@@ -433,7 +433,11 @@ impl Node {
         matched.push(self.log.last_index());
         matched.sort_unstable_by(|a, b| b.cmp(a));
         let candidate = matched[self.quorum() - 1];
-        if candidate > self.commit && self.log.term_at(candidate) == Some(self.term) {
+        let current_term = self.log.term_at(candidate) == Some(self.term);
+        #[cfg(feature = "planted-bugs")]
+        let current_term =
+            current_term || self.planted(crate::config::PlantedBug::CommitEarlierTermByCounting);
+        if candidate > self.commit && current_term {
             self.commit = candidate;
             self.trace(Event::Committed { index: candidate }, out);
             self.apply_committed(now, out);

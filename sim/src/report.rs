@@ -10,7 +10,8 @@ use crate::linearizability::{CheckStats, Verdict};
 use crate::scenario::Expectation;
 
 /// A span without a healthy leader (one that is up, not hung, and reaches a majority) after the
-/// cluster first had one. `end_us` is `None` if the run ended during it.
+/// cluster first had one, measured from its start or from the last fault during it, whichever is
+/// later. `end_us` is `None` if the run ended during it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Failover {
     pub start_us: u64,

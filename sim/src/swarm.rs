@@ -2,7 +2,8 @@
 //!
 //! Each seed draws a cluster size (3–5), a network quality, a client load and a fault phase made of
 //! windows, each a fault and its undoing (a crash and its restart, an isolation and its heal, a
-//! hang, a slow node, a one-way link, a minority or bridge partition, an overload burst), drawn
+//! hang, a slow node, a one-way link, a minority or bridge partition, an overload burst, rolling
+//! restarts of one node at a time), drawn
 //! from every fault kind. Windows never overlap, so at most one node (a minority) is impaired at a
 //! time: everything generated is survivable. A quiet phase follows in which the cluster must
 //! settle: a leader must be back within the failover bound, nothing acknowledged may be lost and
@@ -21,7 +22,7 @@ use crate::scenario::{
 /// How long the cluster gets after the last fault window to settle.
 pub const QUIET_PHASE: Duration = Duration::from_secs(5);
 /// The failover bound every swarm scenario expects.
-pub const FAILOVER_BOUND: Duration = Duration::from_secs(3);
+pub const FAILOVER_BOUND: Duration = Duration::from_secs(2);
 
 fn ms(v: u64) -> Duration {
     Duration::from_millis(v)
@@ -59,7 +60,7 @@ pub fn generate(seed: u64) -> Scenario {
         let length = r.between(200, 3_000);
         let end = t + length;
         let mut at = |at: u64, fault: Fault| faults.push(TimedFault { at: ms(at), fault });
-        match r.below(9) {
+        match r.below(10) {
             0 => {
                 at(t, Fault::Crash(selector(&mut r)));
                 at(end, Fault::Restart(Selector::LastCrashed));
@@ -117,6 +118,17 @@ pub fn generate(seed: u64) -> Scenario {
                         lasting: ms(length.min(1_500)),
                     },
                 );
+            }
+            8 => {
+                // Rolling restarts: one node at a time goes down and comes back quickly, many
+                // times over, so elections keep happening while voters restart.
+                let mut at_t = t;
+                while at_t + 150 < end {
+                    let down = r.between(20, 120);
+                    at(at_t, Fault::Crash(selector(&mut r)));
+                    at(at_t + down, Fault::Restart(Selector::LastCrashed));
+                    at_t += down + r.between(10, 150);
+                }
             }
             _ => {
                 // A crash right after a restart: the restarted node's durable state is tested

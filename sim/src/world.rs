@@ -64,6 +64,9 @@ pub struct SimConfig {
     /// Probability that a `Crash` fault strikes in the middle of the node's next step rather than
     /// between two steps. Default 0.5.
     pub mid_step_crash_probability: f64,
+    /// Run every node with this deliberate bug (feature `planted-bugs`). Default none.
+    #[cfg(feature = "planted-bugs")]
+    pub planted_bug: Option<keel_core::PlantedBug>,
 }
 
 impl Default for SimConfig {
@@ -75,6 +78,8 @@ impl Default for SimConfig {
             peer_queue_limit: 20_000,
             client_queue_limit: 1_024,
             mid_step_crash_probability: 0.5,
+            #[cfg(feature = "planted-bugs")]
+            planted_bug: None,
         }
     }
 }
@@ -267,6 +272,8 @@ pub(crate) struct World<'a> {
     out: Vec<Output>,
     pub(crate) stats: RunStats,
     healthy_leader: Option<(NodeId, u64)>,
+    /// When the last fault fired (failovers are measured from it at the latest).
+    last_fault_at: u64,
     outage_since: Option<u64>,
     trace: Option<&'a mut dyn std::io::Write>,
     trace_error: Option<std::io::Error>,
@@ -367,6 +374,7 @@ impl<'a> World<'a> {
             out: Vec::new(),
             stats: RunStats::default(),
             healthy_leader: None,
+            last_fault_at: 0,
             outage_since: Some(0),
             trace,
             trace_error: None,
@@ -592,7 +600,13 @@ impl<'a> World<'a> {
     fn node_config(&self, i: usize) -> Config {
         let inc = self.nodes[i].incarnation;
         let seed = rng::derive(self.seed, tag::NODE_CORE + i as u64).wrapping_add(inc);
-        Config::new(self.members[i], self.members.clone(), seed)
+        #[allow(unused_mut)]
+        let mut cfg = Config::new(self.members[i], self.members.clone(), seed);
+        #[cfg(feature = "planted-bugs")]
+        {
+            cfg.planted_bug = self.cfg.planted_bug;
+        }
+        cfg
     }
 
     fn start_node(&mut self, i: usize) {
@@ -1030,6 +1044,10 @@ impl<'a> World<'a> {
                 if self.stats.first_leader_at.is_none() {
                     self.stats.first_leader_at = Some(self.now);
                 } else {
+                    // A fault during an outage restarts the clock: the cluster is judged on
+                    // how fast it recovers from the last fault, not on faults it could not
+                    // outrun (a leader crashed again before its successor was elected).
+                    let start = start.max(self.last_fault_at.min(self.now));
                     self.stats.failovers.push(Failover {
                         start_us: start,
                         end_us: Some(self.now),
@@ -1098,12 +1116,24 @@ impl<'a> World<'a> {
         }
     }
 
+    /// Resolves a restart's target. A crash still waiting for its mid-step moment strikes now:
+    /// the restart ordered after it must find the node down.
+    fn select_for_restart(&mut self, sel: &Selector) -> Option<usize> {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].up() && self.nodes[i].crash_in_next_step.is_some() {
+                self.crash(i, None);
+            }
+        }
+        self.select(sel)
+    }
+
     fn fault(&mut self, index: usize) {
         let Some(tf) = self.scenario.faults.get(index) else {
             return;
         };
         let fault = tf.fault.clone();
         self.stats.faults_injected += 1;
+        self.last_fault_at = self.now;
         self.cover(match &fault {
             Fault::Crash(_) => "fault Crash",
             Fault::Restart(_) => "fault Restart",
@@ -1148,7 +1178,7 @@ impl<'a> World<'a> {
                 }
                 _ => "nobody (no such live node)".to_string(),
             },
-            Fault::Restart(sel) => match self.select(sel) {
+            Fault::Restart(sel) => match self.select_for_restart(sel) {
                 Some(i) if !self.nodes[i].up() => {
                     self.restart(i);
                     name(self, i)
@@ -1559,7 +1589,7 @@ impl<'a> World<'a> {
         if let Some(start) = self.outage_since.take() {
             if self.stats.first_leader_at.is_some() {
                 self.stats.failovers.push(Failover {
-                    start_us: start,
+                    start_us: start.max(self.last_fault_at),
                     end_us: None,
                 });
             }

@@ -52,6 +52,13 @@ enum Command {
         #[arg(long)]
         write: bool,
     },
+    /// Plant each classic consensus bug in turn (build with `--features planted-bugs`) and count
+    /// the swarm seeds until the simulator catches it.
+    Planted {
+        /// Most swarm seeds to try per bug.
+        #[arg(long, default_value_t = 500)]
+        seeds: u64,
+    },
     /// Run many seeds of every given scenario file (or every `*.ron` in a given directory) on
     /// all cores; list every failing seed with the command that replays it.
     Soak {
@@ -95,6 +102,7 @@ fn main() -> ExitCode {
             paths,
         } => soak(seeds, from, jobs, swarm, save_failing.as_deref(), &paths),
         Command::Bench { what, runs, write } => bench(&what, runs, write),
+        Command::Planted { seeds } => planted(seeds),
     };
     match result {
         Ok(code) => code,
@@ -466,6 +474,67 @@ fn bench(what: &str, runs: u64, write: bool) -> Result<ExitCode> {
         println!("wrote {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(not(feature = "planted-bugs"))]
+fn planted(_seeds: u64) -> Result<ExitCode> {
+    bail!(
+        "planted bugs are compiled only into test builds: run \
+         `cargo run --release -p xtask --features planted-bugs -- planted`"
+    )
+}
+
+/// For each planted bug: swarm seeds from 1 until one fails; every bug must be caught.
+#[cfg(feature = "planted-bugs")]
+fn planted(seeds: u64) -> Result<ExitCode> {
+    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut all_caught = true;
+    for bug in keel_core::PlantedBug::ALL {
+        let mut options = RunOptions::default();
+        options.sim.planted_bug = Some(bug);
+        let next = std::sync::atomic::AtomicU64::new(1);
+        let first: Mutex<Option<(u64, String)>> = Mutex::new(None);
+        let started = Instant::now();
+        std::thread::scope(|scope| {
+            for _ in 0..jobs {
+                scope.spawn(|| loop {
+                    let seed = next.fetch_add(1, Ordering::Relaxed);
+                    let found = first
+                        .lock()
+                        .map(|f| f.as_ref().map(|(s, _)| *s))
+                        .unwrap_or(None);
+                    if seed > seeds || found.is_some_and(|s| s < seed) {
+                        break;
+                    }
+                    let scenario = keel_sim::swarm::generate(seed);
+                    let report = keel_sim::run(&scenario, seed, &options);
+                    if !report.passed() {
+                        if let Ok(mut f) = first.lock() {
+                            if f.as_ref().is_none_or(|(s, _)| seed < *s) {
+                                *f = Some((seed, first_failure(&report)));
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        match first.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some((seed, why)) => println!(
+                "{:<22} caught at swarm seed {seed} ({:.1} s): {why}",
+                bug.name(),
+                started.elapsed().as_secs_f64()
+            ),
+            None => {
+                all_caught = false;
+                println!("{:<22} NOT caught in {seeds} swarm seeds", bug.name());
+            }
+        }
+    }
+    Ok(if all_caught {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// The first reason a run failed, in one line.
