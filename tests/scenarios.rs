@@ -50,6 +50,7 @@ scenario_tests!(
     full_cluster_restart,
     crash_loses_unsynced,
     steady_state,
+    one_way_link,
 );
 
 #[test]
@@ -67,6 +68,7 @@ fn every_scenario_file_has_a_snapshot_test() {
         "full_cluster_restart",
         "crash_loses_unsynced",
         "steady_state",
+        "one_way_link",
     ];
     let mut files: Vec<String> = std::fs::read_dir(keel_tests::scenarios_dir())
         .expect("scenarios/ exists")
