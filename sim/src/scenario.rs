@@ -523,7 +523,8 @@ fn selector_ron(s: &Selector) -> String {
     }
 }
 
-fn fault_ron(f: &Fault) -> String {
+/// A fault as the scenario file writes it.
+pub(crate) fn fault_ron(f: &Fault) -> String {
     let d = |d: &Duration| format!("{:?}", format_duration(*d));
     match f {
         Fault::Crash(s) => format!("Crash({})", selector_ron(s)),

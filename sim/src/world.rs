@@ -1315,20 +1315,9 @@ impl<'a> World<'a> {
         client.last_invoke = self.now;
         let value = format!("c{c}.{}", client.ops_issued);
         let (op, hop, write) = if roll < 45 {
-            (ClientOp::Get { key }, Op::Get { key: key_text }, None)
+            get_op(key, key_text)
         } else if roll < 80 {
-            let w = Write::Put {
-                key,
-                value: value.clone(),
-            };
-            (
-                ClientOp::Write(w.clone()),
-                Op::Put {
-                    key: key_text,
-                    value,
-                },
-                Some(w),
-            )
+            put_op(key, key_text, value)
         } else if roll < 95 {
             let from = client.seen.get(&k).cloned().flatten();
             let w = Write::Cas {
@@ -1428,21 +1417,9 @@ impl<'a> World<'a> {
         let process = self.next_process;
         self.next_process += 1;
         let (op, hop, write) = if self.overload_rng.below(2) == 0 {
-            (ClientOp::Get { key }, Op::Get { key: key_text }, None)
+            get_op(key, key_text)
         } else {
-            let value = format!("o{}", id.0);
-            let w = Write::Put {
-                key,
-                value: value.clone(),
-            };
-            (
-                ClientOp::Write(w.clone()),
-                Op::Put {
-                    key: key_text,
-                    value,
-                },
-                Some(w),
-            )
+            put_op(key, key_text, format!("o{}", id.0))
         };
         let op_id = self.history.invoke(self.now, process, hop);
         self.pending.insert(
@@ -1611,28 +1588,28 @@ enum Answer {
     TimedOut,
 }
 
-/// A short, stable description of a fault for traces.
+/// A read of `key`: the request, its history record, and no write.
+fn get_op(key: Key, key_text: String) -> (ClientOp, Op, Option<Write>) {
+    (ClientOp::Get { key }, Op::Get { key: key_text }, None)
+}
+
+/// A put of `value`: the request, its history record, and the write to check if acknowledged.
+fn put_op(key: Key, key_text: String, value: String) -> (ClientOp, Op, Option<Write>) {
+    let w = Write::Put {
+        key,
+        value: value.clone(),
+    };
+    (
+        ClientOp::Write(w.clone()),
+        Op::Put {
+            key: key_text,
+            value,
+        },
+        Some(w),
+    )
+}
+
+/// A short, stable description of a fault for traces: its scenario-file form.
 pub(crate) fn describe_fault(f: &Fault) -> String {
-    fn sel(s: &Selector) -> String {
-        match s {
-            Selector::Node(n) => format!("Node({n})"),
-            other => format!("{other:?}"),
-        }
-    }
-    match f {
-        Fault::Crash(s) => format!("Crash({})", sel(s)),
-        Fault::Restart(s) => format!("Restart({})", sel(s)),
-        Fault::Partition(groups) => format!("Partition({groups:?})"),
-        Fault::Isolate(s) => format!("Isolate({})", sel(s)),
-        Fault::OneWay(a, b) => format!("OneWay({}, {})", sel(a), sel(b)),
-        Fault::Heal => "Heal".to_string(),
-        Fault::Hang(s, d) => format!("Hang({}, {d:?})", sel(s)),
-        Fault::Slow(s, factor, d) => format!("Slow({}, {factor}, {d:?})", sel(s)),
-        Fault::Overload {
-            rate_per_sec,
-            lasting,
-        } => format!("Overload({rate_per_sec}/s for {lasting:?})"),
-        Fault::CrashWorkload(w) => format!("CrashWorkload({w})"),
-        Fault::HangWorkload(w) => format!("HangWorkload({w})"),
-    }
+    crate::scenario::fault_ron(f)
 }
