@@ -1,3 +1,7 @@
 //! keel-node: the production driver of keel-core (tokio TCP transport, durable log, HTTP API,
-//! CLI, workload processes). Not built yet: see issue "Production node"; today the crate only
-//! provides the `keel` binary's argument surface and refuses to pretend it can run a node.
+//! CLI, workload processes). Built so far: [`storage`], the durable log and snapshots with
+//! checksums, group commit and torn-tail recovery. The transport, the event loop, the HTTP API and
+//! the CLI are not built yet (issue "Production node"): the `keel` binary refuses to pretend it
+//! can run a node.
+
+pub mod storage;
