@@ -8,4 +8,6 @@
 
 pub mod codec;
 pub mod runtime;
+pub mod server;
 pub mod storage;
+pub mod transport;

@@ -1,0 +1,366 @@
+//! A running node: the event loop that owns the [`Runtime`], the peer transport, and the HTTP API.
+//!
+//! One task owns the core. It takes, in priority order (`select! { biased; .. }`): shutdown, peer
+//! messages (every one already waiting, as one batch with one fsync), API requests, and the
+//! core's timer. Sends go to the per-peer queues, replies to the HTTP requests waiting on them.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use keel_core::{
+    ClientError, ClientOp, ClientRequest, ClientResponse, ClientResult, Config, Input, Key,
+    Message, NodeId, Partition, RequestId, Write,
+};
+use serde_json::{json, Value as JsonValue};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::runtime::{Runtime, RuntimeError};
+use crate::transport::{self, Outbound, TransportConfig};
+
+/// Everything needed to start a node.
+#[derive(Clone, Debug)]
+pub struct NodeSpec {
+    pub id: NodeId,
+    /// Where peers connect.
+    pub listen: SocketAddr,
+    /// Where the HTTP API listens.
+    pub http: SocketAddr,
+    /// Every other member and its peer address.
+    pub peers: BTreeMap<NodeId, SocketAddr>,
+    pub data_dir: PathBuf,
+    pub transport: TransportConfig,
+}
+
+/// Why a node stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The cluster as this node sees it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ClusterInfo {
+    pub node: String,
+    pub leader: Option<String>,
+    pub term: u64,
+    pub commit_index: u64,
+    pub members: Vec<String>,
+}
+
+enum ApiRequest {
+    Op {
+        op: ClientOp,
+        reply: oneshot::Sender<ClientResult>,
+    },
+    Cluster {
+        reply: oneshot::Sender<ClusterInfo>,
+    },
+}
+
+/// Runs the node until `shutdown` resolves.
+pub async fn run(
+    spec: NodeSpec,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let mut members: Vec<NodeId> = spec.peers.keys().copied().collect();
+    members.push(spec.id);
+    members.sort();
+    let seed = u64::from(spec.id.0) ^ clock_seed();
+    let cfg = Config::new(spec.id, members.clone(), seed);
+    let clock = std::time::Instant::now();
+    let now = |clock: std::time::Instant| keel_core::Instant(clock.elapsed().as_micros() as u64);
+    let (mut rt, recovery) = Runtime::open(cfg, &spec.data_dir, now(clock))?;
+    if let Some((at, len)) = recovery.truncated_tail {
+        tracing::warn!(offset = at, bytes = len, "cut a torn tail off the log");
+    }
+    tracing::info!(node = %spec.id, records = recovery.records, "recovered");
+
+    let peer_listener =
+        TcpListener::bind(spec.listen)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: spec.listen,
+                source,
+            })?;
+    let http_listener = TcpListener::bind(spec.http)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: spec.http,
+            source,
+        })?;
+    let (inbound_tx, mut inbound) = mpsc::channel::<Message>(4096);
+    let outbound = Outbound::start(spec.id, &spec.peers, &spec.transport);
+    let _listener = AbortOnDrop(tokio::spawn(transport::listen(
+        peer_listener,
+        spec.id,
+        members.clone(),
+        spec.transport.clone(),
+        inbound_tx,
+    )));
+    let (api_tx, mut api) = mpsc::channel::<ApiRequest>(1024);
+    let _http = AbortOnDrop(tokio::spawn(serve_http(http_listener, api_tx)));
+
+    let mut waiting: BTreeMap<RequestId, oneshot::Sender<ClientResult>> = BTreeMap::new();
+    let mut next_id = 1u64;
+    tokio::pin!(shutdown);
+    let result = loop {
+        let deadline = rt.next_deadline().0;
+        let wake = clock + Duration::from_micros(deadline.min(u64::MAX / 4));
+        let effects = tokio::select! {
+            biased;
+            () = &mut shutdown => break Ok(()),
+            Some(m) = inbound.recv() => {
+                let mut batch = vec![Input::Message(m)];
+                while batch.len() < 256 {
+                    match inbound.try_recv() {
+                        Ok(m) => batch.push(Input::Message(m)),
+                        Err(_) => break,
+                    }
+                }
+                rt.step_batch(now(clock), batch)
+            }
+            Some(req) = api.recv() => match req {
+                ApiRequest::Op { op, reply } => {
+                    let id = RequestId(next_id);
+                    next_id += 1;
+                    waiting.insert(id, reply);
+                    rt.step(now(clock), Input::Client(ClientRequest { id, op }))
+                }
+                ApiRequest::Cluster { reply } => {
+                    let n = rt.node();
+                    let _ = reply.send(ClusterInfo {
+                        node: n.id().to_string(),
+                        leader: n.leader().map(|l| l.to_string()),
+                        term: n.term().0,
+                        commit_index: n.commit_index().0,
+                        members: members.iter().map(|m| m.to_string()).collect(),
+                    });
+                    continue;
+                }
+            },
+            () = tokio::time::sleep_until(wake.into()) => rt.step(now(clock), Input::Tick),
+        };
+        let effects = match effects {
+            Ok(e) => e,
+            Err(e) => break Err(ServerError::from(e)),
+        };
+        for m in effects.sends {
+            outbound.send(m);
+        }
+        for r in effects.replies {
+            if let Some(w) = waiting.remove(&r.id) {
+                let _ = w.send(r.result);
+            }
+        }
+        for e in effects.events {
+            tracing::info!(node = %spec.id, event = ?e, "core");
+        }
+    };
+    result
+}
+
+/// Stops a helper task when the node stops, however it stops (returns, fails, or is aborted):
+/// its sockets close with it, so the node can be started again on the same addresses.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn clock_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+// ------------------------------------------------------------------ HTTP API
+
+async fn serve_http(listener: TcpListener, api: mpsc::Sender<ApiRequest>) {
+    let app = Router::new()
+        .route(
+            "/v1/kv/{partition}/{key}",
+            get(kv_get).put(kv_put).delete(kv_delete),
+        )
+        .route("/v1/cluster", get(cluster))
+        .with_state(api);
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "the HTTP server stopped");
+    }
+}
+
+/// An error answer: a status and a JSON body.
+struct ApiError(StatusCode, JsonValue);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(self.1)).into_response()
+    }
+}
+
+fn error(status: StatusCode, body: JsonValue) -> ApiError {
+    ApiError(status, body)
+}
+
+fn key(partition: &str, name: String) -> Result<Key, ApiError> {
+    partition
+        .parse::<Partition>()
+        .map(|p| Key::new(p, name))
+        .map_err(|_| {
+            error(
+                StatusCode::BAD_REQUEST,
+                json!({"error": "bad_partition", "partition": partition,
+                       "expected": ["workers", "tasks", "task_history", "system_health", "configuration", "user"]}),
+            )
+        })
+}
+
+async fn call(api: &mpsc::Sender<ApiRequest>, op: ClientOp) -> Result<ClientResponse, ApiError> {
+    let (tx, rx) = oneshot::channel();
+    if api.send(ApiRequest::Op { op, reply: tx }).await.is_err() {
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": "shutting_down"}),
+        ));
+    }
+    match rx.await {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => Err(client_error(e)),
+        Err(_) => Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": "shutting_down"}),
+        )),
+    }
+}
+
+fn client_error(e: ClientError) -> ApiError {
+    match e {
+        ClientError::Overloaded { retry_after } => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": "overloaded", "retry_after_ms": retry_after.as_millis() as u64}),
+        ),
+        ClientError::NotLeader { leader_hint } => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": "no_leader", "leader_hint": leader_hint.map(|l| l.to_string())}),
+        ),
+        ClientError::CasMismatch { current } => error(
+            StatusCode::CONFLICT,
+            json!({"ok": false, "current": current.and_then(|c| serde_json::from_str::<JsonValue>(&c).ok())}),
+        ),
+        ClientError::NotCommitted => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": "not_committed"}),
+        ),
+        ClientError::Indeterminate => error(
+            StatusCode::GATEWAY_TIMEOUT,
+            json!({"error": "outcome_unknown"}),
+        ),
+    }
+}
+
+async fn kv_get(
+    State(api): State<mpsc::Sender<ApiRequest>>,
+    UrlPath((partition, name)): UrlPath<(String, String)>,
+) -> Response {
+    let key = match key(&partition, name) {
+        Ok(k) => k,
+        Err(r) => return r.into_response(),
+    };
+    match call(&api, ClientOp::Get { key }).await {
+        Ok(ClientResponse::Value {
+            value: Some(v),
+            revision,
+        }) => {
+            let value = serde_json::from_str::<JsonValue>(&v).unwrap_or(JsonValue::String(v));
+            (
+                StatusCode::OK,
+                Json(json!({"value": value, "revision": revision.0})),
+            )
+                .into_response()
+        }
+        Ok(_) => error(StatusCode::NOT_FOUND, json!({"error": "not_found"})).into_response(),
+        Err(r) => r.into_response(),
+    }
+}
+
+async fn kv_put(
+    State(api): State<mpsc::Sender<ApiRequest>>,
+    UrlPath((partition, name)): UrlPath<(String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    let key = match key(&partition, name) {
+        Ok(k) => k,
+        Err(r) => return r.into_response(),
+    };
+    let value: JsonValue = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                json!({"error": "bad_json", "detail": e.to_string()}),
+            )
+            .into_response()
+        }
+    };
+    let write = Write::Put {
+        key,
+        value: value.to_string(),
+    };
+    written(call(&api, ClientOp::Write(write)).await)
+}
+
+async fn kv_delete(
+    State(api): State<mpsc::Sender<ApiRequest>>,
+    UrlPath((partition, name)): UrlPath<(String, String)>,
+) -> Response {
+    let key = match key(&partition, name) {
+        Ok(k) => k,
+        Err(r) => return r.into_response(),
+    };
+    written(call(&api, ClientOp::Write(Write::Delete { key })).await)
+}
+
+fn written(r: Result<ClientResponse, ApiError>) -> Response {
+    match r {
+        Ok(ClientResponse::Written { revision }) => {
+            (StatusCode::OK, Json(json!({"revision": revision.0}))).into_response()
+        }
+        Ok(other) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"error": "unexpected_answer", "detail": format!("{other:?}")}),
+        )
+        .into_response(),
+        Err(r) => r.into_response(),
+    }
+}
+
+async fn cluster(State(api): State<mpsc::Sender<ApiRequest>>) -> Result<Response, ApiError> {
+    let shutting_down = || {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": "shutting_down"}),
+        )
+    };
+    let (tx, rx) = oneshot::channel();
+    api.send(ApiRequest::Cluster { reply: tx })
+        .await
+        .map_err(|_| shutting_down())?;
+    let info = rx.await.map_err(|_| shutting_down())?;
+    Ok((StatusCode::OK, Json(info)).into_response())
+}

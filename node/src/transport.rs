@@ -1,0 +1,206 @@
+//! TCP between nodes: one outbound connection per peer, inbound connections from every peer.
+//!
+//! Outbound: messages for a peer wait in a bounded queue; when it is full new messages are
+//! dropped (Raft retransmits), so a slow or dead peer never blocks the others. The writer task
+//! connects, sends its [`Hello`], streams frames, and on any error reconnects after a capped,
+//! jittered backoff. Inbound: each accepted connection must open with a valid [`Hello`]; after it,
+//! every frame must decode to a [`Message`] from that peer to this node. Anything else closes that
+//! connection with a logged reason; the node stays up.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use keel_core::{Message, NodeId};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::codec::{self, FrameDecoder, FrameError, Hello};
+
+/// Transport settings, each with its default.
+#[derive(Clone, Debug)]
+pub struct TransportConfig {
+    /// The cluster's name, checked in every handshake. Default "keel".
+    pub cluster: String,
+    /// Messages queued per peer before new ones are dropped. Default 1024.
+    pub peer_queue: usize,
+    /// First reconnect delay; doubles per failure up to `reconnect_max`. Default 50 ms.
+    pub reconnect_min: Duration,
+    /// Longest reconnect delay. Default 1 s.
+    pub reconnect_max: Duration,
+    /// Largest frame accepted. Default 64 MiB.
+    pub max_frame_bytes: u32,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            cluster: "keel".to_string(),
+            peer_queue: 1024,
+            reconnect_min: Duration::from_millis(50),
+            reconnect_max: Duration::from_secs(1),
+            max_frame_bytes: codec::DEFAULT_MAX_FRAME_BYTES,
+        }
+    }
+}
+
+/// Handles to the per-peer outbound queues.
+pub struct Outbound {
+    queues: BTreeMap<NodeId, mpsc::Sender<Message>>,
+}
+
+impl Outbound {
+    /// Starts a writer task per peer.
+    pub fn start(
+        me: NodeId,
+        peers: &BTreeMap<NodeId, SocketAddr>,
+        cfg: &TransportConfig,
+    ) -> Outbound {
+        let mut queues = BTreeMap::new();
+        for (id, addr) in peers {
+            let (tx, rx) = mpsc::channel(cfg.peer_queue);
+            queues.insert(*id, tx);
+            tokio::spawn(writer(me, *id, *addr, rx, cfg.clone()));
+        }
+        Outbound { queues }
+    }
+
+    /// Queues `m` for its destination; drops it if that peer's queue is full.
+    pub fn send(&self, m: Message) {
+        if let Some(q) = self.queues.get(&m.to) {
+            if q.try_send(m).is_err() {
+                tracing::debug!("send queue full or closed; message dropped");
+            }
+        }
+    }
+}
+
+/// A jitter source that needs no RNG crate: the low bits of the clock.
+fn jitter(max: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let max_ms = max.as_millis().max(1) as u32;
+    Duration::from_millis(u64::from(nanos % max_ms))
+}
+
+async fn writer(
+    me: NodeId,
+    peer: NodeId,
+    addr: SocketAddr,
+    mut rx: mpsc::Receiver<Message>,
+    cfg: TransportConfig,
+) {
+    let mut delay = cfg.reconnect_min;
+    loop {
+        match TcpStream::connect(addr).await {
+            Ok(mut stream) => {
+                let _ = stream.set_nodelay(true);
+                let mut buf = Vec::new();
+                if codec::encode(&Hello::new(&cfg.cluster, me), &mut buf).is_ok()
+                    && stream.write_all(&buf).await.is_ok()
+                {
+                    delay = cfg.reconnect_min;
+                    tracing::info!(%peer, %addr, "connected");
+                    loop {
+                        let Some(m) = rx.recv().await else {
+                            return; // the node is shutting down
+                        };
+                        buf.clear();
+                        if codec::encode(&m, &mut buf).is_err() {
+                            continue;
+                        }
+                        // Batch whatever else is already queued into the same write.
+                        while buf.len() < 1 << 20 {
+                            match rx.try_recv() {
+                                Ok(m) => {
+                                    let _ = codec::encode(&m, &mut buf);
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        if let Err(e) = stream.write_all(&buf).await {
+                            tracing::warn!(%peer, error = %e, "connection lost");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(%peer, %addr, error = %e, "connect failed"),
+        }
+        if rx.is_closed() {
+            return; // the node stopped
+        }
+        tokio::time::sleep(delay + jitter(delay)).await;
+        delay = (delay * 2).min(cfg.reconnect_max);
+    }
+}
+
+/// Accepts peers' connections and forwards their messages to `inbound`.
+pub async fn listen(
+    listener: TcpListener,
+    me: NodeId,
+    members: Vec<NodeId>,
+    cfg: TransportConfig,
+    inbound: mpsc::Sender<Message>,
+) {
+    loop {
+        let (stream, addr) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let (members, cfg, inbound) = (members.clone(), cfg.clone(), inbound.clone());
+        tokio::spawn(async move {
+            if let Err(e) = reader(stream, me, &members, &cfg, inbound).await {
+                tracing::warn!(%addr, reason = %e, "closed a peer connection");
+            }
+        });
+    }
+}
+
+async fn reader(
+    mut stream: TcpStream,
+    me: NodeId,
+    members: &[NodeId],
+    cfg: &TransportConfig,
+    inbound: mpsc::Sender<Message>,
+) -> Result<(), FrameError> {
+    let mut decoder = FrameDecoder::new(cfg.max_frame_bytes);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut peer: Option<NodeId> = None;
+    loop {
+        while let Some(frame) = decoder.next_frame()? {
+            match peer {
+                None => {
+                    let hello: Hello = codec::decode(&frame)?;
+                    peer = Some(hello.check(&cfg.cluster, members)?);
+                }
+                Some(from) => {
+                    let m = codec::decode_message(&frame)?;
+                    if m.from != from || m.to != me {
+                        return Err(FrameError::Handshake(format!(
+                            "a message from {} to {} on {from}'s connection to {me}",
+                            m.from, m.to
+                        )));
+                    }
+                    if inbound.send(m).await.is_err() {
+                        return Ok(()); // shutting down
+                    }
+                }
+            }
+        }
+        let n = stream
+            .read(&mut buf)
+            .await
+            .map_err(|e| FrameError::Garbage(format!("read: {e}")))?;
+        if n == 0 {
+            return Ok(());
+        }
+        decoder.push(&buf[..n]);
+    }
+}
