@@ -198,6 +198,8 @@ async fn serve_http(listener: TcpListener, api: mpsc::Sender<ApiRequest>) {
             "/v1/kv/{partition}/{key}",
             get(kv_get).put(kv_put).delete(kv_delete),
         )
+        .route("/v1/kv/cas", axum::routing::post(kv_cas))
+        .route("/v1/kv/batch", axum::routing::post(kv_batch))
         .route("/v1/cluster", get(cluster))
         .with_state(api);
     if let Err(e) = axum::serve(listener, app).await {
@@ -348,6 +350,97 @@ fn written(r: Result<ClientResponse, ApiError>) -> Response {
         .into_response(),
         Err(r) => r.into_response(),
     }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CasBody {
+    partition: String,
+    key: String,
+    /// The value expected now; `null` means the key must be absent.
+    from: JsonValue,
+    to: JsonValue,
+}
+
+async fn kv_cas(
+    State(api): State<mpsc::Sender<ApiRequest>>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let b: CasBody = serde_json::from_slice(&body).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "bad_request", "detail": e.to_string()}),
+        )
+    })?;
+    let key = key(&b.partition, b.key)?;
+    let from = (!b.from.is_null()).then(|| b.from.to_string());
+    let write = Write::Cas {
+        key,
+        from,
+        to: b.to.to_string(),
+    };
+    match call(&api, ClientOp::Write(write)).await? {
+        ClientResponse::Written { revision } => Ok((
+            StatusCode::OK,
+            Json(json!({"ok": true, "revision": revision.0})),
+        )
+            .into_response()),
+        other => Err(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"error": "unexpected_answer", "detail": format!("{other:?}")}),
+        )),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
+enum BatchItem {
+    Put {
+        partition: String,
+        key: String,
+        value: JsonValue,
+    },
+    Delete {
+        partition: String,
+        key: String,
+    },
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchBody {
+    ops: Vec<BatchItem>,
+}
+
+async fn kv_batch(
+    State(api): State<mpsc::Sender<ApiRequest>>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let b: BatchBody = serde_json::from_slice(&body).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "bad_request", "detail": e.to_string()}),
+        )
+    })?;
+    let mut ops = Vec::with_capacity(b.ops.len());
+    for item in b.ops {
+        ops.push(match item {
+            BatchItem::Put {
+                partition,
+                key: k,
+                value,
+            } => keel_core::BatchOp::Put {
+                key: key(&partition, k)?,
+                value: value.to_string(),
+            },
+            BatchItem::Delete { partition, key: k } => keel_core::BatchOp::Delete {
+                key: key(&partition, k)?,
+            },
+        });
+    }
+    Ok(written(
+        call(&api, ClientOp::Write(Write::Batch { ops })).await,
+    ))
 }
 
 async fn cluster(State(api): State<mpsc::Sender<ApiRequest>>) -> Result<Response, ApiError> {

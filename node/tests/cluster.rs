@@ -132,6 +132,34 @@ async fn three_nodes_survive_the_loss_of_their_leader() {
         .await
         .expect("answer");
     assert_eq!(status, 200, "{body}");
+    let (status, body) = http(
+        follower.spec.http,
+        "POST",
+        "/v1/kv/cas",
+        r#"{"partition":"user","key":"k1","from":{"v":17},"to":{"v":18}}"#,
+    )
+    .await
+    .expect("answer");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http(
+        follower.spec.http,
+        "POST",
+        "/v1/kv/cas",
+        r#"{"partition":"user","key":"k1","from":{"v":17},"to":{"v":19}}"#,
+    )
+    .await
+    .expect("answer");
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains(r#""current":{"v":18}"#), "{body}");
+    let (status, body) = http(
+        follower.spec.http,
+        "POST",
+        "/v1/kv/batch",
+        r#"{"ops":[{"op":"put","partition":"user","key":"k2","value":2},{"op":"delete","partition":"user","key":"k3"}]}"#,
+    )
+    .await
+    .expect("answer");
+    assert_eq!(status, 200, "{body}");
     let bad = http(follower.spec.http, "PUT", "/v1/kv/nosuch/k1", "1")
         .await
         .expect("answer");
@@ -154,7 +182,7 @@ async fn three_nodes_survive_the_loss_of_their_leader() {
         .expect("answer");
     assert_eq!(status, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
-    assert_eq!(v["value"], serde_json::json!({"v": 17}), "{body}");
+    assert_eq!(v["value"], serde_json::json!({"v": 18}), "{body}");
 
     // The old leader restarts from disk and rejoins as a follower.
     members[li].start();
