@@ -6,6 +6,7 @@
 //! HTTP API and the CLI are not built yet (issue "Production node"): the `keel` binary refuses to pretend it
 //! can run a node.
 
+pub mod client;
 pub mod codec;
 pub mod runtime;
 pub mod server;

@@ -28,7 +28,34 @@ enum LogFormat {
 }
 
 #[derive(Subcommand)]
+enum KvCommand {
+    /// Read a key (linearizable): `keel kv get user/hello`.
+    Get { key: String },
+    /// Write a key; the value is JSON: `keel kv put user/hello '"world"'`.
+    Put { key: String, value: String },
+    /// Delete a key.
+    Del { key: String },
+}
+
+#[derive(Subcommand)]
 enum Command {
+    /// The cluster as one node sees it: leader, term, commit index, members.
+    Status {
+        /// Any node's HTTP address.
+        #[arg(long, default_value = "127.0.0.1:8001")]
+        addr: SocketAddr,
+        /// Print the raw JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read and write keys through any node.
+    Kv {
+        /// Any node's HTTP address.
+        #[arg(long, global = true, default_value = "127.0.0.1:8001")]
+        addr: SocketAddr,
+        #[command(subcommand)]
+        command: KvCommand,
+    },
     /// Run a cluster node.
     Node {
         /// This node's id, e.g. n1.
@@ -77,9 +104,76 @@ fn parse_peers(me: NodeId, peers: &[String]) -> anyhow::Result<BTreeMap<NodeId, 
     Ok(out)
 }
 
+/// `partition/name`, checked before anything is sent.
+fn kv_path(key: &str) -> anyhow::Result<String> {
+    let Some((partition, name)) = key.split_once('/') else {
+        bail!("{key:?} is not partition/name, e.g. user/hello");
+    };
+    if partition.parse::<keel_core::Partition>().is_err() || name.is_empty() {
+        bail!(
+            "{key:?}: the partition must be one of workers, tasks, task_history, system_health, \
+             configuration, user, and the name must not be empty"
+        );
+    }
+    Ok(format!("/v1/kv/{partition}/{name}"))
+}
+
+/// Prints an answer; a non-2xx status becomes an error naming it.
+fn finish(answer: keel_node::client::Answer) -> anyhow::Result<()> {
+    println!("{}", answer.body);
+    if !(200..300).contains(&answer.status) {
+        bail!("the node answered {}", answer.status);
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let timeout = std::time::Duration::from_secs(5);
     match cli.command {
+        Command::Status { addr, json } => {
+            let a = keel_node::client::request(addr, "GET", "/v1/cluster", None, timeout)?;
+            if json || a.status != 200 {
+                return finish(a);
+            }
+            let b = &a.body;
+            let mut t = comfy_table::Table::new();
+            t.set_header(["asked", "leader", "term", "commit index", "members"]);
+            let members: Vec<String> = b["members"]
+                .as_array()
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|x| x.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            t.add_row([
+                b["node"].as_str().unwrap_or("?").to_string(),
+                b["leader"].as_str().unwrap_or("none").to_string(),
+                b["term"].to_string(),
+                b["commit_index"].to_string(),
+                members.join(", "),
+            ]);
+            println!("{t}");
+            Ok(())
+        }
+        Command::Kv { addr, command } => {
+            let a = match command {
+                KvCommand::Get { key } => {
+                    keel_node::client::request(addr, "GET", &kv_path(&key)?, None, timeout)?
+                }
+                KvCommand::Put { key, value } => {
+                    serde_json::from_str::<serde_json::Value>(&value).with_context(|| {
+                        format!("the value {value:?} is not JSON (quote strings: '\"text\"')")
+                    })?;
+                    keel_node::client::request(addr, "PUT", &kv_path(&key)?, Some(&value), timeout)?
+                }
+                KvCommand::Del { key } => {
+                    keel_node::client::request(addr, "DELETE", &kv_path(&key)?, None, timeout)?
+                }
+            };
+            finish(a)
+        }
         Command::Node {
             id,
             listen,

@@ -1,0 +1,54 @@
+//! A small blocking HTTP/1.1 client for the `keel` CLI: one request per connection, JSON bodies.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// Why a request got no usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach {addr}: {source}")]
+    Connect {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{addr} sent a malformed HTTP answer")]
+    Malformed { addr: SocketAddr },
+}
+
+/// An answer: its status code and JSON body (`null` if the body is not JSON).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: serde_json::Value,
+}
+
+/// Sends `method path` with an optional JSON body to `addr`.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    timeout: Duration,
+) -> Result<Answer, ClientError> {
+    let connect = |source| ClientError::Connect { addr, source };
+    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(connect)?;
+    s.set_read_timeout(Some(timeout)).map_err(connect)?;
+    let body = body.unwrap_or("");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).map_err(connect)?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).map_err(connect)?;
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or(ClientError::Malformed { addr })?;
+    let text = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let body = serde_json::from_str(text).unwrap_or(serde_json::Value::Null);
+    Ok(Answer { status, body })
+}
