@@ -206,7 +206,20 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(async move {
                 let shutdown = async {
-                    let _ = tokio::signal::ctrl_c().await;
+                    // Ctrl-C or SIGTERM: stop taking input and leave with the log synced (every
+                    // step syncs before it answers, so there is nothing left to flush).
+                    let mut term =
+                        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                            .ok();
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = async {
+                            match term.as_mut() {
+                                Some(t) => { t.recv().await; }
+                                None => std::future::pending::<()>().await,
+                            }
+                        } => {}
+                    }
                     tracing::info!("shutting down");
                 };
                 server::run(spec, shutdown).await

@@ -13,6 +13,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use keel_sim::{RunOptions, Scenario};
 
+mod cluster;
+
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "keel's developer commands")]
 struct Cli {
@@ -52,6 +54,17 @@ enum Command {
         #[arg(long)]
         write: bool,
     },
+    /// A real local cluster of `keel` processes under target/cluster/.
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
+    /// Break the local cluster: kill (SIGKILL), pause (SIGSTOP), resume (SIGCONT) or restart a
+    /// node (`n2`) or the current `leader`; or `watch` it.
+    Chaos {
+        #[command(subcommand)]
+        action: ChaosAction,
+    },
     /// Plant each classic consensus bug in turn (build with `--features planted-bugs`) and count
     /// the swarm seeds until the simulator catches it.
     Planted {
@@ -83,6 +96,38 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ClusterAction {
+    /// Build `keel`, start the nodes, wait for a leader, print the addresses.
+    Up {
+        #[arg(long, default_value_t = 3)]
+        nodes: u32,
+    },
+    /// Stop every node of the local cluster (data stays under target/cluster/).
+    Down,
+}
+
+#[derive(Subcommand)]
+enum ChaosAction {
+    Kill {
+        target: String,
+    },
+    Pause {
+        target: String,
+    },
+    Resume {
+        target: String,
+    },
+    Restart {
+        target: String,
+    },
+    /// A table of every node, refreshed every second (Ctrl-C to stop; --once for one table).
+    Watch {
+        #[arg(long)]
+        once: bool,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -103,6 +148,8 @@ fn main() -> ExitCode {
         } => soak(seeds, from, jobs, swarm, save_failing.as_deref(), &paths),
         Command::Bench { what, runs, write } => bench(&what, runs, write),
         Command::Planted { seeds } => planted(seeds),
+        Command::Cluster { action } => cluster::cluster(action),
+        Command::Chaos { action } => cluster::chaos(action),
     };
     match result {
         Ok(code) => code,
