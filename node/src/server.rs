@@ -352,6 +352,16 @@ fn written(r: Result<ClientResponse, ApiError>) -> Response {
     }
 }
 
+/// A JSON request body, or a 400 naming what is wrong with it.
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "bad_request", "detail": e.to_string()}),
+        )
+    })
+}
+
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CasBody {
@@ -366,12 +376,7 @@ async fn kv_cas(
     State(api): State<mpsc::Sender<ApiRequest>>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let b: CasBody = serde_json::from_slice(&body).map_err(|e| {
-        error(
-            StatusCode::BAD_REQUEST,
-            json!({"error": "bad_request", "detail": e.to_string()}),
-        )
-    })?;
+    let b: CasBody = parse_body(&body)?;
     let key = key(&b.partition, b.key)?;
     let from = (!b.from.is_null()).then(|| b.from.to_string());
     let write = Write::Cas {
@@ -416,12 +421,7 @@ async fn kv_batch(
     State(api): State<mpsc::Sender<ApiRequest>>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let b: BatchBody = serde_json::from_slice(&body).map_err(|e| {
-        error(
-            StatusCode::BAD_REQUEST,
-            json!({"error": "bad_request", "detail": e.to_string()}),
-        )
-    })?;
+    let b: BatchBody = parse_body(&body)?;
     let mut ops = Vec::with_capacity(b.ops.len());
     for item in b.ops {
         ops.push(match item {
