@@ -7,7 +7,7 @@
 //!     name: "leader_kill",
 //!     description: "Kill the leader under load.",       // optional, default ""
 //!     nodes: 3,                                          // 1..=9, named n1..nN
-//!     duration: "30s",                                   // "250ms", "1.5s", "2m", "100us"
+//!     duration: "30s",                                   // "250ms", "1.5s", "2m", "100us", "7ns"
 //!     network: (latency: ("1ms", "5ms"), drop_rate: 0.0, duplicate_rate: 0.0),   // optional
 //!     clients: (count: 4, rate_per_sec: 200, keys: 16, timeout: "1s"),         // optional
 //!     workloads: [(name: "web", count: 6, max_attempts: 3)],                     // optional
@@ -19,8 +19,10 @@
 //! Defaults: network latency 1–5 ms, no drops or duplicates; 4 clients at 100 operations per second
 //! in total over 16 keys with a 1 s timeout; no workloads, faults or expectations.
 //!
-//! Every error names the file, the line and column, and the field: unknown fields, missing fields,
-//! malformed durations, unknown node names, faults out of order or after the end of the run.
+//! Every error names the file, the line and column, and the field by its path (`clients.keys`,
+//! `faults[2].at`): syntax errors, unknown, missing or mistyped fields, malformed durations, and
+//! the checks after parsing (cluster size, rates, unknown node or workload names, faults out of
+//! order or not before the end of the run, zero-length fault windows).
 
 use std::fmt;
 use std::path::Path;
@@ -31,6 +33,7 @@ use serde::Deserialize;
 /// One simulated run's setup and what must hold at its end.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Scenario {
+    /// Required; names the scenario in reports.
     pub name: String,
     /// One sentence on what the scenario shows. Default empty.
     pub description: String,
@@ -38,8 +41,11 @@ pub struct Scenario {
     pub nodes: usize,
     /// Simulated time the run lasts.
     pub duration: Duration,
+    /// Default [`NetworkSpec::default`].
     pub network: NetworkSpec,
+    /// Default [`ClientSpec::default`].
     pub clients: ClientSpec,
+    /// Default none; names are unique and non-empty.
     pub workloads: Vec<WorkloadSpec>,
     /// In non-decreasing `at` order, each before `duration`.
     pub faults: Vec<TimedFault>,
@@ -95,6 +101,7 @@ impl Default for ClientSpec {
 /// Desired workloads (simulated once workload recovery exists).
 #[derive(Clone, Debug, PartialEq)]
 pub struct WorkloadSpec {
+    /// Required, unique, non-empty.
     pub name: String,
     /// Copies wanted. Default 1.
     pub count: usize,
@@ -102,8 +109,10 @@ pub struct WorkloadSpec {
     pub max_attempts: u32,
 }
 
+/// A fault injected at a point of simulated time.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TimedFault {
+    /// When it fires: before the scenario's end, not before the previous fault's `at`.
     pub at: Duration,
     pub fault: Fault,
 }
@@ -111,6 +120,7 @@ pub struct TimedFault {
 /// Which node a fault hits, resolved when the fault fires.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Selector {
+    /// A node by name, `n1`..`nN`.
     Node(String),
     /// The current leader (the live leader with the highest term).
     Leader,
@@ -122,12 +132,16 @@ pub enum Selector {
     Random,
 }
 
+/// What happens to the cluster; durations are how long the effect lasts (above zero).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Fault {
+    /// The node stops at once; what it had not synced is lost.
     Crash(Selector),
+    /// A crashed node starts again from its durable state.
     Restart(Selector),
     /// Two nodes can talk iff some group holds both (groups may overlap: a bridge).
     Partition(Vec<Vec<String>>),
+    /// The node can reach no one and no one can reach it.
     Isolate(Selector),
     /// Messages from the first node no longer reach the second.
     OneWay(Selector, Selector),
@@ -135,33 +149,51 @@ pub enum Fault {
     Heal,
     /// The node processes nothing for the duration, then resumes with stale beliefs.
     Hang(Selector, Duration),
-    /// The node's CPU, disk and outgoing links are slower by the factor for the duration.
+    /// The node's CPU, disk and outgoing links are slower by the factor (at least 1.0) for the
+    /// duration.
     Slow(Selector, f64, Duration),
     /// Open-loop client requests at this rate, for this long.
+    /// RON: `Overload(rate_per_sec: 20000, lasting: "5s")`.
     Overload {
+        /// Requests per second, above zero.
         rate_per_sec: f64,
+        /// How long the burst lasts.
         lasting: Duration,
     },
+    /// Crash a running copy of the named workload (listed in `workloads`).
     CrashWorkload(String),
+    /// Hang a running copy of the named workload (listed in `workloads`).
     HangWorkload(String),
 }
 
+/// What must hold at the end of a run (safety checkers run whether listed or not).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Expectation {
+    /// After each fault that removes the leader, a new one within this bound (above zero).
     NewLeaderWithin(Duration),
+    /// Every workload hit by a fault runs again within this bound (above zero).
     WorkloadsRecoveredWithin(Duration),
+    /// Every acknowledged write is in the final state.
     NoLostWrites,
+    /// The client history is linearizable.
     Linearizable,
+    /// Never two running copies of one workload instance.
     AtMostOneRunningCopy,
+    /// No workload is rescheduled while its copy is still running.
     NoFalseReschedules,
 }
 
-/// A scenario file that cannot be run, with where and why.
+/// A scenario file that cannot be run, with where and why. Displays as
+/// ``{file}:{line}:{column}: field `{field}`: {message}``, or without the field part when the
+/// error is not in one field. Line and column are 1-based (column in characters); both are 0
+/// when the file could not be read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub struct ScenarioError {
+    /// The file as given to [`Scenario::load`] or [`Scenario::parse`].
     pub file: String,
     pub line: usize,
     pub column: usize,
+    /// The field's path: `nodes`, `network.latency`, `faults[2].fault`.
     pub field: Option<String>,
     pub message: String,
 }
@@ -316,129 +348,416 @@ enum RawExpectation {
     NoFalseReschedules,
 }
 
-/// Parses `"250ms"`, `"5s"`, `"1.5s"`, `"2m"`, `"100us"`.
+/// Parses a duration: a non-negative decimal number and a unit, `ns`, `us`, `ms`, `s` or `m`,
+/// with nothing in between: `"250ms"`, `"5s"`, `"1.5s"`, `"2m"`, `"100us"`, `"0s"`. Exact to the
+/// nanosecond; finer fractions, other units, signs, exponents and spaces are refused.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad = || {
         format!(
-            "{s:?} is not a duration: write a non-negative number and a unit, e.g. \"250ms\", \"5s\", \"1.5s\", \"2m\""
+            "{s:?} is not a duration: write a number and a unit (ns, us, ms, s, m), e.g. \"250ms\", \"5s\", \"1.5s\", \"2m\""
         )
     };
-    let t = s.trim();
-    let (number, scale_us) = if let Some(n) = t.strip_suffix("ms") {
-        (n, 1e3)
-    } else if let Some(n) = t.strip_suffix("us") {
-        (n, 1.0)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1e6)
-    } else if let Some(n) = t.strip_suffix('m') {
-        (n, 60e6)
-    } else {
-        return Err(bad());
-    };
-    let number = number.trim_end();
-    if number.is_empty() || !number.chars().all(|c| c.is_ascii_digit() || c == '.') {
-        return Err(bad());
-    }
-    let v: f64 = number.parse().map_err(|_| bad())?;
-    let us = v * scale_us;
-    if !us.is_finite() || us > 1e15 {
+    const UNITS: [(&str, u128); 5] = [
+        ("ns", 1),
+        ("us", 1_000),
+        ("ms", 1_000_000),
+        ("s", 1_000_000_000),
+        ("m", 60_000_000_000),
+    ];
+    let (number, unit) = UNITS
+        .iter()
+        .find_map(|&(suffix, unit)| s.strip_suffix(suffix).map(|n| (n, unit)))
+        .ok_or_else(bad)?;
+    let (int, frac) = number.split_once('.').unwrap_or((number, ""));
+    let digits = |d: &str, max: usize| d.len() <= max && d.bytes().all(|c| c.is_ascii_digit());
+    if int.is_empty() || !digits(int, 20) || !digits(frac, 18) || number.ends_with('.') {
         return Err(bad());
     }
-    Ok(Duration::from_micros(us.round() as u64))
+    let int: u128 = int.parse().map_err(|_| bad())?;
+    let mut nanos = int.checked_mul(unit).ok_or_else(bad)?;
+    if !frac.is_empty() {
+        let scaled = frac.parse::<u128>().map_err(|_| bad())? * unit;
+        let denominator = 10u128.pow(frac.len() as u32);
+        if scaled % denominator != 0 {
+            return Err(format!("{s:?} is finer than a nanosecond"));
+        }
+        nanos += scaled / denominator;
+    }
+    let secs = u64::try_from(nanos / 1_000_000_000).map_err(|_| bad())?;
+    Ok(Duration::new(secs, (nanos % 1_000_000_000) as u32))
 }
 
-/// Writes a duration the way [`parse_duration`] reads it back exactly.
+/// Writes a duration in the largest unit that keeps it exact, as [`parse_duration`] reads it.
 fn format_duration(d: Duration) -> String {
-    let us = d.as_micros();
-    if us % 1_000_000 == 0 {
-        format!("{}s", us / 1_000_000)
-    } else if us % 1_000 == 0 {
-        format!("{}ms", us / 1_000)
+    let ns = d.as_nanos();
+    if ns % 1_000_000_000 == 0 {
+        format!("{}s", ns / 1_000_000_000)
+    } else if ns % 1_000_000 == 0 {
+        format!("{}ms", ns / 1_000_000)
+    } else if ns % 1_000 == 0 {
+        format!("{}us", ns / 1_000)
     } else {
-        format!("{us}us")
+        format!("{ns}ns")
     }
 }
 
 // ------------------------------------------------------------------ locating fields in the text
 
-/// Where things are in the source, found by a light scan (comments and strings skipped).
+/// Where one field or list element is written: `path` as error messages name it
+/// (`clients.keys`, `faults[2].at`), from the start of its name (or of the element) to just past
+/// its value, as byte offsets.
+#[derive(Debug)]
+struct Span {
+    path: String,
+    start: usize,
+    end: usize,
+}
+
+/// Field positions in a scenario's text, found by a light scan that knows RON's strings,
+/// comments and brackets but not its types; it never fails, so it also works on text that
+/// `ron` refuses.
 struct Locator<'t> {
     file: &'t str,
-    /// Each line with comments blanked out.
-    lines: Vec<String>,
+    text: &'t str,
+    spans: Vec<Span>,
 }
 
 impl<'t> Locator<'t> {
-    fn new(file: &'t str, text: &str) -> Locator<'t> {
-        let lines = text
-            .lines()
-            .map(|l| match l.find("//") {
-                // Good enough: `//` inside a string on the same line is rare in scenarios.
-                Some(i) if !l[..i].contains('"') || l[..i].matches('"').count() % 2 == 0 => {
-                    l[..i].to_string()
-                }
-                _ => l.to_string(),
-            })
-            .collect();
-        Locator { file, lines }
+    fn new(file: &'t str, text: &'t str) -> Locator<'t> {
+        let mut scan = Scanner {
+            b: text.as_bytes(),
+            i: 0,
+            spans: Vec::new(),
+        };
+        scan.document();
+        Locator {
+            file,
+            text,
+            spans: scan.spans,
+        }
     }
 
-    /// The first line at or after `from` (0-based) where `name:` starts a field.
-    fn field_line(&self, name: &str, from: usize) -> Option<(usize, usize)> {
-        for (i, l) in self.lines.iter().enumerate().skip(from) {
-            let mut search = 0;
-            while let Some(pos) = l[search..].find(name) {
-                let at = search + pos;
-                let before = l[..at].chars().next_back();
-                let after = l[at + name.len()..].trim_start();
-                let word_start = before.is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
-                if word_start && after.starts_with(':') {
-                    return Some((i, at));
-                }
-                search = at + name.len();
+    /// The first span written for `path`, or else for its nearest written ancestor.
+    fn span(&self, path: &str) -> Option<&Span> {
+        let mut p = path;
+        loop {
+            if let Some(s) = self.spans.iter().find(|s| s.path == p) {
+                return Some(s);
             }
+            p = parent(p)?;
         }
-        None
     }
 
-    /// The line of the `index`-th entry (each starting with `key:`) of the list in field `list`.
-    fn entry_line(&self, list: &str, key: &str, index: usize) -> Option<(usize, usize)> {
-        let (start, _) = self.field_line(list, 0)?;
-        let mut from = start;
-        let mut found = None;
-        for _ in 0..=index {
-            let (line, col) = self.field_line(key, from)?;
-            found = Some((line, col));
-            from = line + 1;
-        }
-        found
+    /// Where `path` (or its nearest written ancestor) starts; the top of the file if nowhere.
+    fn at(&self, path: &str) -> usize {
+        self.span(path).map_or(0, |s| s.start)
     }
 
-    /// The first line at or after `from` containing `needle`.
-    fn find(&self, needle: &str, from: usize) -> Option<(usize, usize)> {
-        self.lines
+    /// The smallest span holding the byte offset `off`. Ends are exclusive: ron reports a
+    /// struct's missing field at its closing `)`, which is where its last value ends.
+    fn innermost(&self, off: usize) -> Option<&Span> {
+        self.spans
             .iter()
-            .enumerate()
-            .skip(from)
-            .find_map(|(i, l)| l.find(needle).map(|c| (i, c)))
+            .filter(|s| s.start <= off && off < s.end)
+            .min_by_key(|s| s.end - s.start)
     }
 
-    fn error(&self, at: Option<(usize, usize)>, field: &str, message: String) -> ScenarioError {
-        let (line, col) = at.unwrap_or((0, 0));
+    /// The byte offset of ron's 1-based (line, column in characters).
+    fn offset(&self, line: usize, col: usize) -> usize {
+        let line_start: usize = self
+            .text
+            .split_inclusive('\n')
+            .take(line.saturating_sub(1))
+            .map(str::len)
+            .sum();
+        let rest = self.text.get(line_start..).unwrap_or("");
+        line_start
+            + rest
+                .char_indices()
+                .nth(col.saturating_sub(1))
+                .map_or(rest.len(), |(i, _)| i)
+    }
+
+    /// The 1-based (line, column in characters) of a byte offset.
+    fn line_col(&self, off: usize) -> (usize, usize) {
+        let before = self.text.get(..off).unwrap_or(self.text);
+        let line = 1 + before.matches('\n').count();
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        (line, 1 + before[line_start..].chars().count())
+    }
+
+    fn error_at(&self, off: usize, field: Option<String>, message: String) -> ScenarioError {
+        let (line, column) = self.line_col(off);
         ScenarioError {
             file: self.file.to_string(),
-            line: line + 1,
-            column: col + 1,
-            field: Some(field.to_string()),
+            line,
+            column,
+            field,
             message,
         }
     }
+
+    /// An error in the field at `path`, placed where that field is written.
+    fn error(&self, path: &str, message: String) -> ScenarioError {
+        self.error_at(self.at(path), Some(path.to_string()), message)
+    }
+}
+
+/// `faults[1].at` → `faults[1]` → `faults` → `` → none.
+fn parent(path: &str) -> Option<&str> {
+    if path.is_empty() {
+        return None;
+    }
+    Some(path.rfind(['.', '[']).map_or("", |i| &path[..i]))
+}
+
+fn join(path: &str, name: &str) -> String {
+    if path.is_empty() {
+        name.to_string()
+    } else {
+        format!("{path}.{name}")
+    }
+}
+
+/// Nesting deeper than this is scanned flat (no recursion), so hostile input cannot overflow the
+/// stack; real scenarios nest four levels.
+const MAX_DEPTH: usize = 32;
+
+struct Scanner<'a> {
+    b: &'a [u8],
+    i: usize,
+    spans: Vec<Span>,
+}
+
+impl Scanner<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn peek2(&self) -> Option<u8> {
+        self.b.get(self.i + 1).copied()
+    }
+
+    /// Skips whitespace, `// line` and (nested) `/* block */` comments.
+    fn trivia(&mut self) {
+        loop {
+            match (self.peek(), self.peek2()) {
+                (Some(c), _) if c.is_ascii_whitespace() => self.i += 1,
+                (Some(b'/'), Some(b'/')) => {
+                    while self.peek().is_some_and(|c| c != b'\n') {
+                        self.i += 1;
+                    }
+                }
+                (Some(b'/'), Some(b'*')) => {
+                    self.i += 2;
+                    let mut depth = 1;
+                    while depth > 0 && self.i < self.b.len() {
+                        match (self.peek(), self.peek2()) {
+                            (Some(b'/'), Some(b'*')) => (depth, self.i) = (depth + 1, self.i + 2),
+                            (Some(b'*'), Some(b'/')) => (depth, self.i) = (depth - 1, self.i + 2),
+                            _ => self.i += 1,
+                        }
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
+
+    fn document(&mut self) {
+        self.trivia();
+        // `#![enable(...)]` extension attributes.
+        while self.peek() == Some(b'#') {
+            while let Some(c) = self.peek() {
+                self.i += 1;
+                if c == b']' {
+                    break;
+                }
+            }
+            self.trivia();
+        }
+        self.value("", 0);
+    }
+
+    /// Scans one value; consumes at least one byte unless at the end of the text.
+    fn value(&mut self, path: &str, depth: usize) {
+        self.trivia();
+        let Some(c) = self.peek() else { return };
+        if depth > MAX_DEPTH {
+            self.i += 1;
+            return;
+        }
+        match c {
+            b'"' => self.string(),
+            b'r' if matches!(self.peek2(), Some(b'"' | b'#')) => self.raw_string(),
+            b'(' => self.group(path, depth),
+            b'[' => self.list(path, depth),
+            b'{' => self.map(path, depth),
+            c if is_atom(c) => {
+                while self.peek().is_some_and(is_atom) {
+                    self.i += 1;
+                }
+                // `Name(...)`: a named struct, tuple struct or enum variant.
+                let save = self.i;
+                self.trivia();
+                if self.peek() == Some(b'(') {
+                    self.group(path, depth);
+                } else {
+                    self.i = save;
+                }
+            }
+            _ => self.i += 1,
+        }
+    }
+
+    fn string(&mut self) {
+        self.i += 1;
+        while let Some(c) = self.peek() {
+            self.i += 1;
+            match c {
+                b'\\' => self.i += 1,
+                b'"' => return,
+                _ => {}
+            }
+        }
+    }
+
+    fn raw_string(&mut self) {
+        self.i += 1;
+        let mut hashes = 0;
+        while self.peek() == Some(b'#') {
+            (hashes, self.i) = (hashes + 1, self.i + 1);
+        }
+        self.i += 1; // the opening quote
+        while self.i < self.b.len() {
+            let c = self.b[self.i];
+            self.i += 1;
+            if c == b'"'
+                && self.b.len() >= self.i + hashes
+                && self.b[self.i..self.i + hashes].iter().all(|&h| h == b'#')
+            {
+                self.i += hashes;
+                return;
+            }
+        }
+    }
+
+    /// `ident :` (not `::`) at the cursor: consumes it and returns the name.
+    fn field_name(&mut self) -> Option<String> {
+        let start = self.i;
+        if !self
+            .peek()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
+        {
+            return None;
+        }
+        while self
+            .peek()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_')
+        {
+            self.i += 1;
+        }
+        let name = String::from_utf8_lossy(&self.b[start..self.i]).into_owned();
+        self.trivia();
+        if self.peek() == Some(b':') && self.peek2() != Some(b':') {
+            self.i += 1;
+            Some(name)
+        } else {
+            self.i = start;
+            None
+        }
+    }
+
+    /// `( ... )`: named fields get their own path; unnamed elements (a tuple variant's
+    /// contents) belong to the enclosing one.
+    fn group(&mut self, path: &str, depth: usize) {
+        self.i += 1;
+        loop {
+            self.trivia();
+            match self.peek() {
+                None => return,
+                Some(b')') => {
+                    self.i += 1;
+                    return;
+                }
+                Some(b',') => {
+                    self.i += 1;
+                    continue;
+                }
+                Some(_) => {}
+            }
+            let start = self.i;
+            if let Some(name) = self.field_name() {
+                let child = join(path, &name);
+                self.value(&child, depth + 1);
+                self.spans.push(Span {
+                    path: child,
+                    start,
+                    end: self.i,
+                });
+            } else {
+                self.value(path, depth + 1);
+            }
+        }
+    }
+
+    /// `[ ... ]`: element `i` is `path[i]`.
+    fn list(&mut self, path: &str, depth: usize) {
+        self.i += 1;
+        let mut index = 0;
+        loop {
+            self.trivia();
+            match self.peek() {
+                None => return,
+                Some(b']') => {
+                    self.i += 1;
+                    return;
+                }
+                Some(b',') => {
+                    self.i += 1;
+                    continue;
+                }
+                Some(_) => {}
+            }
+            let start = self.i;
+            let child = format!("{path}[{index}]");
+            self.value(&child, depth + 1);
+            self.spans.push(Span {
+                path: child,
+                start,
+                end: self.i,
+            });
+            index += 1;
+        }
+    }
+
+    /// `{ key: value, ... }`: scanned for brackets only (scenarios have no maps).
+    fn map(&mut self, path: &str, depth: usize) {
+        self.i += 1;
+        loop {
+            self.trivia();
+            match self.peek() {
+                None => return,
+                Some(b'}') => {
+                    self.i += 1;
+                    return;
+                }
+                Some(b',' | b':') => self.i += 1,
+                Some(_) => self.value(path, depth + 1),
+            }
+        }
+    }
+}
+
+/// Bytes of identifiers, numbers and other bare words.
+fn is_atom(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'+' | b'-' | b'\'') || c >= 0x80
 }
 
 // ------------------------------------------------------------------ parsing and validation
 
 impl Scenario {
-    /// Reads and parses a scenario file.
+    /// Reads and parses a scenario file; a read error is a [`ScenarioError`] too.
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
@@ -451,7 +770,7 @@ impl Scenario {
         Scenario::parse(&text, &file)
     }
 
-    /// Parses scenario text; `file` names it in error messages.
+    /// Parses and checks scenario text; `file` names it in error messages only.
     pub fn parse(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
         let loc = Locator::new(file, text);
         let raw: RawScenario = ron::from_str(text).map_err(|e| ron_error(&loc, e))?;
@@ -560,31 +879,27 @@ fn expectation_ron(e: &Expectation) -> String {
     }
 }
 
-/// Turns ron's error into ours, naming the field: the one ron names, or else the field whose
-/// value the error points into.
+/// Turns ron's error into ours. The position is ron's; the field is the path of the innermost
+/// field or list element the position falls in (joined with the field ron names, if any).
 fn ron_error(loc: &Locator<'_>, e: ron::error::SpannedError) -> ScenarioError {
-    let pos = e.span.start;
-    let (line, column) = (pos.line.max(1), pos.col.max(1));
+    let (line, column) = (e.span.start.line.max(1), e.span.start.col.max(1));
+    let off = loc.offset(line, column);
+    let here = loc.innermost(off).map(|s| s.path.as_str());
     let field = match &e.code {
-        ron::Error::NoSuchStructField { found, .. } => Some(found.clone()),
-        ron::Error::MissingStructField { field, .. } => Some((*field).to_string()),
-        ron::Error::DuplicateStructField { field, .. } => Some((*field).to_string()),
-        _ => enclosing_field(loc, line - 1, column - 1),
+        ron::Error::NoSuchStructField { found, .. } => Some(named_field(here, found)),
+        ron::Error::DuplicateStructField { field, .. } => Some(named_field(here, field)),
+        // ron points at the end of the struct that lacks the field.
+        ron::Error::MissingStructField { field, .. } => Some(join(here.unwrap_or(""), field)),
+        _ => here.map(str::to_string),
     };
     let message = match &e.code {
         ron::Error::NoSuchStructField {
             expected, found, ..
         } => format!(
-            "unknown field `{found}`; the fields here are: {}",
+            "unknown field `{found}`; expected one of: {}",
             expected.join(", ")
         ),
-        ron::Error::MissingStructField { field, outer } => format!(
-            "missing field `{field}`{}",
-            outer
-                .as_ref()
-                .map(|o| format!(" in `{o}`"))
-                .unwrap_or_default()
-        ),
+        ron::Error::MissingStructField { field, .. } => format!("missing field `{field}`"),
         other => other.to_string(),
     };
     ScenarioError {
@@ -596,59 +911,39 @@ fn ron_error(loc: &Locator<'_>, e: ron::error::SpannedError) -> ScenarioError {
     }
 }
 
-/// The name of the nearest `name:` at or before (line, col).
-fn enclosing_field(loc: &Locator<'_>, line: usize, col: usize) -> Option<String> {
-    for l in (0..=line.min(loc.lines.len().saturating_sub(1))).rev() {
-        let text = loc.lines.get(l)?;
-        let upto = if l == line {
-            &text[..col.min(text.len())]
-        } else {
-            text.as_str()
-        };
-        if let Some(colon) = upto.rfind(':') {
-            let name: String = upto[..colon]
-                .trim_end()
-                .chars()
-                .rev()
-                .take_while(|c| c.is_alphanumeric() || *c == '_')
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            if !name.is_empty() {
-                return Some(name);
-            }
-        }
+/// The path of field `name`, which ron reported at a position inside `here`: ron points at the
+/// name itself (which the scan recorded) or into the struct that holds it.
+fn named_field(here: Option<&str>, name: &str) -> String {
+    match here {
+        Some(p) if p == name || p.ends_with(&format!(".{name}")) => p.to_string(),
+        p => join(p.unwrap_or(""), name),
     }
-    None
 }
 
 fn convert(loc: &Locator<'_>, raw: RawScenario) -> Result<Scenario, ScenarioError> {
-    let top = |name: &str| loc.field_line(name, 0);
-    let dur = |field: &str, at: Option<(usize, usize)>, s: &str| {
-        parse_duration(s).map_err(|m| loc.error(at, field, m))
+    let dur = |path: &str, s: &str| parse_duration(s).map_err(|m| loc.error(path, m));
+    let positive = |path: &str, s: &str| {
+        let d = dur(path, s)?;
+        if d.is_zero() {
+            return Err(loc.error(path, "the duration must be above zero".into()));
+        }
+        Ok(d)
     };
 
-    if raw.nodes == 0 || raw.nodes > 9 {
+    if !(1..=9).contains(&raw.nodes) {
         return Err(loc.error(
-            top("nodes"),
             "nodes",
             format!("a cluster has 1 to 9 nodes, not {}", raw.nodes),
         ));
     }
-    let duration = dur("duration", top("duration"), &raw.duration)?;
-    if duration.is_zero() {
-        return Err(loc.error(top("duration"), "duration", "must be above zero".into()));
-    }
+    let duration = positive("duration", &raw.duration)?;
 
-    let lat_at = loc.field_line("latency", 0);
     let latency = (
-        dur("network.latency", lat_at, &raw.network.latency.0)?,
-        dur("network.latency", lat_at, &raw.network.latency.1)?,
+        dur("network.latency", &raw.network.latency.0)?,
+        dur("network.latency", &raw.network.latency.1)?,
     );
     if latency.0 > latency.1 {
         return Err(loc.error(
-            lat_at,
             "network.latency",
             format!(
                 "the minimum ({}) is above the maximum ({})",
@@ -658,13 +953,12 @@ fn convert(loc: &Locator<'_>, raw: RawScenario) -> Result<Scenario, ScenarioErro
         ));
     }
     for (name, v) in [
-        ("drop_rate", raw.network.drop_rate),
-        ("duplicate_rate", raw.network.duplicate_rate),
+        ("network.drop_rate", raw.network.drop_rate),
+        ("network.duplicate_rate", raw.network.duplicate_rate),
     ] {
         if !(0.0..=1.0).contains(&v) {
             return Err(loc.error(
-                loc.field_line(name, 0),
-                &format!("network.{name}"),
+                name,
                 format!("a probability is between 0.0 and 1.0, not {v}"),
             ));
         }
@@ -673,36 +967,23 @@ fn convert(loc: &Locator<'_>, raw: RawScenario) -> Result<Scenario, ScenarioErro
     let c = &raw.clients;
     if !c.rate_per_sec.is_finite() || c.rate_per_sec < 0.0 {
         return Err(loc.error(
-            loc.field_line("rate_per_sec", 0),
             "clients.rate_per_sec",
             format!("must be a non-negative number, not {}", c.rate_per_sec),
         ));
     }
     if c.count > 0 && c.keys == 0 {
-        return Err(loc.error(
-            loc.field_line("keys", 0),
-            "clients.keys",
-            "clients need at least one key".into(),
-        ));
+        return Err(loc.error("clients.keys", "clients need at least one key".into()));
     }
-    let timeout = dur("clients.timeout", loc.field_line("timeout", 0), &c.timeout)?;
-    if timeout.is_zero() {
-        return Err(loc.error(
-            loc.field_line("timeout", 0),
-            "clients.timeout",
-            "must be above zero".into(),
-        ));
-    }
+    let timeout = positive("clients.timeout", &c.timeout)?;
 
-    let mut workloads = Vec::new();
+    let mut workloads: Vec<WorkloadSpec> = Vec::new();
     for (i, w) in raw.workloads.into_iter().enumerate() {
-        let at = loc.entry_line("workloads", "name", i);
-        let field = format!("workloads[{i}].name");
+        let path = format!("workloads[{i}].name");
         if w.name.trim().is_empty() {
-            return Err(loc.error(at, &field, "a workload needs a name".into()));
+            return Err(loc.error(&path, "a workload needs a name".into()));
         }
-        if workloads.iter().any(|x: &WorkloadSpec| x.name == w.name) {
-            return Err(loc.error(at, &field, format!("workload {:?} is listed twice", w.name)));
+        if workloads.iter().any(|x| x.name == w.name) {
+            return Err(loc.error(&path, format!("workload {:?} is listed twice", w.name)));
         }
         workloads.push(WorkloadSpec {
             name: w.name,
@@ -715,12 +996,11 @@ fn convert(loc: &Locator<'_>, raw: RawScenario) -> Result<Scenario, ScenarioErro
     let mut faults = Vec::new();
     let mut last_at = Duration::ZERO;
     for (i, f) in raw.faults.into_iter().enumerate() {
-        let at_pos = loc.entry_line("faults", "at", i);
-        let at = dur(&format!("faults[{i}].at"), at_pos, &f.at)?;
+        let at_path = format!("faults[{i}].at");
+        let at = dur(&at_path, &f.at)?;
         if at >= duration {
             return Err(loc.error(
-                at_pos,
-                &format!("faults[{i}].at"),
+                &at_path,
                 format!(
                     "fault at {} is after the end of the scenario ({})",
                     format_duration(at),
@@ -730,8 +1010,7 @@ fn convert(loc: &Locator<'_>, raw: RawScenario) -> Result<Scenario, ScenarioErro
         }
         if at < last_at {
             return Err(loc.error(
-                at_pos,
-                &format!("faults[{i}].at"),
+                &at_path,
                 format!(
                     "faults must be in time order: {} comes after {}",
                     format_duration(at),
@@ -740,46 +1019,43 @@ fn convert(loc: &Locator<'_>, raw: RawScenario) -> Result<Scenario, ScenarioErro
             ));
         }
         last_at = at;
-        let field = format!("faults[{i}].fault");
-        let fault_pos = at_pos.map(|(l, _)| l).unwrap_or(0);
-        let node = |n: &str| -> Result<String, ScenarioError> {
-            if names.iter().any(|x| x == n) {
-                Ok(n.to_string())
-            } else {
-                let quoted = format!("{n:?}");
-                Err(loc.error(
-                    loc.find(&quoted, fault_pos).or(at_pos),
-                    &field,
-                    format!(
-                        "unknown node {quoted} (this scenario has n1..n{})",
-                        raw.nodes
-                    ),
-                ))
+        let path = format!("faults[{i}].fault");
+        let node = |n: String| -> Result<String, ScenarioError> {
+            if names.contains(&n) {
+                return Ok(n);
             }
+            // Point at the name itself inside this fault, if it is written plainly.
+            let quoted = format!("{n:?}");
+            let off = loc.span(&path).map_or(0, |s| {
+                loc.text
+                    .get(s.start..s.end)
+                    .and_then(|t| t.find(&quoted))
+                    .map_or(s.start, |k| s.start + k)
+            });
+            Err(loc.error_at(
+                off,
+                Some(path.clone()),
+                format!(
+                    "unknown node {quoted} (this scenario has n1..n{})",
+                    raw.nodes
+                ),
+            ))
         };
         let sel = |s: RawSelector| -> Result<Selector, ScenarioError> {
             Ok(match s {
-                RawSelector::Node(n) => Selector::Node(node(&n)?),
+                RawSelector::Node(n) => Selector::Node(node(n)?),
                 RawSelector::Leader => Selector::Leader,
                 RawSelector::Follower => Selector::Follower,
                 RawSelector::LastCrashed => Selector::LastCrashed,
                 RawSelector::Random => Selector::Random,
             })
         };
-        let positive = |s: &str| -> Result<Duration, ScenarioError> {
-            let d = dur(&field, at_pos, s)?;
-            if d.is_zero() {
-                return Err(loc.error(at_pos, &field, "the duration must be above zero".into()));
-            }
-            Ok(d)
-        };
         let workload = |w: String| -> Result<String, ScenarioError> {
             if workloads.iter().any(|x| x.name == w) {
                 Ok(w)
             } else {
                 Err(loc.error(
-                    at_pos,
-                    &field,
+                    &path,
                     format!("unknown workload {w:?} (not listed in `workloads`)"),
                 ))
             }
@@ -787,26 +1063,24 @@ fn convert(loc: &Locator<'_>, raw: RawScenario) -> Result<Scenario, ScenarioErro
         let fault = match f.fault {
             RawFault::Crash(s) => Fault::Crash(sel(s)?),
             RawFault::Restart(s) => Fault::Restart(sel(s)?),
-            RawFault::Partition(groups) => {
-                let mut out = Vec::new();
-                for g in groups {
-                    out.push(g.iter().map(|n| node(n)).collect::<Result<Vec<_>, _>>()?);
-                }
-                Fault::Partition(out)
-            }
+            RawFault::Partition(groups) => Fault::Partition(
+                groups
+                    .into_iter()
+                    .map(|g| g.into_iter().map(node).collect::<Result<Vec<_>, _>>())
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
             RawFault::Isolate(s) => Fault::Isolate(sel(s)?),
             RawFault::OneWay(a, b) => Fault::OneWay(sel(a)?, sel(b)?),
             RawFault::Heal => Fault::Heal,
-            RawFault::Hang(s, d) => Fault::Hang(sel(s)?, positive(&d)?),
+            RawFault::Hang(s, d) => Fault::Hang(sel(s)?, positive(&path, &d)?),
             RawFault::Slow(s, factor, d) => {
                 if !factor.is_finite() || factor < 1.0 {
                     return Err(loc.error(
-                        at_pos,
-                        &field,
+                        &path,
                         format!("a slow-down factor is at least 1.0, not {factor}"),
                     ));
                 }
-                Fault::Slow(sel(s)?, factor, positive(&d)?)
+                Fault::Slow(sel(s)?, factor, positive(&path, &d)?)
             }
             RawFault::Overload {
                 rate_per_sec,
@@ -814,14 +1088,13 @@ fn convert(loc: &Locator<'_>, raw: RawScenario) -> Result<Scenario, ScenarioErro
             } => {
                 if !rate_per_sec.is_finite() || rate_per_sec <= 0.0 {
                     return Err(loc.error(
-                        at_pos,
-                        &field,
+                        &path,
                         format!("the overload rate must be above zero, not {rate_per_sec}"),
                     ));
                 }
                 Fault::Overload {
                     rate_per_sec,
-                    lasting: positive(&lasting)?,
+                    lasting: positive(&path, &lasting)?,
                 }
             }
             RawFault::CrashWorkload(w) => Fault::CrashWorkload(workload(w)?),
@@ -831,15 +1104,14 @@ fn convert(loc: &Locator<'_>, raw: RawScenario) -> Result<Scenario, ScenarioErro
     }
 
     let mut expect = Vec::new();
-    let expect_at = top("expect");
     for (i, e) in raw.expect.into_iter().enumerate() {
-        let field = format!("expect[{i}]");
+        let path = format!("expect[{i}]");
         expect.push(match e {
             RawExpectation::NewLeaderWithin(d) => {
-                Expectation::NewLeaderWithin(dur(&field, expect_at, &d)?)
+                Expectation::NewLeaderWithin(positive(&path, &d)?)
             }
             RawExpectation::WorkloadsRecoveredWithin(d) => {
-                Expectation::WorkloadsRecoveredWithin(dur(&field, expect_at, &d)?)
+                Expectation::WorkloadsRecoveredWithin(positive(&path, &d)?)
             }
             RawExpectation::NoLostWrites => Expectation::NoLostWrites,
             RawExpectation::Linearizable => Expectation::Linearizable,
@@ -1037,8 +1309,237 @@ mod tests {
             let d = Duration::from_micros(us);
             assert_eq!(parse_duration(&format_duration(d)), Ok(d));
         }
-        for bad in ["", "5", "5h", "-1s", "abc", "s", "1e3s", "1.2.3s"] {
+        assert_eq!(parse_duration("1.5us"), Ok(Duration::from_nanos(1_500)));
+        assert_eq!(parse_duration("7ns"), Ok(Duration::from_nanos(7)));
+        assert_eq!(parse_duration("0.25m"), Ok(Duration::from_secs(15)));
+        for bad in [
+            "",
+            "5",
+            "5h",
+            "-1s",
+            "abc",
+            "s",
+            "1e3s",
+            "1.2.3s",
+            "5 s",
+            " 5s",
+            ".5s",
+            "5.s",
+            "+1s",
+            "0.5ns",
+            "99999999999999999999999m",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn the_display_form_is_exact() {
+        let mut e = ScenarioError {
+            file: "f.ron".into(),
+            line: 5,
+            column: 9,
+            field: Some("nodes".into()),
+            message: "bad".into(),
+        };
+        assert_eq!(e.to_string(), "f.ron:5:9: field `nodes`: bad");
+        e.field = None;
+        assert_eq!(e.to_string(), "f.ron:5:9: bad");
+    }
+
+    #[test]
+    fn nested_errors_name_the_full_path() {
+        let e = err(&format!("{BASE}    clients: (count: 2, bogus: 1),\n)\n"));
+        assert_eq!((e.line, e.column), (5, 25), "{e}");
+        assert_eq!(e.field.as_deref(), Some("clients.bogus"), "{e}");
+        assert!(e.message.contains("rate_per_sec"), "{e}");
+        let e = err(&format!("{BASE}    clients: (count: \"x\"),\n)\n"));
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (5, Some("clients.count")),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{BASE}    workloads: [(name: \"a\"), (count: 2)],\n)\n"
+        ));
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (5, Some("workloads[1].name")),
+            "{e}"
+        );
+        let e = err("Scenario(\n    name: \"t\",\n    nodes: 3)\n");
+        assert_eq!((e.line, e.field.as_deref()), (3, Some("duration")), "{e}");
+        let e = err(&format!(
+            "{BASE}    faults: [(at: \"1s\", fault: Overload(rate_per_sec: 5))],\n)\n"
+        ));
+        assert_eq!(e.field.as_deref(), Some("faults[0].fault.lasting"), "{e}");
+        let e = err(&format!(
+            "{BASE}    expect: [NoLostWrites, Linearisable],\n)\n"
+        ));
+        assert_eq!((e.line, e.field.as_deref()), (5, Some("expect[1]")), "{e}");
+    }
+
+    #[test]
+    fn entries_on_one_line_are_told_apart() {
+        let line =
+            "    faults: [(at: \"1s\", fault: Heal), (at: \"2s\", fault: Crash(Node(\"n4\")))],\n";
+        let e = err(&format!("{BASE}{line})\n"));
+        assert_eq!(e.field.as_deref(), Some("faults[1].fault"), "{e}");
+        assert_eq!(
+            (e.line, e.column),
+            (5, 1 + line.find("\"n4\"").unwrap()),
+            "{e}"
+        );
+        let line = "    faults: [(at: \"1s\", fault: Heal), (at: \"2s\", fault: Crash(Leeder))],\n";
+        let e = err(&format!("{BASE}{line})\n"));
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (5, Some("faults[1].fault")),
+            "{e}"
+        );
+        let line = "    faults: [(at: \"5s\", fault: Heal), (at: \"1s\", fault: Heal)],\n";
+        let e = err(&format!("{BASE}{line})\n"));
+        assert_eq!(e.field.as_deref(), Some("faults[1].at"), "{e}");
+        assert_eq!(e.column, 1 + line.rfind("at:").unwrap(), "{e}");
+    }
+
+    #[test]
+    fn fields_are_found_in_their_own_struct_despite_strings_and_comments() {
+        // `rate_per_sec:` of the overload comes first, `at:` hides in a string and a comment.
+        let text = format!(
+            "{BASE}    description: \"faults: [(at: \\\"1s\\\")]\", /* at: \"0s\" */\n    faults: [\n        // (at: \"3s\", fault: Heal),\n        (at: \"1s\", fault: Overload(rate_per_sec: 10, lasting: \"1s\")),\n        (at: \"99s\", fault: Heal),\n    ],\n    clients: (rate_per_sec: -1),\n)\n"
+        );
+        let e = err(&text.replace("-1", "1"));
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (9, Some("faults[1].at")),
+            "{e}"
+        );
+        let e = err(&text.replace("\"99s\"", "\"2s\""));
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (11, Some("clients.rate_per_sec")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn more_semantic_limits() {
+        let w = "    workloads: [(name: \"web\"), (name: \"web\")],\n";
+        let e = err(&format!("{BASE}{w})\n"));
+        assert_eq!(e.field.as_deref(), Some("workloads[1].name"), "{e}");
+        let e = err(&format!("{BASE}    workloads: [(name: \"\")],\n)\n"));
+        assert_eq!(e.field.as_deref(), Some("workloads[0].name"), "{e}");
+        let e = err(&format!("{BASE}    clients: (count: 1, keys: 0),\n)\n"));
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (5, Some("clients.keys")),
+            "{e}"
+        );
+        let e = err(&format!("{BASE}    clients: (rate_per_sec: -5),\n)\n"));
+        assert_eq!(e.field.as_deref(), Some("clients.rate_per_sec"), "{e}");
+        let e = err(&format!("{BASE}    network: (duplicate_rate: -0.1),\n)\n"));
+        assert_eq!(e.field.as_deref(), Some("network.duplicate_rate"), "{e}");
+        let e = err("Scenario(\n    name: \"t\",\n    nodes: 10,\n    duration: \"1s\",\n)\n");
+        assert_eq!((e.line, e.field.as_deref()), (3, Some("nodes")), "{e}");
+        let e = err("Scenario(\n    name: \"t\",\n    nodes: 3,\n    duration: \"0s\",\n)\n");
+        assert_eq!((e.line, e.field.as_deref()), (4, Some("duration")), "{e}");
+        let e = err(&format!(
+            "{BASE}    faults: [(at: \"1s\", fault: Overload(rate_per_sec: 10, lasting: \"0s\"))],\n)\n"
+        ));
+        assert_eq!(e.field.as_deref(), Some("faults[0].fault"), "{e}");
+        let e = err(&format!(
+            "{BASE}    faults: [(at: \"1s\", fault: Slow(Leader, 2, \"0ms\"))],\n)\n"
+        ));
+        assert_eq!(e.field.as_deref(), Some("faults[0].fault"), "{e}");
+        let e = err(&format!(
+            "{BASE}    workloads: [(name: \"web\")],\n    faults: [(at: \"1s\", fault: HangWorkload(\"db\"))],\n)\n"
+        ));
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (6, Some("faults[0].fault")),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{BASE}    expect: [NewLeaderWithin(\"soon\")],\n)\n"
+        ));
+        assert_eq!((e.line, e.field.as_deref()), (5, Some("expect[0]")), "{e}");
+        // Integer literals are fine where a float is expected, and workload faults resolve.
+        let s = Scenario::parse(
+            &format!("{BASE}    network: (drop_rate: 1),\n    workloads: [(name: \"web\")],\n    faults: [(at: \"1s\", fault: CrashWorkload(\"web\")), (at: \"1s\", fault: Slow(Random, 3, \"2s\"))],\n)\n"),
+            "t.ron",
+        )
+        .unwrap();
+        assert_eq!(s.network.drop_rate, 1.0);
+        assert_eq!(s.workloads[0].count, 1);
+        assert_eq!(s.workloads[0].max_attempts, 3);
+        assert_eq!(
+            s.faults[1].fault,
+            Fault::Slow(Selector::Random, 3.0, Duration::from_secs(2))
+        );
+    }
+
+    #[test]
+    fn an_unreadable_file_is_an_error() {
+        let e = Scenario::load(std::path::Path::new("/nonexistent/x.ron")).unwrap_err();
+        assert_eq!(e.file, "/nonexistent/x.ron");
+        assert!(e.to_string().starts_with("/nonexistent/x.ron:"), "{e}");
+    }
+
+    #[test]
+    fn odd_values_round_trip() {
+        let s = Scenario {
+            name: "quote \" back\\slash \u{e9} \u{1F980} tab\t".into(),
+            description: "line\nbreak // not a comment".into(),
+            nodes: 9,
+            duration: Duration::from_nanos(90_000_000_123),
+            network: NetworkSpec {
+                latency: (
+                    Duration::from_micros(1_500),
+                    Duration::from_nanos(2_000_001),
+                ),
+                drop_rate: 0.1,
+                duplicate_rate: 1.0,
+            },
+            clients: ClientSpec {
+                count: 0,
+                rate_per_sec: 0.3,
+                keys: 0,
+                timeout: Duration::from_millis(1_250),
+            },
+            workloads: vec![WorkloadSpec {
+                name: "w\"1".into(),
+                count: 0,
+                max_attempts: 7,
+            }],
+            faults: vec![
+                TimedFault {
+                    at: Duration::ZERO,
+                    fault: Fault::Partition(vec![vec!["n1".into(), "n9".into()], vec![]]),
+                },
+                TimedFault {
+                    at: Duration::from_millis(1),
+                    fault: Fault::OneWay(Selector::Node("n2".into()), Selector::LastCrashed),
+                },
+                TimedFault {
+                    at: Duration::from_secs(2),
+                    fault: Fault::Overload {
+                        rate_per_sec: 12.5,
+                        lasting: Duration::from_secs(120),
+                    },
+                },
+                TimedFault {
+                    at: Duration::from_secs(3),
+                    fault: Fault::HangWorkload("w\"1".into()),
+                },
+            ],
+            expect: vec![
+                Expectation::WorkloadsRecoveredWithin(Duration::from_micros(3)),
+                Expectation::AtMostOneRunningCopy,
+                Expectation::NoFalseReschedules,
+            ],
+        };
+        let text = s.to_ron();
+        assert_eq!(Scenario::parse(&text, "t.ron"), Ok(s), "{text}");
     }
 }
