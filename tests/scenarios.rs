@@ -26,6 +26,30 @@ fn snapshot(name: &str) {
     insta::assert_snapshot!(name, text);
 }
 
+/// `--explain` shows the causal chain of a recovery: the detector's verdict on the crashed node,
+/// the leader giving up the lost copy, the re-placement and the new copy starting.
+#[test]
+fn worker_kill_explains_every_recovery() {
+    let scenario = load("worker_kill");
+    let report = run_and_check(&scenario, SEED, "scenarios/worker_kill.ron");
+    let w = &report.stats.workloads;
+    assert!(w.replacements > 0, "the crashed node ran no workload");
+    let chain = w.explain("web").expect("web is in the registry");
+    for step in [
+        "crashes: its",
+        "suspect after",
+        "dead after",
+        "gives up its copy",
+        "places it on",
+        "(Replaced;",
+        "starts its copy",
+        "re-placed, attempt",
+    ] {
+        assert!(chain.contains(step), "no {step:?} in:\n{chain}");
+    }
+    assert!(w.explain("nope").is_err_and(|e| e.contains("web-1")));
+}
+
 macro_rules! scenario_tests {
     ($($name:ident),* $(,)?) => {
         $(
@@ -51,6 +75,17 @@ scenario_tests!(
     crash_loses_unsynced,
     steady_state,
     one_way_link,
+    worker_kill,
+    master_kill,
+    multiple_failures,
+    hung_worker,
+    workload_crash_loop,
+    partition_with_workloads,
+    correlated_failure,
+    high_load_then_fail,
+    scheduler_restart,
+    flapping_node,
+    quiet_workloads,
 );
 
 #[test]
@@ -69,6 +104,17 @@ fn every_scenario_file_has_a_snapshot_test() {
         "crash_loses_unsynced",
         "steady_state",
         "one_way_link",
+        "worker_kill",
+        "master_kill",
+        "multiple_failures",
+        "hung_worker",
+        "workload_crash_loop",
+        "partition_with_workloads",
+        "correlated_failure",
+        "high_load_then_fail",
+        "scheduler_restart",
+        "flapping_node",
+        "quiet_workloads",
     ];
     let mut files: Vec<String> = std::fs::read_dir(keel_tests::scenarios_dir())
         .expect("scenarios/ exists")

@@ -8,12 +8,13 @@
 
 use std::sync::Arc;
 
-use crate::io::{ClientError, ClientOp, ClientReply, ClientResult, Output, Persist};
-use crate::kv::Write;
+use crate::io::{ClientError, ClientOp, ClientReply, ClientResult, Output, Persist, WorkloadOp};
 use crate::message::{Command, Entry, MessageBody};
 use crate::node::{Node, Role};
+use crate::read::Query;
 use crate::trace::ShedReason;
 use crate::types::{Instant, NodeId, RequestId, Term};
+use crate::workload::OrchCommand;
 
 /// Who is waiting for an answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,8 +95,20 @@ impl Node {
     ) {
         if self.role == Role::Leader {
             return match op {
-                ClientOp::Get { key } => self.leader_read(now, origin, key, out),
-                ClientOp::Write(w) => self.propose(now, origin, w, out),
+                ClientOp::Get { key } => self.leader_read(now, origin, Query::Key(key), out),
+                ClientOp::Write(w) => self.propose(now, origin, Command::Write(w), out),
+                ClientOp::Workload(WorkloadOp::Submit(spec)) => {
+                    self.propose(now, origin, Command::Orch(OrchCommand::Submit(spec)), out)
+                }
+                ClientOp::Workload(WorkloadOp::Stop { name }) => {
+                    self.propose(now, origin, Command::Orch(OrchCommand::Stop { name }), out)
+                }
+                ClientOp::Workload(WorkloadOp::Get { name }) => {
+                    self.leader_read(now, origin, Query::Workload(name), out)
+                }
+                ClientOp::Workload(WorkloadOp::List) => {
+                    self.leader_read(now, origin, Query::Workloads, out)
+                }
             };
         }
         let leader = self.leader.filter(|l| *l != self.cfg.id);
@@ -122,7 +135,7 @@ impl Node {
     }
 
     /// Appends a client write to the leader's log (persisted before it is sent anywhere).
-    fn propose(&mut self, now: Instant, origin: Origin, write: Write, out: &mut Vec<Output>) {
+    fn propose(&mut self, now: Instant, origin: Origin, command: Command, out: &mut Vec<Output>) {
         if self.proposals.len() >= self.cfg.max_pending_proposals {
             return self.shed(origin, ShedReason::TooManyPendingProposals, out);
         }
@@ -130,7 +143,7 @@ impl Node {
         let entry = Entry {
             term: self.term,
             index,
-            command: Arc::new(Command::Write(write)),
+            command: Arc::new(command),
         };
         self.log.push(entry.clone());
         out.push(Output::Persist(Persist::Entries(vec![entry])));

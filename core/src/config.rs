@@ -59,6 +59,54 @@ pub struct Config {
     /// from the log rather than by a whole snapshot. Default 1024.
     pub snapshot_retain_entries: u64,
 
+    /// How often every node renews its workload lease with the leader (this is also its
+    /// heartbeat to the failure detector). Default 100 ms.
+    pub lease_renew_interval: Duration,
+    /// How long a lease lasts, counted from when the node *sent* the renewal the leader granted.
+    /// A node whose lease runs out stops every workload it runs (and its driver kills them even
+    /// if the node's own loop hangs). Default 800 ms, so a network blip of a few hundred
+    /// milliseconds stops nothing.
+    pub lease_duration: Duration,
+    /// Slack for message latency and clock drift in every lease argument: a node is declared
+    /// dead only `lease_duration + lease_margin` after it was last heard at the earliest, and a
+    /// new leader re-places nothing before that long after its election. Default 200 ms.
+    pub lease_margin: Duration,
+    /// A node silent this long is suspect: no new work goes to it, nothing is moved yet.
+    /// Default 400 ms.
+    pub suspect_after: Duration,
+    /// A node silent this long is dead: its workloads are re-placed. Must be at least
+    /// `lease_duration + lease_margin`. Default 1 s.
+    pub dead_after: Duration,
+    /// How often the leader's orchestrator looks at node health, placements and retries.
+    /// Default 50 ms.
+    pub orchestrate_interval: Duration,
+    /// Capacity units each node offers to workloads. Default 64.
+    pub node_capacity: u32,
+    /// Each re-placement of a lost copy waits a uniformly drawn delay below this, so that many
+    /// copies lost at once do not land at one instant (no thundering herd). Default 50 ms.
+    pub replace_jitter: Duration,
+    /// Most re-placements per second (a token bucket holding as many tokens). Default 20.
+    pub replace_rate_per_sec: u32,
+    /// Consecutive placement failures on a node that open its circuit breaker. Default 3.
+    pub breaker_threshold: u32,
+    /// How long an open breaker keeps new work off a node before one trial placement
+    /// (half-open). Default 5 s.
+    pub breaker_open_for: Duration,
+    /// If more than this fraction of the cluster's nodes is declared dead within
+    /// `correlated_failure_window`, the leader freezes re-placement (it is more likely cut off
+    /// itself than that so many nodes died) until they return or `correlated_failure_hold`
+    /// passes. Default 0.34 (two of five nodes, one of three).
+    pub correlated_failure_fraction: f64,
+    /// See `correlated_failure_fraction`. Default 1 s.
+    pub correlated_failure_window: Duration,
+    /// See `correlated_failure_fraction`. Default 10 s.
+    pub correlated_failure_hold: Duration,
+    /// Restart-intensity limit: a workload restarted this many times within
+    /// `restart_window` is failed for good as a crash loop. Default 5.
+    pub max_restarts_in_window: u32,
+    /// See `max_restarts_in_window`. Default 60 s.
+    pub restart_window: Duration,
+
     /// A deliberate bug to run with (test builds with the `planted-bugs` feature only). Default
     /// none.
     #[cfg(feature = "planted-bugs")]
@@ -100,7 +148,7 @@ impl PlantedBug {
 }
 
 /// A configuration the core refuses to run with.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ConfigError {
     #[error("node {id} is not in members {members:?}")]
     NotAMember { id: NodeId, members: Vec<NodeId> },
@@ -114,6 +162,22 @@ pub enum ConfigError {
     HeartbeatTooSlow { heartbeat: Duration, min: Duration },
     #[error("`{0}` must be greater than zero")]
     Zero(&'static str),
+    #[error("dead_after ({dead:?}) must be at least lease_duration + lease_margin ({lease:?} + {margin:?}): a node must lose its lease before its workloads move")]
+    LeaseOutlivesDetection {
+        dead: Duration,
+        lease: Duration,
+        margin: Duration,
+    },
+    #[error("suspect_after ({suspect:?}) must be below dead_after ({dead:?}) and above lease_renew_interval ({renew:?})")]
+    SuspectThreshold {
+        suspect: Duration,
+        dead: Duration,
+        renew: Duration,
+    },
+    #[error("lease_renew_interval ({renew:?}) must be below lease_duration ({lease:?})")]
+    RenewTooSlow { renew: Duration, lease: Duration },
+    #[error("correlated_failure_fraction must be in (0, 1], not {0}")]
+    Fraction(f64),
 }
 
 impl Config {
@@ -137,6 +201,22 @@ impl Config {
             request_timeout: Duration::from_secs(2),
             snapshot_threshold_entries: 1024,
             snapshot_retain_entries: 1024,
+            lease_renew_interval: Duration::from_millis(100),
+            lease_duration: Duration::from_millis(800),
+            lease_margin: Duration::from_millis(200),
+            suspect_after: Duration::from_millis(400),
+            dead_after: Duration::from_secs(1),
+            orchestrate_interval: Duration::from_millis(50),
+            node_capacity: 64,
+            replace_jitter: Duration::from_millis(50),
+            replace_rate_per_sec: 20,
+            breaker_threshold: 3,
+            breaker_open_for: Duration::from_secs(5),
+            correlated_failure_fraction: 0.34,
+            correlated_failure_window: Duration::from_secs(1),
+            correlated_failure_hold: Duration::from_secs(10),
+            max_restarts_in_window: 5,
+            restart_window: Duration::from_secs(60),
             #[cfg(feature = "planted-bugs")]
             planted_bug: None,
         }
@@ -188,6 +268,51 @@ impl Config {
         if self.request_timeout.is_zero() {
             return Err(ConfigError::Zero("request_timeout"));
         }
+        for (name, value) in [
+            ("lease_renew_interval", self.lease_renew_interval),
+            ("orchestrate_interval", self.orchestrate_interval),
+            ("breaker_open_for", self.breaker_open_for),
+            ("restart_window", self.restart_window),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::Zero(name));
+            }
+        }
+        for (name, value) in [
+            ("node_capacity", self.node_capacity),
+            ("replace_rate_per_sec", self.replace_rate_per_sec),
+            ("breaker_threshold", self.breaker_threshold),
+            ("max_restarts_in_window", self.max_restarts_in_window),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero(name));
+            }
+        }
+        if self.lease_renew_interval >= self.lease_duration {
+            return Err(ConfigError::RenewTooSlow {
+                renew: self.lease_renew_interval,
+                lease: self.lease_duration,
+            });
+        }
+        if self.dead_after < self.lease_duration + self.lease_margin {
+            return Err(ConfigError::LeaseOutlivesDetection {
+                dead: self.dead_after,
+                lease: self.lease_duration,
+                margin: self.lease_margin,
+            });
+        }
+        if self.suspect_after >= self.dead_after || self.suspect_after <= self.lease_renew_interval
+        {
+            return Err(ConfigError::SuspectThreshold {
+                suspect: self.suspect_after,
+                dead: self.dead_after,
+                renew: self.lease_renew_interval,
+            });
+        }
+        let f = self.correlated_failure_fraction;
+        if !(f > 0.0 && f <= 1.0) {
+            return Err(ConfigError::Fraction(f));
+        }
         Ok(())
     }
 
@@ -234,5 +359,24 @@ mod tests {
             c.validate(),
             Err(ConfigError::Zero("max_pending_proposals"))
         );
+    }
+
+    #[test]
+    fn a_lease_may_never_outlive_failure_detection() {
+        let mut c = three();
+        c.lease_duration = c.dead_after;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::LeaseOutlivesDetection { .. })
+        ));
+        let mut c = three();
+        c.suspect_after = c.dead_after;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::SuspectThreshold { .. })
+        ));
+        let mut c = three();
+        c.correlated_failure_fraction = 0.0;
+        assert!(matches!(c.validate(), Err(ConfigError::Fraction(_))));
     }
 }

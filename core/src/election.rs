@@ -212,6 +212,7 @@ impl Node {
         self.log.push(noop.clone());
         out.push(Output::Persist(Persist::Entries(vec![noop])));
         self.lead = Some(Leadership::new(&self.peers, term_start, now, &self.cfg));
+        self.start_orchestrator(now);
         self.trace(Event::BecameLeader { term: self.term }, out);
         self.broadcast_append(now, out);
         self.maybe_commit(now, out);
@@ -257,6 +258,7 @@ impl Node {
     /// Leaves leadership: pending reads are refused (reads have no effect, so that is definite).
     /// Pending writes stay: their entries may still commit under the next leader.
     pub(crate) fn step_down(&mut self, reason: StepDownReason, out: &mut Vec<Output>) {
+        self.orch = None;
         if let Some(lead) = self.lead.take() {
             self.trace(
                 Event::SteppedDown {

@@ -13,7 +13,8 @@ use crate::kv::{Key, Value, Write};
 use crate::message::{Entry, Message};
 use crate::snapshot::Snapshot;
 use crate::trace::Event;
-use crate::types::{LogIndex, NodeId, RequestId, Term};
+use crate::types::{Instant, LogIndex, NodeId, RequestId, Term};
+use crate::workload::{ExitOutcome, Workload, WorkloadSpec};
 
 /// One thing that happened to a node.
 #[derive(Clone, PartialEq, Debug)]
@@ -24,6 +25,57 @@ pub enum Input {
     Message(Message),
     /// A client request arrived at this node.
     Client(ClientRequest),
+    /// A workload this node runs made progress or ended.
+    Workload(WorkloadEvent),
+}
+
+/// What a workload process did, as the driver saw it.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct WorkloadEvent {
+    pub name: String,
+    /// The epoch the copy was started for (from [`WorkloadAction::Start`]).
+    pub epoch: LogIndex,
+    pub kind: WorkloadEventKind,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum WorkloadEventKind {
+    /// The copy showed it is alive and working (feeds the watchdog).
+    Progress,
+    /// The process ended on its own.
+    Exited(ExitOutcome),
+}
+
+/// What a node asks its workload supervisor to do.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub enum WorkloadAction {
+    /// Start a copy of `spec` for assignment `epoch`.
+    Start {
+        name: String,
+        epoch: LogIndex,
+        spec: WorkloadSpec,
+    },
+    /// Stop the copy of `epoch` (kill it if it does not stop).
+    Stop {
+        name: String,
+        epoch: LogIndex,
+        reason: StopReason,
+    },
+    /// The node's lease now runs until `until`. The supervisor must kill every copy the node runs
+    /// when the lease runs out, by its own clock, even if the node's loop is stuck: this is what
+    /// makes a cut-off or hung node stop its copies before the leader places them elsewhere.
+    LeaseUntil { until: Instant },
+}
+
+/// Why a node stops a copy.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum StopReason {
+    /// The node's lease ran out (it cannot reach the leader).
+    LeaseExpired,
+    /// The registry no longer assigns this copy here (stopped or re-placed).
+    Unassigned,
+    /// No progress within the workload's watchdog interval.
+    Hung,
 }
 
 /// One thing a node wants done, in order.
@@ -35,6 +87,9 @@ pub enum Output {
     Reply(ClientReply),
     /// A decision worth recording; drivers log it, the simulator hashes it.
     Trace(Event),
+    /// Something for the workload supervisor. Not gated by persists: starting or stopping a
+    /// copy reveals nothing that a crash could make the cluster forget.
+    Workload(WorkloadAction),
 }
 
 /// A request from a client, identified by the receiving driver.
@@ -51,11 +106,30 @@ pub enum ClientOp {
         key: Key,
     },
     Write(Write),
+    /// Submit, stop, get or list workloads.
+    Workload(WorkloadOp),
+}
+
+/// Client operations on the workload registry.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum WorkloadOp {
+    /// Create or update a workload and want it running (a write).
+    Submit(WorkloadSpec),
+    /// Want it stopped (a write).
+    Stop { name: String },
+    /// One workload with its decision history (a linearizable read).
+    Get { name: String },
+    /// Every workload (a linearizable read).
+    List,
 }
 
 impl ClientOp {
     pub fn is_write(&self) -> bool {
-        matches!(self, ClientOp::Write(_))
+        matches!(
+            self,
+            ClientOp::Write(_)
+                | ClientOp::Workload(WorkloadOp::Submit(_) | WorkloadOp::Stop { .. })
+        )
     }
 }
 
@@ -77,6 +151,12 @@ pub enum ClientResponse {
     },
     /// A write took effect at `revision`, the log index of its entry, and is committed.
     Written { revision: LogIndex },
+    /// Workloads read from the registry (none if a `Get` found nothing), with the commit index
+    /// the read reflects.
+    Workloads {
+        workloads: Vec<Workload>,
+        revision: LogIndex,
+    },
 }
 
 /// Why a request did not succeed. Every variant but `Indeterminate` is definite: the request
@@ -89,6 +169,9 @@ pub enum ClientError {
     Overloaded { retry_after: Duration },
     #[error("compare-and-set failed: the current value is {current:?}")]
     CasMismatch { current: Option<Value> },
+    /// The request was well formed but the state refuses it (e.g. stopping an unknown workload).
+    #[error("refused: {reason}")]
+    Refused { reason: String },
     /// The entry carrying the write was replaced by another leader's entry: it never applied.
     #[error("the write was not committed (leadership changed) and will never apply")]
     NotCommitted,

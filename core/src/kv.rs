@@ -130,6 +130,8 @@ pub enum WriteOutcome {
     Applied { revision: LogIndex },
     /// A compare-and-set found another value and changed nothing.
     CasMismatch { current: Option<Value> },
+    /// The command was refused by the state and changed nothing.
+    Refused { reason: String },
 }
 
 /// A value with the revision of the write that set it.

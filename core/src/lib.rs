@@ -11,6 +11,7 @@
 //! (AppendEntries, commit, apply), [`snapshot`] (compaction, install), [`read`] (read-index),
 //! [`client`] (requests, forwarding, admission control), [`log`], [`kv`] and [`state_machine`].
 
+mod agent;
 pub mod client;
 pub mod config;
 pub mod election;
@@ -19,6 +20,7 @@ pub mod kv;
 pub mod log;
 pub mod message;
 pub mod node;
+mod orchestrator;
 pub mod read;
 pub mod replication;
 mod rng;
@@ -26,13 +28,15 @@ pub mod snapshot;
 pub mod state_machine;
 pub mod trace;
 pub mod types;
+pub mod workload;
 
 #[cfg(feature = "planted-bugs")]
 pub use config::PlantedBug;
 pub use config::{Config, ConfigError};
 pub use io::{
     ClientError, ClientOp, ClientReply, ClientRequest, ClientResponse, ClientResult, DurableState,
-    HardState, Input, Output, Persist,
+    HardState, Input, Output, Persist, StopReason, WorkloadAction, WorkloadEvent,
+    WorkloadEventKind, WorkloadOp,
 };
 pub use kv::{BatchOp, Key, KvState, Partition, Value, Write, WriteOutcome};
 pub use log::RaftLog;
@@ -40,5 +44,9 @@ pub use message::{AppendResult, Command, Entry, Message, MessageBody};
 pub use node::{Node, Role};
 pub use snapshot::Snapshot;
 pub use state_machine::StateMachine;
-pub use trace::{Event, ShedReason, StepDownReason};
+pub use trace::{BreakerState, Event, ShedReason, StepDownReason, WorkloadDecision};
 pub use types::{Instant, LogIndex, NodeId, RequestId, Term};
+pub use workload::{
+    Desired, ExitOutcome, Health, OrchCommand, PlaceReason, Registry, Status, Workload,
+    WorkloadSpec,
+};

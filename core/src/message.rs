@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::io::{ClientOp, ClientResult};
 use crate::kv::Write;
 use crate::snapshot::Snapshot;
-use crate::types::{LogIndex, NodeId, RequestId, Term};
+use crate::types::{Instant, LogIndex, NodeId, RequestId, Term};
+use crate::workload::ExitOutcome;
+use std::time::Duration;
 
 /// What a log entry asks the state machine to do.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -19,6 +21,8 @@ pub enum Command {
     /// Appended by every new leader so it can commit an entry of its own term (§5.4.2, §8).
     Noop,
     Write(Write),
+    /// A change to the workload registry (a client's submit or stop, or a leader's decision).
+    Orch(crate::workload::OrchCommand),
 }
 
 /// One entry of the replicated log.
@@ -88,6 +92,22 @@ pub enum MessageBody {
         id: RequestId,
         result: ClientResult,
     },
+    /// A node's heartbeat to the leader and request to renew its workload lease, with the copies
+    /// it runs and the exits the registry does not show yet. `sent_at` is the sender's clock.
+    LeaseRequest {
+        sent_at: Instant,
+        running: Vec<(String, LogIndex)>,
+        exits: Vec<(String, LogIndex, ExitOutcome)>,
+    },
+    /// The leader grants the lease asked at `sent_at`: it runs to `sent_at + lease_duration` on
+    /// the node's clock. `commit` is the leader's commit index: the node starts nothing before
+    /// it applied that far. `silence` is how long the leader had not heard from each member, so a
+    /// later leader starts from it instead of from scratch.
+    LeaseGrant {
+        sent_at: Instant,
+        commit: LogIndex,
+        silence: Vec<(NodeId, Duration)>,
+    },
 }
 
 /// A follower's answer to AppendEntries.
@@ -120,6 +140,8 @@ impl MessageBody {
             MessageBody::InstallSnapshotResponse { .. } => "InstallSnapshotResponse",
             MessageBody::Forward { .. } => "Forward",
             MessageBody::ForwardReply { .. } => "ForwardReply",
+            MessageBody::LeaseRequest { .. } => "LeaseRequest",
+            MessageBody::LeaseGrant { .. } => "LeaseGrant",
         }
     }
 }

@@ -68,6 +68,13 @@ pub struct Node {
     pub(crate) seen_forwards: crate::client::SeenForwards,
     /// When the earliest request deadline falls (NEVER when none is pending).
     pub(crate) sweep_at: Instant,
+    /// The workload agent: lease, copies, reports (every node runs one).
+    pub(crate) agent: crate::agent::Agent,
+    /// Present while leader: failure detection and placement.
+    pub(crate) orch: Option<Box<crate::orchestrator::Orchestrator>>,
+    /// A separate stream for orchestration draws (backoff and re-placement jitter), so they
+    /// never shift the election timer's draws.
+    pub(crate) orch_rng: NodeRng,
 }
 
 impl Node {
@@ -92,6 +99,9 @@ impl Node {
         } = durable;
         let mut node = Node {
             rng: NodeRng::new(cfg.seed),
+            orch_rng: NodeRng::new(cfg.seed ^ 0x6F72_6368_6573_7472),
+            agent: crate::agent::Agent::new(now),
+            orch: None,
             cfg,
             peers,
             term: hard_state.term,
@@ -124,7 +134,12 @@ impl Node {
             Input::Client(req) => {
                 self.client_request(now, crate::client::Origin::Local(req.id), req.op, out)
             }
+            Input::Workload(ev) => self.workload_event(now, ev, out),
         }
+        if self.orch.as_ref().is_some_and(|o| now >= o.next_run()) {
+            self.orchestrate(now, out);
+        }
+        self.agent_step(now, out);
         if now >= self.sweep_at {
             self.sweep_requests(now, out);
         }
@@ -136,7 +151,11 @@ impl Node {
             Some(lead) => lead.next_deadline(self.cfg.check_quorum),
             None => self.election_deadline,
         };
-        timer.min(self.sweep_at)
+        let orch = self.orch.as_ref().map_or(Instant::NEVER, |o| o.next_run());
+        timer
+            .min(self.sweep_at)
+            .min(orch)
+            .min(self.agent.deadline())
     }
 
     fn tick(&mut self, now: Instant, out: &mut Vec<Output>) {
@@ -150,6 +169,9 @@ impl Node {
     fn receive(&mut self, now: Instant, m: Message, out: &mut Vec<Output>) {
         if m.to != self.cfg.id || !self.peers.contains(&m.from) {
             return;
+        }
+        if let Some(orch) = self.orch.as_mut() {
+            orch.heard(m.from, now);
         }
         match m.body {
             // Forwarding is between a node and the leader it believes in; terms do not apply.
@@ -236,6 +258,16 @@ impl Node {
             MessageBody::InstallSnapshotResponse { last_index, round } => {
                 self.handle_snapshot_response(now, m.from, last_index, round, out)
             }
+            MessageBody::LeaseRequest {
+                sent_at,
+                running,
+                exits,
+            } => self.handle_lease_request(now, m.from, sent_at, running, exits, out),
+            MessageBody::LeaseGrant {
+                sent_at,
+                commit,
+                silence,
+            } => self.handle_lease_grant(now, m.from, sent_at, commit, silence, out),
             MessageBody::Forward { .. }
             | MessageBody::ForwardReply { .. }
             | MessageBody::PreVote { .. }

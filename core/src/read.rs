@@ -13,10 +13,18 @@ use crate::node::Node;
 use crate::trace::{Event, ShedReason};
 use crate::types::{Instant, LogIndex};
 
+/// What a linearizable read asks for.
+#[derive(Clone, Debug)]
+pub(crate) enum Query {
+    Key(Key),
+    Workload(String),
+    Workloads,
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct PendingRead {
     pub origin: Origin,
-    pub key: Key,
+    pub query: Query,
     pub round: u64,
     pub read_index: LogIndex,
     pub deadline: Instant,
@@ -27,16 +35,13 @@ impl Node {
         &mut self,
         now: Instant,
         origin: Origin,
-        key: Key,
+        query: Query,
         out: &mut Vec<Output>,
     ) {
         #[cfg(feature = "planted-bugs")]
         if self.planted(crate::config::PlantedBug::StaleLeaderServesReads) {
-            let (value, revision) = match self.sm.kv.get(&key) {
-                Some(v) => (Some(v.value.clone()), v.mod_revision),
-                None => (None, LogIndex(0)),
-            };
-            return self.answer(origin, Ok(ClientResponse::Value { value, revision }), out);
+            let response = self.read_now(&query);
+            return self.answer(origin, Ok(response), out);
         }
         let max_reads = self.cfg.max_pending_reads;
         let deadline = now + self.cfg.request_timeout;
@@ -51,20 +56,21 @@ impl Node {
         // whose acknowledgements may predate it. Reads arriving meanwhile share the next round.
         let read = PendingRead {
             origin,
-            key,
+            query,
             round: lead.round + 1,
             read_index: commit.max(lead.term_start),
             deadline,
         };
         lead.reads.push_back(read);
         self.sweep_at = self.sweep_at.min(deadline);
-        self.serve_reads(out);
+        self.serve_reads(now, out);
     }
 
     /// Answers every read whose round a majority confirmed and whose index is applied, and starts
     /// the next round when reads wait for one and none is in flight.
-    pub(crate) fn serve_reads(&mut self, out: &mut Vec<Output>) {
+    pub(crate) fn serve_reads(&mut self, now: Instant, out: &mut Vec<Output>) {
         let quorum = self.quorum();
+        let keep = self.cfg.election_timeout_min;
         let applied = self.applied;
         let Some(lead) = self.lead.as_mut() else {
             return;
@@ -89,14 +95,11 @@ impl Node {
         let start_round =
             confirmed >= lead.round && lead.reads.back().is_some_and(|r| r.round > lead.round);
         if start_round {
-            lead.round += 1;
+            lead.start_round(now, keep);
         }
         for r in ready {
-            let (value, revision) = match self.sm.kv.get(&r.key) {
-                Some(v) => (Some(v.value.clone()), v.mod_revision),
-                None => (None, LogIndex(0)),
-            };
-            self.answer(r.origin, Ok(ClientResponse::Value { value, revision }), out);
+            let response = self.read_now(&r.query);
+            self.answer(r.origin, Ok(response), out);
         }
         if start_round {
             for i in 0..self.peers.len() {
@@ -104,8 +107,29 @@ impl Node {
                 self.send_heartbeat(peer, out);
             }
             if quorum == 1 {
-                self.serve_reads(out);
+                self.serve_reads(now, out);
             }
+        }
+    }
+
+    /// Answers `query` from the applied state.
+    fn read_now(&self, query: &Query) -> ClientResponse {
+        match query {
+            Query::Key(key) => {
+                let (value, revision) = match self.sm.kv.get(key) {
+                    Some(v) => (Some(v.value.clone()), v.mod_revision),
+                    None => (None, LogIndex(0)),
+                };
+                ClientResponse::Value { value, revision }
+            }
+            Query::Workload(name) => ClientResponse::Workloads {
+                workloads: self.sm.registry.get(name).cloned().into_iter().collect(),
+                revision: self.applied,
+            },
+            Query::Workloads => ClientResponse::Workloads {
+                workloads: self.sm.registry.workloads.values().cloned().collect(),
+                revision: self.applied,
+            },
         }
     }
 

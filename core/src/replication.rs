@@ -49,8 +49,12 @@ pub(crate) enum Mode {
 #[derive(Debug)]
 pub(crate) struct Leadership {
     pub progress: BTreeMap<NodeId, Progress>,
-    /// Heartbeat round: every message to followers carries it; bumped to confirm waiting reads.
+    /// Heartbeat round: every message to followers carries it and their answers echo it. Bumped
+    /// at every heartbeat and to confirm waiting reads.
     pub round: u64,
+    /// When each recent round started (rounds older than `election_timeout_min` are dropped):
+    /// a follower that answered round `r` heard this leader no earlier than its start.
+    pub round_started: VecDeque<(u64, Instant)>,
     pub heartbeat_at: Instant,
     pub quorum_check_at: Instant,
     /// Index of this leader's no-op: reads must wait until it is committed.
@@ -77,11 +81,33 @@ impl Leadership {
         Leadership {
             progress,
             round: 0,
+            round_started: VecDeque::from([(0, now)]),
             heartbeat_at: now + cfg.heartbeat_interval,
             quorum_check_at: now + cfg.election_timeout_min,
             term_start,
             reads: VecDeque::new(),
         }
+    }
+
+    /// Starts the next round at `now`, forgetting rounds older than `keep`.
+    pub(crate) fn start_round(&mut self, now: Instant, keep: std::time::Duration) {
+        self.round += 1;
+        self.round_started.push_back((self.round, now));
+        while self
+            .round_started
+            .front()
+            .is_some_and(|(_, t)| now.saturating_since(*t) > keep)
+        {
+            self.round_started.pop_front();
+        }
+    }
+
+    /// When round `round` started, if it is recent.
+    pub(crate) fn round_start(&self, round: u64) -> Option<Instant> {
+        self.round_started
+            .iter()
+            .find(|(r, _)| *r == round)
+            .map(|(_, t)| *t)
     }
 
     pub(crate) fn next_deadline(&self, check_quorum: bool) -> Instant {
@@ -109,6 +135,7 @@ impl Node {
         };
         if now >= lead.heartbeat_at {
             lead.heartbeat_at = now + self.cfg.heartbeat_interval;
+            lead.start_round(now, self.cfg.election_timeout_min);
             for i in 0..self.peers.len() {
                 let peer = self.peers[i];
                 self.heartbeat(now, peer, out);
@@ -409,7 +436,7 @@ impl Node {
                     || (matches!(pr.mode, Mode::Probe { .. })
                         && rejected_prev_index != pr.next.prev());
                 if stale {
-                    self.serve_reads(out);
+                    self.serve_reads(now, out);
                     return;
                 }
                 // Fast back-off: skip the follower's whole conflicting term at once, but always
@@ -420,7 +447,7 @@ impl Node {
             }
         }
         self.replicate(now, from, out);
-        self.serve_reads(out);
+        self.serve_reads(now, out);
     }
 
     /// §5.3, §5.4.2: the highest index stored on a majority becomes committed, but only if its
@@ -441,7 +468,7 @@ impl Node {
             self.commit = candidate;
             self.trace(Event::Committed { index: candidate }, out);
             self.apply_committed(now, out);
-            self.serve_reads(out);
+            self.serve_reads(now, out);
         }
     }
 
@@ -456,6 +483,12 @@ impl Node {
             let (term, command) = (entry.term, entry.command.clone());
             let outcome = self.sm.apply(index, &command);
             self.applied = index;
+            if matches!(*command, crate::message::Command::Orch(_)) {
+                self.registry_changed();
+                if let Some(orch) = self.orch.as_mut() {
+                    orch.wake(now);
+                }
+            }
             if let Some(p) = self.proposals.remove(&index) {
                 let result = match (p.term == term, outcome) {
                     (false, _) => Err(ClientError::NotCommitted),
@@ -465,11 +498,15 @@ impl Node {
                     (true, Some(WriteOutcome::CasMismatch { current })) => {
                         Err(ClientError::CasMismatch { current })
                     }
+                    (true, Some(WriteOutcome::Refused { reason })) => {
+                        Err(ClientError::Refused { reason })
+                    }
                     (true, None) => Err(ClientError::NotCommitted),
                 };
                 self.answer(p.origin, result, out);
             }
         }
+        self.applied_advanced();
         self.maybe_snapshot(now, out);
     }
 }

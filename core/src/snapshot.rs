@@ -108,6 +108,7 @@ impl Node {
             self.sm = StateMachine::clone(&snapshot.state);
             self.commit = last_index;
             self.applied = last_index;
+            self.registry_changed();
             out.push(Output::Persist(Persist::Snapshot(snapshot.clone())));
             self.snapshot = Some(snapshot);
             self.trace(Event::SnapshotInstalled { last_index }, out);
@@ -160,6 +161,6 @@ impl Node {
         }
         self.maybe_commit(now, out);
         self.replicate(now, from, out);
-        self.serve_reads(out);
+        self.serve_reads(now, out);
     }
 }

@@ -5,11 +5,13 @@ use serde::{Deserialize, Serialize};
 use crate::kv::{KvState, WriteOutcome};
 use crate::message::Command;
 use crate::types::LogIndex;
+use crate::workload::{OrchOutcome, Registry};
 
-/// Everything replicated: the partitioned key-value state.
+/// Everything replicated: the partitioned key-value state and the workload registry.
 #[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
 pub struct StateMachine {
     pub kv: KvState,
+    pub registry: Registry,
 }
 
 impl StateMachine {
@@ -18,6 +20,10 @@ impl StateMachine {
         match command {
             Command::Noop => None,
             Command::Write(w) => Some(self.kv.apply(index, w)),
+            Command::Orch(c) => Some(match self.registry.apply(index, c) {
+                OrchOutcome::Applied => WriteOutcome::Applied { revision: index },
+                OrchOutcome::Refused(reason) => WriteOutcome::Refused { reason },
+            }),
         }
     }
 }

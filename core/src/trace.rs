@@ -4,7 +4,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::time::Duration;
+
+use crate::io::StopReason;
 use crate::types::{LogIndex, NodeId, RequestId, Term};
+use crate::workload::{ExitOutcome, Health, PlaceReason};
 
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum Event {
@@ -56,6 +60,82 @@ pub enum Event {
         id: RequestId,
         reason: ShedReason,
     },
+    /// The leader's failure detector changed its verdict on `node` (and proposed it).
+    NodeHealth {
+        node: NodeId,
+        health: Health,
+        silent_for: Duration,
+    },
+    /// A decision about one workload, by the leader or by the node running it.
+    Workload {
+        name: String,
+        decision: WorkloadDecision,
+    },
+    /// This node's workload lease ran out; it stopped every copy it ran.
+    LeaseLost {
+        stopped: usize,
+    },
+    /// The leader's circuit breaker for `node` changed state.
+    Breaker {
+        node: NodeId,
+        state: BreakerState,
+    },
+    /// More than the allowed fraction of nodes died at once: re-placement is frozen until
+    /// they return or the hold time passes.
+    ReplacementFrozen {
+        dead: Vec<NodeId>,
+    },
+    /// The freeze ended (`reason`: nodes returned or the hold passed).
+    ReplacementResumed,
+}
+
+/// One decision in a workload's life.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum WorkloadDecision {
+    /// The leader placed it on `node`, the healthy node with the most free capacity.
+    Placed {
+        node: NodeId,
+        reason: PlaceReason,
+        free_capacity: u32,
+    },
+    /// Its copy on `from` is lost; the leader re-places it after a jittered delay.
+    ReplacementScheduled {
+        from: NodeId,
+        epoch: LogIndex,
+        delay: Duration,
+    },
+    /// The leader gave up the copy of `epoch` on `from` (dead node, start timeout).
+    Orphaned {
+        from: NodeId,
+        epoch: LogIndex,
+        why: String,
+    },
+    /// The copy failed; the leader retries after `delay` (full jitter, capped exponential).
+    BackoffChosen { attempt: u32, delay: Duration },
+    /// Its backoff ended.
+    RetryDue,
+    /// No more retries.
+    GaveUp { reason: String },
+    /// This node started its copy of `epoch`.
+    CopyStarted { epoch: LogIndex },
+    /// This node stopped its copy of `epoch`.
+    CopyStopped { epoch: LogIndex, reason: StopReason },
+    /// The copy of `epoch` on this node ended on its own.
+    CopyExited {
+        epoch: LogIndex,
+        outcome: ExitOutcome,
+    },
+}
+
+/// A node's circuit breaker at the leader.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum BreakerState {
+    /// Placements allowed.
+    Closed,
+    /// Too many placement failures: no new work until the open period ends.
+    Open,
+    /// One trial placement allowed; its outcome closes or reopens the breaker.
+    HalfOpen,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]

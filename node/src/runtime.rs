@@ -18,6 +18,8 @@ pub struct Effects {
     pub sends: Vec<Message>,
     pub replies: Vec<ClientReply>,
     pub events: Vec<Event>,
+    /// For the workload supervisor, in order.
+    pub workload: Vec<keel_core::WorkloadAction>,
 }
 
 /// Why the runtime could not start or continue.
@@ -81,6 +83,7 @@ impl Runtime {
                     Output::Send(m) => effects.sends.push(m),
                     Output::Reply(r) => effects.replies.push(r),
                     Output::Trace(e) => effects.events.push(e),
+                    Output::Workload(a) => effects.workload.push(a),
                 }
             }
         }

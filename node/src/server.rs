@@ -170,6 +170,14 @@ pub async fn run(
         for e in effects.events {
             tracing::info!(node = %spec.id, event = ?e, "core");
         }
+        // Running workloads as processes is not built in the production node yet (issue 4):
+        // the registry, placement and leases work, but nothing is started here.
+        for a in effects.workload {
+            if let keel_core::WorkloadAction::Start { name, epoch, .. } = &a {
+                tracing::warn!(node = %spec.id, workload = %name, epoch = epoch.0,
+                    "workload assigned here, but this node cannot run workload processes yet");
+            }
+        }
     };
     result
 }
@@ -272,6 +280,10 @@ fn client_error(e: ClientError) -> ApiError {
         ClientError::Indeterminate => error(
             StatusCode::GATEWAY_TIMEOUT,
             json!({"error": "outcome_unknown"}),
+        ),
+        ClientError::Refused { reason } => error(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "refused", "reason": reason}),
         ),
     }
 }

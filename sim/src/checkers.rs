@@ -20,9 +20,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use keel_core::{
-    Command, KvState, LogIndex, Node, NodeId, Output, Persist, StateMachine, Term, Write,
-};
+use keel_core::{Command, LogIndex, Node, NodeId, Output, Persist, StateMachine, Term, Write};
 
 pub const ELECTION_SAFETY: &str = "ElectionSafety";
 pub const TERM_MONOTONIC: &str = "TermMonotonic";
@@ -30,6 +28,7 @@ pub const LOG_MATCHING: &str = "LogMatching";
 pub const COMMITTED_NEVER_LOST: &str = "CommittedNeverLost";
 pub const STATE_MACHINE_SAFETY: &str = "StateMachineSafety";
 pub const ACKED_WRITES: &str = "AckedWritesDurable";
+pub const AT_MOST_ONE_COPY: &str = "AtMostOneRunningCopy";
 
 /// Violations kept per run; a broken run usually breaks many times over.
 const MAX_VIOLATIONS: usize = 100;
@@ -227,9 +226,7 @@ impl CommittedLog {
     /// The state machine the committed log builds up to `upto`, if no index is missing.
     #[cfg(test)]
     fn replay(&self, upto: LogIndex) -> Option<StateMachine> {
-        let mut sm = StateMachine {
-            kv: KvState::default(),
-        };
+        let mut sm = StateMachine::default();
         for i in 1..=upto.0 {
             let (_, command) = self.get(LogIndex(i))?;
             sm.apply(LogIndex(i), command);
@@ -332,6 +329,12 @@ impl SafetyCheckers {
         }
     }
 
+    /// A workload copy started on `node`: `r` is the at-most-one-copy verdict the engine
+    /// computed from every copy running anywhere at that instant.
+    pub fn copy_started(&mut self, now_us: u64, node: NodeId, r: Result<(), String>) {
+        self.record(AT_MOST_ONE_COPY, now_us, Some(node), r);
+    }
+
     /// `node` restarted from its durable state: its commit index starts over, and its term may
     /// fall back to the durable one (a term it adopted but had not yet synced was never revealed:
     /// every send waits for the sync, so a forgotten term or vote shows up as two leaders in one
@@ -354,9 +357,7 @@ impl SafetyCheckers {
     pub fn at_end(&mut self, now_us: u64, nodes: &[&Node]) {
         let mut order: Vec<&Node> = nodes.to_vec();
         order.sort_by_key(|n| (n.applied_index(), n.id()));
-        let mut sm = StateMachine {
-            kv: KvState::default(),
-        };
+        let mut sm = StateMachine::default();
         let mut replayed = 0u64;
         let mut complete = true;
         for node in order {
@@ -375,7 +376,7 @@ impl SafetyCheckers {
             if !complete {
                 continue;
             }
-            let r = if sm.kv == node.state_machine().kv {
+            let r = if sm == *node.state_machine() {
                 Ok(())
             } else {
                 Err(format!(

@@ -15,6 +15,7 @@ mod rng;
 pub mod scenario;
 pub mod swarm;
 pub mod trace;
+pub mod workloads;
 mod world;
 
 pub use history::History;

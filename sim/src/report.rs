@@ -56,6 +56,8 @@ pub struct RunStats {
     /// How often each interesting thing happened ("sometimes" assertions): fault kinds, crash
     /// points, pre-votes rejected, snapshots installed, requests shed, and so on.
     pub coverage: std::collections::BTreeMap<&'static str, u64>,
+    /// Workload placements, recoveries and the records behind `--explain`.
+    pub workloads: crate::workloads::WorkloadStats,
 }
 
 /// Everything a soak expects to see happen at least once over many seeds; one that never happens
@@ -85,6 +87,17 @@ pub const COVERAGE_KINDS: &[&str] = &[
     "request shed",
     "write answered not-committed",
     "client outcome unknown",
+    "fault CrashWorkload",
+    "fault HangWorkload",
+    "node suspected",
+    "node declared dead",
+    "workload re-placed",
+    "lease lost",
+    "copies killed at lease expiry by the supervisor",
+    "watchdog stopped a hung workload",
+    "breaker opened",
+    "workload failed permanently",
+    "re-placement frozen (correlated failure)",
 ];
 
 /// One expectation of the scenario and whether it held.
@@ -206,6 +219,72 @@ impl RunReport {
                 s.requests_shed, s.client_rejected
             ),
         );
+        let w = &s.workloads;
+        if w.instances > 0 {
+            use crate::workloads::{ms, percentile};
+            let pct = |v: &[u64]| match (percentile(v, 50), percentile(v, 99), v.iter().max()) {
+                (Some(a), Some(b), Some(c)) => {
+                    format!("p50 {}, p99 {}, max {}", ms(a), ms(b), ms(*c))
+                }
+                _ => "none".to_string(),
+            };
+            let closed: Vec<u64> = w
+                .outages
+                .iter()
+                .filter_map(|o| o.end_us.map(|e| e - o.start_us))
+                .collect();
+            let open = w.outages.len() - closed.len();
+            let running = w
+                .final_state
+                .iter()
+                .filter(|f| f.status == "running")
+                .count();
+            let failed = w
+                .final_state
+                .iter()
+                .filter(|f| f.status == "failed-permanently")
+                .count();
+            row(
+                "workloads",
+                format!(
+                    "{} instances; at the end {running} running, {failed} failed permanently",
+                    w.instances
+                ),
+            );
+            row(
+                "placements",
+                format!(
+                    "{} placements, {} copies started, {} re-placements ({} false)",
+                    w.placements,
+                    w.copies_started,
+                    w.replacements,
+                    w.false_reschedules.len()
+                ),
+            );
+            row(
+                "workload outages",
+                format!(
+                    "{} ended: {}; {open} open at the end",
+                    closed.len(),
+                    pct(&closed)
+                ),
+            );
+            row("detection to running", pct(&w.detection_to_running_us));
+            row(
+                "fencing",
+                format!(
+                    "{} leases lost, {} copies killed at lease expiry",
+                    w.leases_lost, w.copies_killed_at_lease_expiry
+                ),
+            );
+            row(
+                "retries",
+                format!(
+                    "{} backoffs, {} watchdog stops, {} breakers opened, {} re-placement freezes",
+                    w.backoffs, w.watchdog_stops, w.breakers_opened, w.freezes
+                ),
+            );
+        }
         row("safety checks run", self.checks_run.to_string());
         row(
             "safety violations",
@@ -325,12 +404,63 @@ pub(crate) fn judge(
                     }
                     Verdict::Inconclusive { reason } => (false, format!("inconclusive: {reason}")),
                 },
-                Expectation::WorkloadsRecoveredWithin(_)
-                | Expectation::AtMostOneRunningCopy
-                | Expectation::NoFalseReschedules => (
-                    false,
-                    "workloads are not simulated yet (workload recovery is open work)".to_string(),
-                ),
+                Expectation::WorkloadsRecoveredWithin(limit) => recovered_within(stats, *limit),
+                Expectation::AtMostOneRunningCopy => {
+                    let twins: Vec<_> = violations
+                        .iter()
+                        .filter(|v| v.checker == crate::checkers::AT_MOST_ONE_COPY)
+                        .collect();
+                    match twins.first() {
+                        None => (
+                            true,
+                            format!(
+                                "{} copies started, never two of one workload at once",
+                                stats.workloads.copies_started
+                            ),
+                        ),
+                        Some(v) => (false, v.message.clone()),
+                    }
+                }
+                Expectation::NoFalseReschedules => {
+                    let w = &stats.workloads;
+                    match w.false_reschedules.first() {
+                        None => (
+                            true,
+                            format!(
+                                "{} re-placements, none away from a healthy node",
+                                w.replacements
+                            ),
+                        ),
+                        Some(f) => (
+                            false,
+                            format!("{} false reschedules: {f}", w.false_reschedules.len()),
+                        ),
+                    }
+                }
+                Expectation::MaxReplacements(max) => {
+                    let n = stats.workloads.replacements;
+                    (n <= *max, format!("{n} re-placements (at most {max})"))
+                }
+                Expectation::WorkloadEnds(family, status) => {
+                    let all: Vec<_> = stats
+                        .workloads
+                        .final_state
+                        .iter()
+                        .filter(|f| crate::workloads::in_family(&f.name, family))
+                        .collect();
+                    let wrong: Vec<String> = all
+                        .iter()
+                        .filter(|f| f.status != *status)
+                        .map(|f| format!("{} is {}", f.name, f.status))
+                        .collect();
+                    if all.is_empty() {
+                        (false, format!("no instance of {family} in the registry"))
+                    } else if wrong.is_empty() {
+                        (true, format!("{} instances {status}", all.len()))
+                    } else {
+                        (false, wrong.join(", "))
+                    }
+                }
             };
             ExpectationResult {
                 expectation: describe_expectation(e),
@@ -339,6 +469,74 @@ pub(crate) fn judge(
             }
         })
         .collect()
+}
+
+/// Every outage of a workload ended within `limit`; one still open at the end fails unless the
+/// workload ended for good (failed permanently, completed, stopped) or it began less than `limit`
+/// before the end; every instance ran at some point.
+fn recovered_within(stats: &RunStats, limit: Duration) -> (bool, String) {
+    let w = &stats.workloads;
+    let limit_us = u64::try_from(limit.as_micros()).unwrap_or(u64::MAX);
+    let terminal = |name: &str| w.final_state.iter().any(|f| f.name == name && f.terminal);
+    let mut worst = 0;
+    for o in &w.outages {
+        match o.end_us {
+            Some(end) => {
+                let d = end - o.start_us;
+                worst = worst.max(d);
+                if d > limit_us {
+                    return (
+                        false,
+                        format!(
+                            "{} was down {} from {:.3} s (limit {limit:?})",
+                            o.workload,
+                            crate::workloads::ms(d),
+                            o.start_us as f64 / 1e6
+                        ),
+                    );
+                }
+            }
+            None if terminal(&o.workload) => {}
+            None if stats.sim_time_us.saturating_sub(o.start_us) <= limit_us => {}
+            None => {
+                return (
+                    false,
+                    format!(
+                        "{} went down at {:.3} s and never ran again",
+                        o.workload,
+                        o.start_us as f64 / 1e6
+                    ),
+                )
+            }
+        }
+    }
+    let never: Vec<&str> = w
+        .final_state
+        .iter()
+        .filter(|f| !f.terminal && f.attempts == 0 && f.status != "running")
+        .map(|f| f.name.as_str())
+        .collect();
+    if w.final_state.len() < w.instances {
+        return (
+            false,
+            format!(
+                "only {} of {} workloads reached the registry",
+                w.final_state.len(),
+                w.instances
+            ),
+        );
+    }
+    if let Some(n) = never.first() {
+        return (false, format!("{n} was never placed"));
+    }
+    (
+        true,
+        format!(
+            "{} outages, longest {} (limit {limit:?})",
+            w.outages.len(),
+            crate::workloads::ms(worst)
+        ),
+    )
 }
 
 fn describe_expectation(e: &Expectation) -> String {

@@ -98,15 +98,20 @@ impl Default for ClientSpec {
     }
 }
 
-/// Desired workloads (simulated once workload recovery exists).
+/// Desired workloads: `count` instances, named `name-1`..`name-N` (just `name` when 1).
 #[derive(Clone, Debug, PartialEq)]
 pub struct WorkloadSpec {
     /// Required, unique, non-empty.
     pub name: String,
-    /// Copies wanted. Default 1.
+    /// Instances wanted, 1..=1000. Default 1.
     pub count: usize,
-    /// Starts before the workload is marked failed for good. Default 3.
+    /// Failed starts before an instance is marked failed for good. Default 3.
     pub max_attempts: u32,
+    /// An instance must show progress this often or its node stops it as hung; `"0s"`: no
+    /// watchdog. Default 1 s.
+    pub watchdog: Option<Duration>,
+    /// Retry backoff: (base, cap), full jitter. Default ("100ms", "2s").
+    pub backoff: (Duration, Duration),
 }
 
 /// A fault injected at a point of simulated time.
@@ -160,9 +165,10 @@ pub enum Fault {
         /// How long the burst lasts.
         lasting: Duration,
     },
-    /// Crash a running copy of the named workload (listed in `workloads`).
+    /// Crash a running copy of the named workload (listed in `workloads`; `name-K` names one
+    /// instance, `name` any of them).
     CrashWorkload(String),
-    /// Hang a running copy of the named workload (listed in `workloads`).
+    /// Hang a running copy of the named workload (as for `CrashWorkload`).
     HangWorkload(String),
 }
 
@@ -179,9 +185,25 @@ pub enum Expectation {
     Linearizable,
     /// Never two running copies of one workload instance.
     AtMostOneRunningCopy,
-    /// No workload is rescheduled while its copy is still running.
+    /// No workload is moved off a node that was up, reachable and undisturbed.
     NoFalseReschedules,
+    /// At most this many copies are re-placed off dead nodes in the whole run.
+    MaxReplacements(u64),
+    /// Every instance of the workload ends the run in this status (`running`, `failed-permanently`,
+    /// `backing-off`, `pending`, `assigned`, `completed`, `stopped`).
+    WorkloadEnds(String, String),
 }
+
+/// The statuses `WorkloadEnds` accepts.
+pub const WORKLOAD_STATUSES: [&str; 7] = [
+    "pending",
+    "assigned",
+    "running",
+    "backing-off",
+    "failed-permanently",
+    "completed",
+    "stopped",
+];
 
 /// A scenario file that cannot be run, with where and why. Displays as
 /// ``{file}:{line}:{column}: field `{field}`: {message}``, or without the field part when the
@@ -305,6 +327,17 @@ struct RawWorkload {
     count: usize,
     #[serde(default = "default_attempts")]
     max_attempts: u32,
+    #[serde(default = "default_watchdog")]
+    watchdog: String,
+    #[serde(default = "default_backoff")]
+    backoff: (String, String),
+}
+
+fn default_watchdog() -> String {
+    "1s".to_string()
+}
+fn default_backoff() -> (String, String) {
+    ("100ms".to_string(), "2s".to_string())
 }
 
 #[derive(Deserialize)]
@@ -346,6 +379,8 @@ enum RawExpectation {
     Linearizable,
     AtMostOneRunningCopy,
     NoFalseReschedules,
+    MaxReplacements(u64),
+    WorkloadEnds(String, String),
 }
 
 /// Parses a duration: a non-negative decimal number and a unit, `ns`, `us`, `ms`, `s` or `m`,
@@ -812,8 +847,13 @@ impl Scenario {
         s.push_str("    workloads: [\n");
         for w in &self.workloads {
             s.push_str(&format!(
-                "        (name: {:?}, count: {}, max_attempts: {}),\n",
-                w.name, w.count, w.max_attempts
+                "        (name: {:?}, count: {}, max_attempts: {}, watchdog: {:?}, backoff: ({:?}, {:?})),\n",
+                w.name,
+                w.count,
+                w.max_attempts,
+                format_duration(w.watchdog.unwrap_or_default()),
+                format_duration(w.backoff.0),
+                format_duration(w.backoff.1)
             ));
         }
         s.push_str("    ],\n    faults: [\n");
@@ -876,6 +916,8 @@ fn expectation_ron(e: &Expectation) -> String {
         Expectation::Linearizable => "Linearizable".into(),
         Expectation::AtMostOneRunningCopy => "AtMostOneRunningCopy".into(),
         Expectation::NoFalseReschedules => "NoFalseReschedules".into(),
+        Expectation::MaxReplacements(n) => format!("MaxReplacements({n})"),
+        Expectation::WorkloadEnds(w, st) => format!("WorkloadEnds({w:?}, {st:?})"),
     }
 }
 
@@ -985,10 +1027,33 @@ fn convert(loc: &Locator<'_>, raw: RawScenario) -> Result<Scenario, ScenarioErro
         if workloads.iter().any(|x| x.name == w.name) {
             return Err(loc.error(&path, format!("workload {:?} is listed twice", w.name)));
         }
+        if !(1..=1000).contains(&w.count) {
+            return Err(loc.error(
+                &format!("workloads[{i}].count"),
+                format!("a workload has 1 to 1000 instances, not {}", w.count),
+            ));
+        }
+        if w.max_attempts == 0 {
+            return Err(loc.error(
+                &format!("workloads[{i}].max_attempts"),
+                "at least one attempt is needed".into(),
+            ));
+        }
+        let watchdog = dur(&format!("workloads[{i}].watchdog"), &w.watchdog)?;
+        let backoff_path = format!("workloads[{i}].backoff");
+        let backoff = (
+            dur(&backoff_path, &w.backoff.0)?,
+            dur(&backoff_path, &w.backoff.1)?,
+        );
+        if backoff.0 > backoff.1 {
+            return Err(loc.error(&backoff_path, "the base is above the cap".to_string()));
+        }
         workloads.push(WorkloadSpec {
             name: w.name,
             count: w.count,
             max_attempts: w.max_attempts,
+            watchdog: (!watchdog.is_zero()).then_some(watchdog),
+            backoff,
         });
     }
 
@@ -1051,7 +1116,14 @@ fn convert(loc: &Locator<'_>, raw: RawScenario) -> Result<Scenario, ScenarioErro
             })
         };
         let workload = |w: String| -> Result<String, ScenarioError> {
-            if workloads.iter().any(|x| x.name == w) {
+            // A workload by its name (any of its instances) or one instance, `name-K`.
+            let instance = |x: &WorkloadSpec| {
+                w.strip_prefix(x.name.as_str())
+                    .and_then(|r| r.strip_prefix('-'))
+                    .and_then(|k| k.parse::<usize>().ok())
+                    .is_some_and(|k| (1..=x.count).contains(&k) && x.count > 1)
+            };
+            if workloads.iter().any(|x| x.name == w || instance(x)) {
                 Ok(w)
             } else {
                 Err(loc.error(
@@ -1117,6 +1189,25 @@ fn convert(loc: &Locator<'_>, raw: RawScenario) -> Result<Scenario, ScenarioErro
             RawExpectation::Linearizable => Expectation::Linearizable,
             RawExpectation::AtMostOneRunningCopy => Expectation::AtMostOneRunningCopy,
             RawExpectation::NoFalseReschedules => Expectation::NoFalseReschedules,
+            RawExpectation::MaxReplacements(n) => Expectation::MaxReplacements(n),
+            RawExpectation::WorkloadEnds(w, st) => {
+                if !workloads.iter().any(|x| x.name == w) {
+                    return Err(loc.error(
+                        &path,
+                        format!("unknown workload {w:?} (not listed in `workloads`)"),
+                    ));
+                }
+                if !WORKLOAD_STATUSES.contains(&st.as_str()) {
+                    return Err(loc.error(
+                        &path,
+                        format!(
+                            "unknown status {st:?}: expected one of {}",
+                            WORKLOAD_STATUSES.join(", ")
+                        ),
+                    ));
+                }
+                Expectation::WorkloadEnds(w, st)
+            }
         });
     }
 
@@ -1509,8 +1600,10 @@ mod tests {
             },
             workloads: vec![WorkloadSpec {
                 name: "w\"1".into(),
-                count: 0,
+                count: 1000,
                 max_attempts: 7,
+                watchdog: Some(Duration::from_micros(7)),
+                backoff: (Duration::from_nanos(1), Duration::from_secs(90)),
             }],
             faults: vec![
                 TimedFault {

@@ -7,8 +7,9 @@
 //! process on any machine.
 
 use keel_core::{
-    AppendResult, ClientError, ClientOp, ClientResponse, ClientResult, Event, Input, Message,
-    MessageBody, Output, Persist, Write,
+    AppendResult, ClientError, ClientOp, ClientResponse, ClientResult, Event, ExitOutcome, Input,
+    Message, MessageBody, Output, Persist, WorkloadAction, WorkloadDecision, WorkloadEventKind,
+    WorkloadOp, Write,
 };
 use keel_core::{BatchOp, Key};
 
@@ -108,6 +109,36 @@ impl TraceHasher {
                 self.byte(2);
                 self.write(w);
             }
+            ClientOp::Workload(op) => {
+                self.byte(3);
+                match op {
+                    WorkloadOp::Submit(spec) => {
+                        self.byte(1);
+                        self.str(&spec.name);
+                    }
+                    WorkloadOp::Stop { name } => {
+                        self.byte(2);
+                        self.str(name);
+                    }
+                    WorkloadOp::Get { name } => {
+                        self.byte(3);
+                        self.str(name);
+                    }
+                    WorkloadOp::List => self.byte(4),
+                }
+            }
+        }
+    }
+
+    pub fn exit(&mut self, o: &ExitOutcome) {
+        match o {
+            ExitOutcome::Succeeded => self.byte(1),
+            ExitOutcome::Failed { code } => {
+                self.byte(2);
+                self.u64(*code as u64);
+            }
+            ExitOutcome::Hung => self.byte(3),
+            ExitOutcome::StartFailed => self.byte(4),
         }
     }
 
@@ -136,6 +167,22 @@ impl TraceHasher {
             }
             Err(ClientError::NotCommitted) => self.byte(6),
             Err(ClientError::Indeterminate) => self.byte(7),
+            Ok(ClientResponse::Workloads {
+                workloads,
+                revision,
+            }) => {
+                self.byte(8);
+                self.u64(revision.0);
+                for w in workloads {
+                    self.str(&w.spec.name);
+                    self.str(w.status.name());
+                    self.u64(w.epoch.0);
+                }
+            }
+            Err(ClientError::Refused { reason }) => {
+                self.byte(9);
+                self.str(reason);
+            }
         }
     }
 
@@ -228,6 +275,37 @@ impl TraceHasher {
                 self.u64(id.0);
                 self.client_result(result);
             }
+            MessageBody::LeaseRequest {
+                sent_at,
+                running,
+                exits,
+            } => {
+                self.byte(11);
+                self.u64(sent_at.0);
+                for (name, epoch) in running {
+                    self.str(name);
+                    self.u64(epoch.0);
+                }
+                self.byte(0);
+                for (name, epoch, outcome) in exits {
+                    self.str(name);
+                    self.u64(epoch.0);
+                    self.exit(outcome);
+                }
+            }
+            MessageBody::LeaseGrant {
+                sent_at,
+                commit,
+                silence,
+            } => {
+                self.byte(12);
+                self.u64(sent_at.0);
+                self.u64(commit.0);
+                for (node, quiet) in silence {
+                    self.u64(u64::from(node.0));
+                    self.u64(quiet.as_micros() as u64);
+                }
+            }
         }
     }
 
@@ -245,6 +323,18 @@ impl TraceHasher {
                 self.byte(3);
                 self.u64(req.id.0);
                 self.client_op(&req.op);
+            }
+            Input::Workload(ev) => {
+                self.byte(4);
+                self.str(&ev.name);
+                self.u64(ev.epoch.0);
+                match &ev.kind {
+                    WorkloadEventKind::Progress => self.byte(1),
+                    WorkloadEventKind::Exited(o) => {
+                        self.byte(2);
+                        self.exit(o);
+                    }
+                }
             }
         }
     }
@@ -283,6 +373,30 @@ impl TraceHasher {
             Output::Trace(e) => {
                 self.byte(6);
                 self.event(e);
+            }
+            Output::Workload(a) => {
+                self.byte(7);
+                match a {
+                    WorkloadAction::Start { name, epoch, .. } => {
+                        self.byte(1);
+                        self.str(name);
+                        self.u64(epoch.0);
+                    }
+                    WorkloadAction::Stop {
+                        name,
+                        epoch,
+                        reason,
+                    } => {
+                        self.byte(2);
+                        self.str(name);
+                        self.u64(epoch.0);
+                        self.byte(*reason as u8);
+                    }
+                    WorkloadAction::LeaseUntil { until } => {
+                        self.byte(3);
+                        self.u64(until.0);
+                    }
+                }
             }
         }
     }
@@ -341,6 +455,88 @@ impl TraceHasher {
                 self.u64(id.0);
                 self.byte(*reason as u8);
             }
+            Event::NodeHealth {
+                node,
+                health,
+                silent_for,
+            } => {
+                self.byte(13);
+                self.u64(u64::from(node.0));
+                self.byte(*health as u8);
+                self.u64(silent_for.as_micros() as u64);
+            }
+            Event::Workload { name, decision } => {
+                self.byte(14);
+                self.str(name);
+                self.decision(decision);
+            }
+            Event::LeaseLost { stopped } => {
+                self.byte(15);
+                self.u64(*stopped as u64);
+            }
+            Event::Breaker { node, state } => {
+                self.byte(16);
+                self.u64(u64::from(node.0));
+                self.byte(*state as u8);
+            }
+            Event::ReplacementFrozen { dead } => {
+                self.byte(17);
+                for n in dead {
+                    self.u64(u64::from(n.0));
+                }
+            }
+            Event::ReplacementResumed => self.byte(18),
+        }
+    }
+
+    fn decision(&mut self, d: &WorkloadDecision) {
+        match d {
+            WorkloadDecision::Placed {
+                node,
+                reason,
+                free_capacity,
+            } => {
+                self.byte(1);
+                self.u64(u64::from(node.0));
+                self.byte(*reason as u8);
+                self.u64(u64::from(*free_capacity));
+            }
+            WorkloadDecision::ReplacementScheduled { from, epoch, delay } => {
+                self.byte(2);
+                self.u64(u64::from(from.0));
+                self.u64(epoch.0);
+                self.u64(delay.as_micros() as u64);
+            }
+            WorkloadDecision::Orphaned { from, epoch, why } => {
+                self.byte(3);
+                self.u64(u64::from(from.0));
+                self.u64(epoch.0);
+                self.str(why);
+            }
+            WorkloadDecision::BackoffChosen { attempt, delay } => {
+                self.byte(4);
+                self.u64(u64::from(*attempt));
+                self.u64(delay.as_micros() as u64);
+            }
+            WorkloadDecision::RetryDue => self.byte(5),
+            WorkloadDecision::GaveUp { reason } => {
+                self.byte(6);
+                self.str(reason);
+            }
+            WorkloadDecision::CopyStarted { epoch } => {
+                self.byte(7);
+                self.u64(epoch.0);
+            }
+            WorkloadDecision::CopyStopped { epoch, reason } => {
+                self.byte(8);
+                self.u64(epoch.0);
+                self.byte(*reason as u8);
+            }
+            WorkloadDecision::CopyExited { epoch, outcome } => {
+                self.byte(9);
+                self.u64(epoch.0);
+                self.exit(outcome);
+            }
         }
     }
 }
@@ -358,6 +554,8 @@ fn body_tag(b: &MessageBody) -> u8 {
         MessageBody::InstallSnapshotResponse { .. } => 8,
         MessageBody::Forward { .. } => 9,
         MessageBody::ForwardReply { .. } => 10,
+        MessageBody::LeaseRequest { .. } => 11,
+        MessageBody::LeaseGrant { .. } => 12,
     }
 }
 

@@ -34,7 +34,9 @@ use std::time::Duration;
 
 use keel_core::{
     ClientError, ClientOp, ClientReply, ClientRequest, ClientResponse, Config, DurableState, Event,
-    Input, Key, Message, Node, NodeId, Output, Persist, RequestId, Write,
+    ExitOutcome, Input, Key, LogIndex, Message, Node, NodeId, Output, Persist, RequestId,
+    WorkloadAction, WorkloadDecision, WorkloadEvent, WorkloadEventKind, WorkloadOp, WorkloadSpec,
+    Write,
 };
 
 use crate::checkers::SafetyCheckers;
@@ -43,6 +45,7 @@ use crate::report::{Failover, RunStats};
 use crate::rng::{self, tag, Stream};
 use crate::scenario::{Fault, Scenario, Selector};
 use crate::trace::TraceHasher;
+use crate::workloads::{self as wl, FinalWorkload, Processes};
 
 /// The simulator's own model parameters (not part of a scenario). Defaults model a LAN cluster of
 /// small servers with SSDs.
@@ -145,6 +148,18 @@ enum Ev {
     },
     OverloadArrival {
         burst: u64,
+    },
+    /// A workload copy shows progress (every `PROGRESS_US` while it runs and is not hung).
+    WorkloadProgress {
+        token: u64,
+    },
+    /// A node's supervisor checks its lease (scheduled at each new deadline).
+    LeaseExpiry {
+        node: usize,
+    },
+    /// The operator submits scenario workload `spec` (again, until it is accepted).
+    AdminSubmit {
+        spec: usize,
     },
     End,
 }
@@ -282,9 +297,28 @@ pub(crate) struct World<'a> {
     window_commits: u64,
     window_ops: (usize, usize, usize),
     max_commit: u64,
+    /// The scenario's workload instances, submitted by an operator at the start.
+    specs: Vec<WorkloadSpec>,
+    /// Operator submit requests in flight: request -> spec.
+    admin: BTreeMap<RequestId, usize>,
+    procs: Processes,
+    /// Per node: the last time a fault touched it (crash, restart, hang, slow, cut links).
+    disturbed_at: Vec<u64>,
+    /// Per node: when the leader last declared it dead.
+    dead_declared: BTreeMap<NodeId, u64>,
+    /// Workloads re-placed after a node was declared dead, waiting to run: name -> declared at.
+    awaiting_replacement: BTreeMap<String, u64>,
 }
 
+mod workload_driver;
+
 const WINDOW_US: u64 = 5_000_000;
+/// How often a healthy workload copy shows progress.
+const PROGRESS_US: u64 = 100_000;
+/// When the operator submits the scenario's workloads, and how long it waits before resubmitting
+/// one that got no answer.
+const ADMIN_START_US: u64 = 300_000;
+const ADMIN_RETRY_US: u64 = 200_000;
 /// How long a mid-step crash waits for a step that writes before striking between steps.
 const MID_STEP_CRASH_PATIENCE_US: u64 = 50_000;
 /// Keys an overload burst writes and reads (`user/ov0`..), apart from the clients' keys.
@@ -382,6 +416,12 @@ impl<'a> World<'a> {
             window_commits: 0,
             window_ops: (0, 0, 0),
             max_commit: 0,
+            specs: wl::instances(scenario),
+            admin: BTreeMap::new(),
+            procs: Processes::new(n),
+            disturbed_at: vec![0; n],
+            dead_declared: BTreeMap::new(),
+            awaiting_replacement: BTreeMap::new(),
         }
     }
 
@@ -438,6 +478,10 @@ impl<'a> World<'a> {
         for (index, f) in self.scenario.faults.iter().enumerate() {
             let at = us(f.at);
             self.schedule(at, Ev::Fault { index });
+        }
+        self.stats.workloads.instances = self.specs.len();
+        for spec in 0..self.specs.len() {
+            self.schedule(ADMIN_START_US, Ev::AdminSubmit { spec });
         }
         let end = self.end;
         self.schedule(end, Ev::End);
@@ -578,6 +622,9 @@ impl<'a> World<'a> {
                 }
             }
             Ev::OverloadArrival { burst } => self.overload_arrival(burst),
+            Ev::WorkloadProgress { token } => self.workload_progress(token),
+            Ev::LeaseExpiry { node } => self.lease_expiry(node),
+            Ev::AdminSubmit { spec } => self.admin_submit(spec),
             Ev::End => {}
         }
     }
@@ -754,6 +801,7 @@ impl<'a> World<'a> {
                 Output::Send(m) => self.send(i, t, m),
                 Output::Reply(r) => self.reply(i, t, r),
                 Output::Trace(e) => role_changed |= self.node_event(i, &e),
+                Output::Workload(a) => self.workload_action(i, t, a),
             }
         }
         self.out = out;
@@ -923,6 +971,63 @@ impl<'a> World<'a> {
                 false
             }
             Event::PreVoteStarted { .. } => false,
+            Event::NodeHealth {
+                node,
+                health,
+                silent_for,
+            } => {
+                let text = format!(
+                    "{id} (leader) marks {node} {health} after {} ms of silence",
+                    silent_for.as_millis()
+                );
+                self.stats
+                    .workloads
+                    .health_log
+                    .push((self.now, *node, text));
+                match health {
+                    keel_core::Health::Dead => {
+                        self.dead_declared.insert(*node, self.now);
+                        self.cover("node declared dead");
+                    }
+                    keel_core::Health::Suspect => self.cover("node suspected"),
+                    keel_core::Health::Alive => {}
+                }
+                self.condensed(format!("{id} marks {node} {health}"));
+                false
+            }
+            Event::Workload { name, decision } => {
+                self.workload_decision(i, name, decision);
+                false
+            }
+            Event::LeaseLost { stopped } => {
+                self.stats.workloads.leases_lost += 1;
+                self.cover("lease lost");
+                if *stopped > 0 {
+                    self.condensed(format!("{id} lost its lease, stops {stopped} copies"));
+                }
+                false
+            }
+            Event::Breaker { node, state } => {
+                if *state == keel_core::BreakerState::Open {
+                    self.stats.workloads.breakers_opened += 1;
+                    self.cover("breaker opened");
+                }
+                self.condensed(format!("{id}: breaker of {node} {state:?}"));
+                false
+            }
+            Event::ReplacementFrozen { dead } => {
+                self.stats.workloads.freezes += 1;
+                self.cover("re-placement frozen (correlated failure)");
+                self.condensed(format!(
+                    "{id} freezes re-placement: {} nodes died at once",
+                    dead.len()
+                ));
+                false
+            }
+            Event::ReplacementResumed => {
+                self.condensed(format!("{id} resumes re-placement"));
+                false
+            }
         }
     }
 
@@ -949,6 +1054,15 @@ impl<'a> World<'a> {
         n.queue.clear();
         n.client_queue.clear();
         n.crash_times.push(now);
+        self.disturbed_at[i] = now;
+        self.procs.lease_until[i] = 0;
+        let killed = self.procs.remove_where(now, |c| c.node == i);
+        if killed > 0 {
+            let id = self.members[i];
+            let text = format!("{id} crashes: its {killed} copies die with it");
+            self.stats.workloads.health_log.push((now, id, text));
+        }
+        let n = &mut self.nodes[i];
         n.incarnation += 1;
         n.crash_in_next_step = None;
         n.resume_scheduled = false;
@@ -994,6 +1108,7 @@ impl<'a> World<'a> {
         }
         self.crashed_stack.retain(|&c| c != i);
         self.checkers.node_restarted(self.members[i]);
+        self.disturbed_at[i] = self.now;
         self.start_node(i);
         let id = self.members[i];
         self.condensed(format!("{id} restarts from durable state"));
@@ -1062,9 +1177,11 @@ impl<'a> World<'a> {
 
     // ---------------------------------------------------------------- faults
 
+    /// Nodes that are up and not already doomed by a pending mid-step crash (so two crash
+    /// faults at one instant hit two nodes).
     fn live(&self) -> Vec<usize> {
         (0..self.nodes.len())
-            .filter(|&i| self.nodes[i].up())
+            .filter(|&i| self.nodes[i].up() && self.nodes[i].crash_in_next_step.is_none())
             .collect()
     }
 
@@ -1255,14 +1372,10 @@ impl<'a> World<'a> {
                 self.schedule(now, Ev::OverloadArrival { burst });
                 "the clients".to_string()
             }
-            Fault::CrashWorkload(w) | Fault::HangWorkload(w) => {
-                // Workloads arrive with workload recovery (issue 3); nothing runs yet.
-                self.stats.unsupported.push(format!(
-                    "fault {fault:?} on workload {w}: workloads are not simulated yet"
-                ));
-                "nothing (workloads are not simulated yet)".to_string()
-            }
+            Fault::CrashWorkload(w) => self.crash_workload(w),
+            Fault::HangWorkload(w) => self.hang_workload(w),
         };
+        self.note_disturbance(&fault);
         let line = format!(
             "{} fault {} -> {text}",
             fmt_time(self.now),
@@ -1388,7 +1501,7 @@ impl<'a> World<'a> {
         while self
             .deadlines
             .front()
-            .is_some_and(|(_, id)| !self.pending.contains_key(id))
+            .is_some_and(|(_, id)| !self.pending.contains_key(id) && !self.admin.contains_key(id))
         {
             self.deadlines.pop_front();
         }
@@ -1438,6 +1551,9 @@ impl<'a> World<'a> {
     }
 
     fn client_answer(&mut self, id: RequestId, answer: Answer) {
+        if let Some(spec) = self.admin.remove(&id) {
+            return self.admin_answer(spec, answer);
+        }
         let Some(p) = self.pending.remove(&id) else {
             return; // already answered or timed out
         };
@@ -1452,6 +1568,11 @@ impl<'a> World<'a> {
                 Completion::Ok {
                     read: value.clone(),
                 }
+            }
+            // Only the operator reads workloads, and its answers never reach here.
+            Answer::Reply(Ok(ClientResponse::Workloads { .. })) => {
+                self.hasher.byte(6);
+                Completion::Ok { read: None }
             }
             Answer::Reply(Ok(ClientResponse::Written { revision })) => {
                 self.hasher.byte(2);
@@ -1477,7 +1598,9 @@ impl<'a> World<'a> {
                         self.cover("write answered not-committed");
                         Completion::Fail
                     }
-                    ClientError::CasMismatch { .. } => Completion::Fail,
+                    ClientError::CasMismatch { .. } | ClientError::Refused { .. } => {
+                        Completion::Fail
+                    }
                     ClientError::Indeterminate => {
                         new_process = true;
                         Completion::Info
@@ -1572,6 +1695,8 @@ impl<'a> World<'a> {
             }
         }
         self.history.close_open_ops(end);
+        self.procs.finish(&mut self.stats.workloads);
+        self.record_final_registry();
         let live: Vec<&Node> = self.nodes.iter().filter_map(|n| n.node.as_ref()).collect();
         self.checkers.at_end(end, &live);
         self.stats.sim_time_us = end;

@@ -38,6 +38,10 @@ enum Command {
         /// Print the condensed trace (faults, leadership, snapshots, 5 s summaries) too.
         #[arg(long)]
         condensed: bool,
+        /// Print the causal chain of this workload (an instance like `web-3`, or every instance
+        /// of `web`): detector verdicts, placements, retries, copies started and stopped.
+        #[arg(long, value_name = "WORKLOAD")]
+        explain: Option<String>,
         /// The scenario file (RON).
         file: PathBuf,
     },
@@ -136,8 +140,16 @@ fn main() -> ExitCode {
             trace,
             history,
             condensed,
+            explain,
             file,
-        } => sim(seed, trace.as_deref(), history.as_deref(), condensed, &file),
+        } => sim(
+            seed,
+            trace.as_deref(),
+            history.as_deref(),
+            condensed,
+            explain.as_deref(),
+            &file,
+        ),
         Command::Soak {
             seeds,
             from,
@@ -165,6 +177,7 @@ fn sim(
     trace: Option<&Path>,
     history: Option<&Path>,
     condensed: bool,
+    explain: Option<&str>,
     file: &Path,
 ) -> Result<ExitCode> {
     let scenario = Scenario::load(file)?;
@@ -206,6 +219,12 @@ fn sim(
     }
     print!("{}", report.summary(wall));
     println!("trace-hash: {}", report.trace_hash);
+    if let Some(name) = explain {
+        match report.stats.workloads.explain(name) {
+            Ok(text) => print!("{text}"),
+            Err(e) => anyhow::bail!("--explain: {e}"),
+        }
+    }
     if report.passed() {
         Ok(ExitCode::SUCCESS)
     } else {
@@ -274,6 +293,9 @@ fn soak(
     let failures: Mutex<Vec<(String, u64, String, String)>> = Mutex::new(Vec::new());
     let coverage: Mutex<BTreeMap<&'static str, u64>> = Mutex::new(BTreeMap::new());
     let failovers_us: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+    // Workload outages that ended, detection-to-running times, re-placements (total, false).
+    let workload_us: Mutex<(Vec<u64>, Vec<u64>, u64, u64)> =
+        Mutex::new((Vec::new(), Vec::new(), 0, 0));
     let sim_us = std::sync::atomic::AtomicU64::new(0);
     let options = RunOptions::default();
     let started = Instant::now();
@@ -315,6 +337,13 @@ fn soak(
                             .iter()
                             .filter_map(|x| x.end_us.map(|e| e - x.start_us)),
                     );
+                }
+                if let Ok(mut w) = workload_us.lock() {
+                    let s = &report.stats.workloads;
+                    w.0.extend(s.outages.iter().filter_map(|o| o.end_us.map(|e| e - o.start_us)));
+                    w.1.extend(s.detection_to_running_us.iter().copied());
+                    w.2 += s.replacements;
+                    w.3 += s.false_reschedules.len() as u64;
                 }
                 if !report.passed() {
                     let why = first_failure(&report);
@@ -377,6 +406,30 @@ fn soak(
             q(0.99),
             q(1.0)
         );
+    }
+    let (outages, detection, replaced, false_moves) =
+        workload_us.into_inner().unwrap_or_else(|e| e.into_inner());
+    for (what, samples) in [
+        ("workload outages (no healthy copy)", outages),
+        ("detection to running elsewhere", detection),
+    ] {
+        let (p50, p99, max) = (
+            keel_sim::workloads::percentile(&samples, 50),
+            keel_sim::workloads::percentile(&samples, 99),
+            samples.iter().max(),
+        );
+        if let (Some(a), Some(b), Some(c)) = (p50, p99, max) {
+            println!(
+                "{what}: {} measured, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                samples.len(),
+                a as f64 / 1e3,
+                b as f64 / 1e3,
+                *c as f64 / 1e3
+            );
+        }
+    }
+    if replaced > 0 {
+        println!("re-placements: {replaced}, of which false (off a healthy node): {false_moves}");
     }
     for (name, seed, why, replay) in &failures {
         println!("FAILED {name} seed {seed}: {why}\n  replay: {replay}");

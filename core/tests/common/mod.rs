@@ -28,6 +28,8 @@ pub struct Cluster {
     pub cut: BTreeSet<(NodeId, NodeId)>,
     pub replies: Vec<(NodeId, ClientReply)>,
     pub events: Vec<(NodeId, Event)>,
+    /// Workload actions, per node, in order.
+    pub actions: Vec<(NodeId, WorkloadAction)>,
     /// Outputs of the last step, per node, for order assertions.
     pub last_outputs: Vec<Output>,
     next_request: u64,
@@ -48,6 +50,7 @@ impl Cluster {
             cut: BTreeSet::new(),
             replies: Vec::new(),
             events: Vec::new(),
+            actions: Vec::new(),
             last_outputs: Vec::new(),
             next_request: 1,
         };
@@ -80,6 +83,7 @@ impl Cluster {
                 Output::Send(m) => self.inflight.push_back(m.clone()),
                 Output::Reply(r) => self.replies.push((id, r.clone())),
                 Output::Trace(e) => self.events.push((id, e.clone())),
+                Output::Workload(a) => self.actions.push((id, a.clone())),
             }
         }
         self.last_outputs = out;

@@ -1,0 +1,179 @@
+//! Workload recovery rules, each asserted on a small in-memory cluster: placement spreads work,
+//! a cut-off node stops its copies before the leader places them elsewhere (fencing by lease),
+//! failures are retried with backoff until `max_attempts`, and a hung copy is stopped by its
+//! node's watchdog.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Cluster;
+use keel_core::*;
+
+fn submit(c: &mut Cluster, leader: NodeId, spec: WorkloadSpec) {
+    let id = c.request(leader, ClientOp::Workload(WorkloadOp::Submit(spec)));
+    c.deliver_all();
+    c.advance(Duration::from_millis(50));
+    assert!(
+        matches!(c.reply(id), Some(Ok(ClientResponse::Written { .. }))),
+        "submit not acknowledged: {:?}",
+        c.reply(id)
+    );
+}
+
+fn status(c: &Cluster, at: u32, name: &str) -> Option<Status> {
+    c.node(at)
+        .state_machine()
+        .registry
+        .get(name)
+        .map(|w| w.status.clone())
+}
+
+/// Starts of `name` as (node, epoch), in order.
+fn starts(c: &Cluster, name: &str) -> Vec<(NodeId, LogIndex)> {
+    c.actions
+        .iter()
+        .filter_map(|(n, a)| match a {
+            WorkloadAction::Start { name: w, epoch, .. } if w == name => Some((*n, *epoch)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn placement_spreads_workloads_over_the_nodes_with_most_free_capacity() {
+    let mut c = Cluster::new(3);
+    let leader = c.elect();
+    c.advance(Duration::from_millis(300));
+    for i in 1..=6 {
+        submit(&mut c, leader, WorkloadSpec::new(format!("w{i}"), "true"));
+    }
+    c.advance(Duration::from_millis(300));
+    let mut per_node = std::collections::BTreeMap::new();
+    for i in 1..=6 {
+        let s = status(&c, 1, &format!("w{i}"));
+        let Some(Status::Running { node, .. }) = s else {
+            panic!("w{i} is not running: {s:?}");
+        };
+        *per_node.entry(node).or_insert(0) += 1;
+    }
+    assert_eq!(
+        per_node.values().copied().collect::<Vec<_>>(),
+        vec![2, 2, 2]
+    );
+}
+
+#[test]
+fn a_cut_off_node_stops_its_copies_before_the_leader_places_them_elsewhere() {
+    let mut c = Cluster::new(3);
+    let leader = c.elect();
+    c.advance(Duration::from_millis(300));
+    for i in 1..=3 {
+        submit(&mut c, leader, WorkloadSpec::new(format!("w{i}"), "true"));
+    }
+    c.advance(Duration::from_millis(300));
+    let victim = NodeId(if leader == NodeId(3) { 2 } else { 3 });
+    let (name, epoch) = c
+        .node(leader.0)
+        .state_machine()
+        .registry
+        .assigned_to(victim)
+        .map(|(n, e)| (n.to_string(), e))
+        .next()
+        .expect("every node runs a workload");
+    for other in [NodeId(1), NodeId(2), NodeId(3)] {
+        if other != victim {
+            c.cut.insert((victim, other));
+            c.cut.insert((other, victim));
+        }
+    }
+    let cut_at = c.now;
+    let mut stopped_at = None;
+    let mut restarted_at = None;
+    for _ in 0..300 {
+        c.advance(Duration::from_millis(10));
+        let stopped = c.actions.iter().any(|(n, a)| {
+            *n == victim && matches!(a, WorkloadAction::Stop { name: w, epoch: e, reason: StopReason::LeaseExpired } if *w == name && *e == epoch)
+        });
+        if stopped && stopped_at.is_none() {
+            stopped_at = Some(c.now);
+        }
+        if restarted_at.is_none() && starts(&c, &name).iter().any(|(n, _)| *n != victim) {
+            restarted_at = Some(c.now);
+        }
+    }
+    let stopped_at = stopped_at.expect("the cut-off node never stopped its copy");
+    let restarted_at = restarted_at.expect("the workload never ran elsewhere");
+    assert!(
+        stopped_at < restarted_at,
+        "copy stopped at {stopped_at} but placed elsewhere at {restarted_at}"
+    );
+    let cfg = Config::new(NodeId(1), vec![NodeId(1)], 0);
+    assert!(restarted_at.saturating_since(cut_at) <= cfg.dead_after + Duration::from_millis(500));
+    assert_eq!(
+        c.node(leader.0).state_machine().registry.health(victim),
+        Health::Dead
+    );
+}
+
+#[test]
+fn a_failing_workload_is_retried_then_failed_permanently() {
+    let mut c = Cluster::new(3);
+    let leader = c.elect();
+    c.advance(Duration::from_millis(300));
+    let mut spec = WorkloadSpec::new("job", "false");
+    spec.max_attempts = 2;
+    spec.backoff_base = Duration::from_millis(100);
+    spec.backoff_cap = Duration::from_millis(200);
+    submit(&mut c, leader, spec);
+    c.advance(Duration::from_millis(300));
+    for attempt in 1..=2 {
+        let Some(Status::Running { node, epoch }) = status(&c, leader.0, "job") else {
+            panic!("attempt {attempt}: not running");
+        };
+        let ev = WorkloadEvent {
+            name: "job".into(),
+            epoch,
+            kind: WorkloadEventKind::Exited(ExitOutcome::Failed { code: 3 }),
+        };
+        c.step(node, Input::Workload(ev));
+        c.deliver_all();
+        c.advance(Duration::from_millis(600));
+    }
+    assert!(matches!(
+        status(&c, leader.0, "job"),
+        Some(Status::FailedPermanently { .. })
+    ));
+    assert_eq!(starts(&c, "job").len(), 2, "exactly max_attempts starts");
+    let backoffs = c
+        .events
+        .iter()
+        .filter(|(_, e)| {
+            matches!(e, Event::Workload { decision: WorkloadDecision::BackoffChosen { delay, .. }, .. } if *delay <= Duration::from_millis(100))
+        })
+        .count();
+    assert_eq!(backoffs, 1, "one backoff, within base * 2^0");
+}
+
+#[test]
+fn a_copy_that_stops_making_progress_is_stopped_by_its_watchdog_and_restarted() {
+    let mut c = Cluster::new(3);
+    let leader = c.elect();
+    c.advance(Duration::from_millis(300));
+    let mut spec = WorkloadSpec::new("svc", "sleep");
+    spec.watchdog = Some(Duration::from_millis(300));
+    submit(&mut c, leader, spec);
+    // Nobody reports progress: the watchdog fires, the leader retries it.
+    c.advance(Duration::from_millis(1_000));
+    assert!(c.actions.iter().any(|(_, a)| matches!(
+        a,
+        WorkloadAction::Stop {
+            reason: StopReason::Hung,
+            ..
+        }
+    )));
+    assert!(
+        starts(&c, "svc").len() >= 2,
+        "the hung copy was not restarted"
+    );
+}
