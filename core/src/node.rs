@@ -145,6 +145,16 @@ impl Node {
         }
     }
 
+    /// When this follower's or candidate's election timer fires (`NEVER` while leader). One of
+    /// the deadlines behind [`Node::next_deadline`].
+    pub fn election_deadline(&self) -> Instant {
+        if self.lead.is_some() {
+            Instant::NEVER
+        } else {
+            self.election_deadline
+        }
+    }
+
     /// When the driver must deliver the next [`Input::Tick`] (it may deliver one earlier).
     pub fn next_deadline(&self) -> Instant {
         let timer = match &self.lead {

@@ -139,7 +139,7 @@ fn s5_1_a_message_from_a_stale_term_is_rejected_with_the_current_term() {
 fn s5_2_a_follower_that_hears_nothing_starts_an_election_within_the_randomised_timeout() {
     let mut c = Cluster::with_config(3, no_pre_vote);
     let cfg = c.configs[&NodeId(1)].clone();
-    let d = c.node(1).next_deadline();
+    let d = c.node(1).election_deadline();
     assert!(
         d >= Instant::ZERO + cfg.election_timeout_min
             && d < Instant::ZERO + cfg.election_timeout_max
@@ -170,7 +170,7 @@ fn s5_2_a_follower_that_hears_nothing_starts_an_election_within_the_randomised_t
 fn s5_2_election_timeouts_are_randomised_per_node() {
     let c = Cluster::new(5);
     let deadlines: std::collections::BTreeSet<_> =
-        c.nodes.values().map(|n| n.next_deadline()).collect();
+        c.nodes.values().map(|n| n.election_deadline()).collect();
     assert!(
         deadlines.len() >= 4,
         "timeouts should differ between nodes: {deadlines:?}"
@@ -239,7 +239,7 @@ fn s5_2_a_node_grants_at_most_one_vote_per_term_and_persists_it_before_answering
 #[test]
 fn s5_2_a_candidate_that_hears_from_a_leader_of_its_term_steps_down() {
     let mut c = Cluster::with_config(3, no_pre_vote);
-    c.now = c.node(1).next_deadline();
+    c.now = c.node(1).election_deadline();
     c.step(NodeId(1), Input::Tick);
     c.drop_inflight();
     assert_eq!(c.node(1).role(), Role::Candidate);
@@ -254,7 +254,7 @@ fn s5_2_a_split_vote_is_resolved_by_a_new_election_in_a_later_term() {
     let mut c = Cluster::with_config(3, no_pre_vote);
     // n1 and n2 both stand in term 1 and their requests are lost: nobody wins.
     for id in [1, 2] {
-        let d = c.nodes[&NodeId(id)].next_deadline();
+        let d = c.nodes[&NodeId(id)].election_deadline();
         c.now = c.now.max(d);
         c.step(NodeId(id), Input::Tick);
     }
@@ -489,7 +489,7 @@ fn s5_4_2_a_leader_never_commits_an_earlier_term_entry_by_counting_replicas() {
         );
     }
     c.drop_inflight();
-    c.now = c.node(1).next_deadline();
+    c.now = c.node(1).election_deadline();
     c.step(NodeId(1), Input::Tick);
     let vote_request = c
         .inflight

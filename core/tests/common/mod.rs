@@ -161,7 +161,7 @@ impl Cluster {
     /// Makes node `id` leader: times it out first while the others are quiet.
     pub fn elect_node(&mut self, id: u32) -> NodeId {
         let target = NodeId(id);
-        let deadline = self.nodes[&target].next_deadline();
+        let deadline = self.nodes[&target].election_deadline();
         self.now = self.now.max(deadline);
         self.step(target, Input::Tick);
         self.deliver_all();
