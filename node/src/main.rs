@@ -38,6 +38,29 @@ enum KvCommand {
 }
 
 #[derive(Subcommand)]
+enum WorkloadCommand {
+    /// Submit (or update) a workload: `keel workload submit web -- sleep 60`.
+    Submit {
+        name: String,
+        /// Failed starts before it is marked failed for good.
+        #[arg(long, default_value_t = 3)]
+        max_attempts: u32,
+        /// The program and its arguments.
+        #[arg(required = true, last = true)]
+        command: Vec<String>,
+    },
+    /// Stop a workload (desired state: stopped).
+    Stop { name: String },
+    /// Every workload, as a table (or --json).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One workload and the chain of decisions that made it what it is.
+    Explain { name: String },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// The cluster as one node sees it: leader, term, commit index, members.
     Status {
@@ -55,6 +78,14 @@ enum Command {
         addr: SocketAddr,
         #[command(subcommand)]
         command: KvCommand,
+    },
+    /// Submit, stop, list and explain workloads through any node.
+    Workload {
+        /// Any node's HTTP address.
+        #[arg(long, global = true, default_value = "127.0.0.1:8001")]
+        addr: SocketAddr,
+        #[command(subcommand)]
+        command: WorkloadCommand,
     },
     /// Run a cluster node.
     Node {
@@ -127,6 +158,98 @@ fn finish(answer: keel_node::client::Answer) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A path segment: the workload name, percent-encoded where it must be.
+fn segment(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn workload(
+    addr: SocketAddr,
+    command: WorkloadCommand,
+    timeout: std::time::Duration,
+) -> anyhow::Result<()> {
+    use keel_node::client::request;
+    match command {
+        WorkloadCommand::Submit {
+            name,
+            max_attempts,
+            command,
+        } => {
+            let (program, args) = command
+                .split_first()
+                .context("name the program to run after `--`")?;
+            let body = serde_json::json!({
+                "name": name, "command": program, "args": args, "max_attempts": max_attempts,
+            })
+            .to_string();
+            finish(request(
+                addr,
+                "POST",
+                "/v1/workloads",
+                Some(&body),
+                timeout,
+            )?)
+        }
+        WorkloadCommand::Stop { name } => {
+            let path = format!("/v1/workloads/{}", segment(&name));
+            finish(request(addr, "DELETE", &path, None, timeout)?)
+        }
+        WorkloadCommand::List { json } => {
+            let a = request(addr, "GET", "/v1/workloads", None, timeout)?;
+            if json || a.status != 200 {
+                return finish(a);
+            }
+            let mut t = comfy_table::Table::new();
+            t.set_header(["name", "status", "node", "epoch", "attempts", "desired"]);
+            for w in a.body["workloads"].as_array().into_iter().flatten() {
+                let text = |k: &str| match &w[k] {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Null => "-".to_string(),
+                    v => v.to_string(),
+                };
+                t.add_row([
+                    text("name"),
+                    text("status"),
+                    text("node"),
+                    text("epoch"),
+                    format!("{} of {}", text("attempts"), text("max_attempts")),
+                    text("desired"),
+                ]);
+            }
+            println!("{t}");
+            Ok(())
+        }
+        WorkloadCommand::Explain { name } => {
+            let path = format!("/v1/workloads/{}", segment(&name));
+            let a = request(addr, "GET", &path, None, timeout)?;
+            if a.status != 200 {
+                return finish(a);
+            }
+            let w = &a.body;
+            println!(
+                "{}: {} on {} (epoch {}, attempt {} of {})",
+                w["name"].as_str().unwrap_or("?"),
+                w["status"].as_str().unwrap_or("?"),
+                w["node"].as_str().unwrap_or("no node"),
+                w["epoch"],
+                w["attempts"],
+                w["max_attempts"]
+            );
+            for d in w["explain"].as_array().into_iter().flatten() {
+                println!("  #{:<6} {}", d["index"], d["what"].as_str().unwrap_or(""));
+            }
+            Ok(())
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let timeout = std::time::Duration::from_secs(5);
@@ -174,6 +297,7 @@ fn main() -> anyhow::Result<()> {
             };
             finish(a)
         }
+        Command::Workload { addr, command } => workload(addr, command, timeout),
         Command::Node {
             id,
             listen,

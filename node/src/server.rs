@@ -118,42 +118,48 @@ pub async fn run(
     let mut waiting: BTreeMap<RequestId, oneshot::Sender<ClientResult>> = BTreeMap::new();
     let mut next_id = 1u64;
     tokio::pin!(shutdown);
+    // What the workload supervisor reports back, fed to the core before anything else.
+    let mut feedback: Vec<Input> = Vec::new();
     let result = loop {
         let deadline = rt.next_deadline().0;
         let wake = clock + Duration::from_micros(deadline.min(u64::MAX / 4));
-        let effects = tokio::select! {
-            biased;
-            () = &mut shutdown => break Ok(()),
-            Some(m) = inbound.recv() => {
-                let mut batch = vec![Input::Message(m)];
-                while batch.len() < 256 {
-                    match inbound.try_recv() {
-                        Ok(m) => batch.push(Input::Message(m)),
-                        Err(_) => break,
+        let effects = if !feedback.is_empty() {
+            rt.step_batch(now(clock), std::mem::take(&mut feedback))
+        } else {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break Ok(()),
+                Some(m) = inbound.recv() => {
+                    let mut batch = vec![Input::Message(m)];
+                    while batch.len() < 256 {
+                        match inbound.try_recv() {
+                            Ok(m) => batch.push(Input::Message(m)),
+                            Err(_) => break,
+                        }
                     }
+                    rt.step_batch(now(clock), batch)
                 }
-                rt.step_batch(now(clock), batch)
+                Some(req) = api.recv() => match req {
+                    ApiRequest::Op { op, reply } => {
+                        let id = RequestId(next_id);
+                        next_id += 1;
+                        waiting.insert(id, reply);
+                        rt.step(now(clock), Input::Client(ClientRequest { id, op }))
+                    }
+                    ApiRequest::Cluster { reply } => {
+                        let n = rt.node();
+                        let _ = reply.send(ClusterInfo {
+                            node: n.id().to_string(),
+                            leader: n.leader().map(|l| l.to_string()),
+                            term: n.term().0,
+                            commit_index: n.commit_index().0,
+                            members: members.iter().map(|m| m.to_string()).collect(),
+                        });
+                        continue;
+                    }
+                },
+                () = tokio::time::sleep_until(wake.into()) => rt.step(now(clock), Input::Tick),
             }
-            Some(req) = api.recv() => match req {
-                ApiRequest::Op { op, reply } => {
-                    let id = RequestId(next_id);
-                    next_id += 1;
-                    waiting.insert(id, reply);
-                    rt.step(now(clock), Input::Client(ClientRequest { id, op }))
-                }
-                ApiRequest::Cluster { reply } => {
-                    let n = rt.node();
-                    let _ = reply.send(ClusterInfo {
-                        node: n.id().to_string(),
-                        leader: n.leader().map(|l| l.to_string()),
-                        term: n.term().0,
-                        commit_index: n.commit_index().0,
-                        members: members.iter().map(|m| m.to_string()).collect(),
-                    });
-                    continue;
-                }
-            },
-            () = tokio::time::sleep_until(wake.into()) => rt.step(now(clock), Input::Tick),
         };
         let effects = match effects {
             Ok(e) => e,
@@ -170,12 +176,18 @@ pub async fn run(
         for e in effects.events {
             tracing::info!(node = %spec.id, event = ?e, "core");
         }
-        // Running workloads as processes is not built in the production node yet (issue 4):
-        // the registry, placement and leases work, but nothing is started here.
+        // Running workloads as processes is not built in the production node yet: every start
+        // is reported as failed, so the registry shows the truth (retries, then
+        // failed-permanently "could not be started") instead of a copy that does not exist.
         for a in effects.workload {
-            if let keel_core::WorkloadAction::Start { name, epoch, .. } = &a {
+            if let keel_core::WorkloadAction::Start { name, epoch, .. } = a {
                 tracing::warn!(node = %spec.id, workload = %name, epoch = epoch.0,
                     "workload assigned here, but this node cannot run workload processes yet");
+                feedback.push(Input::Workload(keel_core::WorkloadEvent {
+                    name,
+                    epoch,
+                    kind: keel_core::WorkloadEventKind::Exited(keel_core::ExitOutcome::StartFailed),
+                }));
             }
         }
     };
@@ -209,6 +221,11 @@ async fn serve_http(listener: TcpListener, api: mpsc::Sender<ApiRequest>) {
         .route("/v1/kv/cas", axum::routing::post(kv_cas))
         .route("/v1/kv/batch", axum::routing::post(kv_batch))
         .route("/v1/cluster", get(cluster))
+        .route("/v1/workloads", get(workload_list).post(workload_submit))
+        .route(
+            "/v1/workloads/{name}",
+            get(workload_get).delete(workload_stop),
+        )
         .with_state(api);
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "the HTTP server stopped");
@@ -468,4 +485,107 @@ async fn cluster(State(api): State<mpsc::Sender<ApiRequest>>) -> Result<Response
         .map_err(|_| shutting_down())?;
     let info = rx.await.map_err(|_| shutting_down())?;
     Ok((StatusCode::OK, Json(info)).into_response())
+}
+
+// ------------------------------------------------------------------ workloads
+
+/// A workload as the API shows it, with its committed decisions (`explain`).
+fn workload_json(w: &keel_core::Workload) -> JsonValue {
+    json!({
+        "name": w.spec.name,
+        "command": w.spec.command,
+        "args": w.spec.args,
+        "resources": w.spec.resources,
+        "max_attempts": w.spec.max_attempts,
+        "desired": w.desired,
+        "status": w.status.name(),
+        "node": w.status.node().map(|n| n.to_string()),
+        "epoch": w.epoch.0,
+        "attempts": w.attempts,
+        "explain": w.history.iter().map(|d| json!({"index": d.index.0, "what": d.what})).collect::<Vec<_>>(),
+    })
+}
+
+/// `POST /v1/workloads` body; durations in milliseconds.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubmitBody {
+    name: String,
+    command: String,
+    #[serde(default)]
+    args: Vec<String>,
+    resources: Option<u32>,
+    max_attempts: Option<u32>,
+    backoff_base_ms: Option<u64>,
+    backoff_cap_ms: Option<u64>,
+    watchdog_ms: Option<u64>,
+}
+
+async fn workload_submit(
+    State(api): State<mpsc::Sender<ApiRequest>>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let b: SubmitBody = parse_body(&body)?;
+    let mut spec = keel_core::WorkloadSpec::new(b.name, b.command);
+    spec.args = b.args;
+    if let Some(r) = b.resources {
+        spec.resources = r;
+    }
+    if let Some(m) = b.max_attempts {
+        spec.max_attempts = m;
+    }
+    if let Some(ms) = b.backoff_base_ms {
+        spec.backoff_base = Duration::from_millis(ms);
+    }
+    if let Some(ms) = b.backoff_cap_ms {
+        spec.backoff_cap = Duration::from_millis(ms);
+    }
+    spec.watchdog = b.watchdog_ms.map(Duration::from_millis);
+    if let Some(problem) = spec.problem() {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "bad_request", "detail": problem}),
+        ));
+    }
+    let op = ClientOp::Workload(keel_core::WorkloadOp::Submit(spec));
+    Ok(written(call(&api, op).await))
+}
+
+async fn workload_stop(
+    State(api): State<mpsc::Sender<ApiRequest>>,
+    UrlPath(name): UrlPath<String>,
+) -> Response {
+    let op = ClientOp::Workload(keel_core::WorkloadOp::Stop { name });
+    written(call(&api, op).await)
+}
+
+async fn workload_list(State(api): State<mpsc::Sender<ApiRequest>>) -> Result<Response, ApiError> {
+    match call(&api, ClientOp::Workload(keel_core::WorkloadOp::List)).await? {
+        ClientResponse::Workloads {
+            workloads,
+            revision,
+        } => Ok((
+            StatusCode::OK,
+            Json(json!({
+                "workloads": workloads.iter().map(workload_json).collect::<Vec<_>>(),
+                "revision": revision.0,
+            })),
+        )
+            .into_response()),
+        other => Ok(written(Ok(other))),
+    }
+}
+
+async fn workload_get(
+    State(api): State<mpsc::Sender<ApiRequest>>,
+    UrlPath(name): UrlPath<String>,
+) -> Result<Response, ApiError> {
+    let op = ClientOp::Workload(keel_core::WorkloadOp::Get { name });
+    match call(&api, op).await? {
+        ClientResponse::Workloads { workloads, .. } => match workloads.first() {
+            Some(w) => Ok((StatusCode::OK, Json(workload_json(w))).into_response()),
+            None => Err(error(StatusCode::NOT_FOUND, json!({"error": "not_found"}))),
+        },
+        other => Ok(written(Ok(other))),
+    }
 }

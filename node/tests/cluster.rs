@@ -165,6 +165,51 @@ async fn three_nodes_survive_the_loss_of_their_leader() {
         .expect("answer");
     assert_eq!(bad.0, 400, "{}", bad.1);
 
+    // Workloads: submitted through a follower, placed by the leader. This node cannot run
+    // processes yet, so every start is reported failed and the registry says so truthfully.
+    let (status, body) = http(
+        follower.spec.http,
+        "POST",
+        "/v1/workloads",
+        r#"{"name":"web","command":"sleep","args":["60"],"max_attempts":2,"backoff_base_ms":10,"backoff_cap_ms":20}"#,
+    )
+    .await
+    .expect("answer");
+    assert_eq!(status, 200, "{body}");
+    let bad = http(
+        follower.spec.http,
+        "POST",
+        "/v1/workloads",
+        r#"{"name":""}"#,
+    )
+    .await
+    .expect("answer");
+    assert_eq!(bad.0, 400, "{}", bad.1);
+    let mut last = String::new();
+    for _ in 0..100 {
+        let (status, body) = http(follower.spec.http, "GET", "/v1/workloads/web", "")
+            .await
+            .expect("answer");
+        assert_eq!(status, 200, "{body}");
+        last = body;
+        if last.contains("failed-permanently") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        last.contains("failed-permanently") && last.contains("could not be started"),
+        "{last}"
+    );
+    let (status, body) = http(follower.spec.http, "GET", "/v1/workloads", "")
+        .await
+        .expect("answer");
+    assert!(status == 200 && body.contains(r#""name":"web""#), "{body}");
+    let missing = http(follower.spec.http, "GET", "/v1/workloads/nope", "")
+        .await
+        .expect("answer");
+    assert_eq!(missing.0, 404, "{}", missing.1);
+
     // Kill the leader; the others elect a new one, which serves the acknowledged write.
     let li = members
         .iter()
