@@ -109,6 +109,9 @@ impl Node {
                 ClientOp::Workload(WorkloadOp::List) => {
                     self.leader_read(now, origin, Query::Workloads, out)
                 }
+                ClientOp::Workload(WorkloadOp::Registry) => {
+                    self.leader_read(now, origin, Query::Registry, out)
+                }
             };
         }
         let leader = self.leader.filter(|l| *l != self.cfg.id);

@@ -121,6 +121,9 @@ pub enum WorkloadOp {
     Get { name: String },
     /// Every workload (a linearizable read).
     List,
+    /// The whole registry: workloads and the health recorded for every node (a linearizable
+    /// read), for health and recovery summaries.
+    Registry,
 }
 
 impl ClientOp {
@@ -155,6 +158,11 @@ pub enum ClientResponse {
     /// the read reflects.
     Workloads {
         workloads: Vec<Workload>,
+        revision: LogIndex,
+    },
+    /// The registry as of `revision`.
+    Registry {
+        registry: crate::workload::Registry,
         revision: LogIndex,
     },
 }

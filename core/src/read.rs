@@ -19,6 +19,7 @@ pub(crate) enum Query {
     Key(Key),
     Workload(String),
     Workloads,
+    Registry,
 }
 
 #[derive(Clone, Debug)]
@@ -128,6 +129,10 @@ impl Node {
             },
             Query::Workloads => ClientResponse::Workloads {
                 workloads: self.sm.registry.workloads.values().cloned().collect(),
+                revision: self.applied,
+            },
+            Query::Registry => ClientResponse::Registry {
+                registry: self.sm.registry.clone(),
                 revision: self.applied,
             },
         }

@@ -79,6 +79,30 @@ enum Command {
         #[command(subcommand)]
         command: KvCommand,
     },
+    /// Node health as the leader's failure detector recorded it: counts and per-node details.
+    Health {
+        /// Any node's HTTP address.
+        #[arg(long, default_value = "127.0.0.1:8001")]
+        addr: SocketAddr,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a health check now (a fresh read of the detector's verdicts) and print it.
+    Check {
+        /// Any node's HTTP address.
+        #[arg(long, default_value = "127.0.0.1:8001")]
+        addr: SocketAddr,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recovery state: failed, pending and backing-off workloads, node verdicts.
+    Recovery {
+        /// Any node's HTTP address.
+        #[arg(long, default_value = "127.0.0.1:8001")]
+        addr: SocketAddr,
+        #[arg(long)]
+        json: bool,
+    },
     /// Submit, stop, list and explain workloads through any node.
     Workload {
         /// Any node's HTTP address.
@@ -155,6 +179,58 @@ fn finish(answer: keel_node::client::Answer) -> anyhow::Result<()> {
     if !(200..300).contains(&answer.status) {
         bail!("the node answered {}", answer.status);
     }
+    Ok(())
+}
+
+/// `keel health` and `keel check`: the summary as two tables.
+fn health(
+    addr: SocketAddr,
+    method: &str,
+    json: bool,
+    timeout: std::time::Duration,
+) -> anyhow::Result<()> {
+    let path = if method == "POST" {
+        "/health/check"
+    } else {
+        "/health/summary"
+    };
+    let a = keel_node::client::request(addr, method, path, None, timeout)?;
+    if json || a.status != 200 {
+        return finish(a);
+    }
+    let b = &a.body;
+    let mut t = comfy_table::Table::new();
+    t.set_header([
+        "nodes",
+        "online",
+        "degraded",
+        "offline",
+        "workloads desired",
+        "running",
+        "failed",
+    ]);
+    t.add_row([
+        b["total_nodes"].to_string(),
+        b["online_nodes"].to_string(),
+        b["degraded_nodes"].to_string(),
+        b["offline_nodes"].to_string(),
+        b["desired_workloads"].to_string(),
+        b["running_workloads"].to_string(),
+        b["failed_workloads"].to_string(),
+    ]);
+    println!("{t}");
+    let mut d = comfy_table::Table::new();
+    d.set_header(["node", "status", "leader", "draining", "workloads"]);
+    for n in b["node_details"].as_array().into_iter().flatten() {
+        d.add_row([
+            n["node_key"].as_str().unwrap_or("?").to_string(),
+            n["status"].as_str().unwrap_or("?").to_string(),
+            if n["leader"] == true { "yes" } else { "" }.to_string(),
+            if n["draining"] == true { "yes" } else { "" }.to_string(),
+            n["workloads"].to_string(),
+        ]);
+    }
+    println!("{d}");
     Ok(())
 }
 
@@ -298,6 +374,45 @@ fn main() -> anyhow::Result<()> {
             finish(a)
         }
         Command::Workload { addr, command } => workload(addr, command, timeout),
+        Command::Health { addr, json } => health(addr, "GET", json, timeout),
+        Command::Check { addr, json } => health(addr, "POST", json, timeout),
+        Command::Recovery { addr, json } => {
+            let a = keel_node::client::request(addr, "GET", "/recovery/metrics", None, timeout)?;
+            if json || a.status != 200 {
+                return finish(a);
+            }
+            let b = &a.body;
+            let list = |k: &str| -> String {
+                let names: Vec<String> = b[k]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect();
+                if names.is_empty() {
+                    "-".to_string()
+                } else {
+                    names.join(", ")
+                }
+            };
+            let mut t = comfy_table::Table::new();
+            t.set_header([
+                "desired",
+                "failed permanently",
+                "pending",
+                "backing off",
+                "attempts",
+            ]);
+            t.add_row([
+                b["desired_state_count"].to_string(),
+                list("failed_workloads"),
+                list("pending_workloads"),
+                list("backing_off_workloads"),
+                b["attempts_total"].to_string(),
+            ]);
+            println!("{t}");
+            Ok(())
+        }
         Command::Node {
             id,
             listen,

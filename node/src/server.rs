@@ -226,6 +226,9 @@ async fn serve_http(listener: TcpListener, api: mpsc::Sender<ApiRequest>) {
             "/v1/workloads/{name}",
             get(workload_get).delete(workload_stop),
         )
+        .route("/health/summary", get(health_summary))
+        .route("/health/check", axum::routing::post(health_summary))
+        .route("/recovery/metrics", get(recovery_metrics))
         .with_state(api);
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "the HTTP server stopped");
@@ -472,7 +475,7 @@ async fn kv_batch(
     ))
 }
 
-async fn cluster(State(api): State<mpsc::Sender<ApiRequest>>) -> Result<Response, ApiError> {
+async fn cluster_info(api: &mpsc::Sender<ApiRequest>) -> Result<ClusterInfo, ApiError> {
     let shutting_down = || {
         error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -483,7 +486,11 @@ async fn cluster(State(api): State<mpsc::Sender<ApiRequest>>) -> Result<Response
     api.send(ApiRequest::Cluster { reply: tx })
         .await
         .map_err(|_| shutting_down())?;
-    let info = rx.await.map_err(|_| shutting_down())?;
+    rx.await.map_err(|_| shutting_down())
+}
+
+async fn cluster(State(api): State<mpsc::Sender<ApiRequest>>) -> Result<Response, ApiError> {
+    let info = cluster_info(&api).await?;
     Ok((StatusCode::OK, Json(info)).into_response())
 }
 
@@ -588,4 +595,130 @@ async fn workload_get(
         },
         other => Ok(written(Ok(other))),
     }
+}
+
+// ------------------------------------------------------------------ health and recovery
+
+/// The registry (a linearizable read) and the cluster as this node sees it.
+async fn registry(
+    api: &mpsc::Sender<ApiRequest>,
+) -> Result<(keel_core::Registry, u64, ClusterInfo), ApiError> {
+    let info = cluster_info(api).await?;
+    let op = ClientOp::Workload(keel_core::WorkloadOp::Registry);
+    match call(api, op).await? {
+        ClientResponse::Registry { registry, revision } => Ok((registry, revision.0, info)),
+        other => Err(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"error": "unexpected_answer", "detail": format!("{other:?}")}),
+        )),
+    }
+}
+
+/// The operator's word for a health verdict.
+fn health_word(h: keel_core::Health) -> &'static str {
+    match h {
+        keel_core::Health::Alive => "online",
+        keel_core::Health::Suspect => "degraded",
+        keel_core::Health::Dead => "offline",
+    }
+}
+
+/// `GET /health/summary` (and `POST /health/check`: the failure detector runs continuously, so a
+/// check is a fresh linearizable read of its verdicts): node counts by health, workload counts,
+/// and per-node details.
+async fn health_summary(State(api): State<mpsc::Sender<ApiRequest>>) -> Result<Response, ApiError> {
+    let (reg, revision, info) = registry(&api).await?;
+    let mut counts = [0usize; 3];
+    let mut details = Vec::new();
+    for m in &info.members {
+        let id: NodeId = m.parse().map_err(|_| {
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({"error": "bad_member", "member": m}),
+            )
+        })?;
+        let health = reg.health(id);
+        counts[health as usize] += 1;
+        let record = reg.nodes.get(&id);
+        details.push(json!({
+            "node_key": m,
+            "status": health_word(health),
+            "leader": info.leader.as_deref() == Some(m.as_str()),
+            "draining": reg.draining(id),
+            "workloads": reg.assigned_to(id).count(),
+            "status_since_index": record.map_or(0, |r| r.since.0),
+        }));
+    }
+    let failed = reg
+        .workloads
+        .values()
+        .filter(|w| matches!(w.status, keel_core::Status::FailedPermanently { .. }))
+        .count();
+    let desired = reg
+        .workloads
+        .values()
+        .filter(|w| w.desired == keel_core::Desired::Running)
+        .count();
+    let running = reg
+        .workloads
+        .values()
+        .filter(|w| matches!(w.status, keel_core::Status::Running { .. }))
+        .count();
+    Ok((
+        StatusCode::OK,
+        Json(json!({
+            "total_nodes": info.members.len(),
+            "online_nodes": counts[keel_core::Health::Alive as usize],
+            "degraded_nodes": counts[keel_core::Health::Suspect as usize],
+            "offline_nodes": counts[keel_core::Health::Dead as usize],
+            "failed_workloads": failed,
+            "desired_workloads": desired,
+            "running_workloads": running,
+            "leader": info.leader,
+            "revision": revision,
+            "node_details": details,
+        })),
+    )
+        .into_response())
+}
+
+/// `GET /recovery/metrics`: which workloads failed for good, which wait for placement or a
+/// retry, and the detector's verdict per node.
+async fn recovery_metrics(
+    State(api): State<mpsc::Sender<ApiRequest>>,
+) -> Result<Response, ApiError> {
+    let (reg, revision, info) = registry(&api).await?;
+    let named = |pred: fn(&keel_core::Status) -> bool| -> Vec<&str> {
+        reg.workloads
+            .iter()
+            .filter(|(_, w)| pred(&w.status))
+            .map(|(n, _)| n.as_str())
+            .collect()
+    };
+    let mut checks = serde_json::Map::new();
+    for m in &info.members {
+        if let Ok(id) = m.parse::<NodeId>() {
+            let record = reg.nodes.get(&id);
+            checks.insert(
+                m.clone(),
+                json!({
+                    "status": health_word(reg.health(id)),
+                    "status_since_index": record.map_or(0, |r| r.since.0),
+                }),
+            );
+        }
+    }
+    Ok((
+        StatusCode::OK,
+        Json(json!({
+            "failed_workloads": named(|s| matches!(s, keel_core::Status::FailedPermanently { .. })),
+            "pending_workloads": named(|s| matches!(s, keel_core::Status::Pending | keel_core::Status::Assigned { .. })),
+            "backing_off_workloads": named(|s| matches!(s, keel_core::Status::BackingOff { .. })),
+            "desired_state_count": reg.workloads.values().filter(|w| w.desired == keel_core::Desired::Running).count(),
+            "attempts_total": reg.workloads.values().map(|w| u64::from(w.attempts)).sum::<u64>(),
+            "health_checks": checks,
+            "revision": revision,
+        })),
+    )
+        .into_response())
 }

@@ -229,6 +229,31 @@ async fn three_nodes_survive_the_loss_of_their_leader() {
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(v["value"], serde_json::json!({"v": 18}), "{body}");
 
+    // The new leader's failure detector declares the killed node dead (after dead_after, 1 s).
+    let mut summary = String::new();
+    for _ in 0..60 {
+        let (status, body) = http(nl.spec.http, "GET", "/health/summary", "")
+            .await
+            .expect("answer");
+        assert_eq!(status, 200, "{body}");
+        summary = body;
+        if summary.contains(r#""offline_nodes":1"#) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        summary.contains(r#""offline_nodes":1"#) && summary.contains(r#""total_nodes":3"#),
+        "{summary}"
+    );
+    let (status, body) = http(nl.spec.http, "GET", "/recovery/metrics", "")
+        .await
+        .expect("answer");
+    assert!(
+        status == 200 && body.contains(r#""failed_workloads":["web"]"#),
+        "{body}"
+    );
+
     // The old leader restarts from disk and rejoins as a follower.
     members[li].start();
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -125,6 +125,7 @@ impl TraceHasher {
                         self.str(name);
                     }
                     WorkloadOp::List => self.byte(4),
+                    WorkloadOp::Registry => self.byte(5),
                 }
             }
         }
@@ -182,6 +183,12 @@ impl TraceHasher {
             Err(ClientError::Refused { reason }) => {
                 self.byte(9);
                 self.str(reason);
+            }
+            Ok(ClientResponse::Registry { registry, revision }) => {
+                self.byte(10);
+                self.u64(revision.0);
+                self.u64(registry.workloads.len() as u64);
+                self.u64(registry.nodes.len() as u64);
             }
         }
     }

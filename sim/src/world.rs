@@ -1570,7 +1570,9 @@ impl<'a> World<'a> {
                 }
             }
             // Only the operator reads workloads, and its answers never reach here.
-            Answer::Reply(Ok(ClientResponse::Workloads { .. })) => {
+            Answer::Reply(Ok(
+                ClientResponse::Workloads { .. } | ClientResponse::Registry { .. },
+            )) => {
                 self.hasher.byte(6);
                 Completion::Ok { read: None }
             }
