@@ -103,6 +103,16 @@ impl Node {
                 ClientOp::Workload(WorkloadOp::Stop { name }) => {
                     self.propose(now, origin, Command::Orch(OrchCommand::Stop { name }), out)
                 }
+                ClientOp::Workload(WorkloadOp::Drain { node, .. })
+                    if !self.cfg.members.contains(&node) =>
+                {
+                    let reason = format!("{node} is not a member of this cluster");
+                    self.answer(origin, Err(ClientError::Refused { reason }), out)
+                }
+                ClientOp::Workload(WorkloadOp::Drain { node, draining }) => {
+                    let cmd = OrchCommand::Drain { node, draining };
+                    self.propose(now, origin, Command::Orch(cmd), out)
+                }
                 ClientOp::Workload(WorkloadOp::Get { name }) => {
                     self.leader_read(now, origin, Query::Workload(name), out)
                 }

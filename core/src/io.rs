@@ -117,6 +117,8 @@ pub enum WorkloadOp {
     Submit(WorkloadSpec),
     /// Want it stopped (a write).
     Stop { name: String },
+    /// Start or stop draining a node: no new placements go to a draining node (a write).
+    Drain { node: NodeId, draining: bool },
     /// One workload with its decision history (a linearizable read).
     Get { name: String },
     /// Every workload (a linearizable read).

@@ -177,3 +177,38 @@ fn a_copy_that_stops_making_progress_is_stopped_by_its_watchdog_and_restarted() 
         "the hung copy was not restarted"
     );
 }
+
+#[test]
+fn no_new_work_lands_on_a_draining_node() {
+    let mut c = Cluster::new(3);
+    let leader = c.elect();
+    c.advance(Duration::from_millis(300));
+    let drained = NodeId(if leader == NodeId(2) { 3 } else { 2 });
+    let op = |node, draining| ClientOp::Workload(WorkloadOp::Drain { node, draining });
+    let id = c.request(leader, op(drained, true));
+    c.deliver_all();
+    c.advance(Duration::from_millis(50));
+    assert!(matches!(
+        c.reply(id),
+        Some(Ok(ClientResponse::Written { .. }))
+    ));
+    let bad = c.request(leader, op(NodeId(9), true));
+    assert!(matches!(
+        c.reply(bad),
+        Some(Err(ClientError::Refused { .. }))
+    ));
+    for i in 1..=6 {
+        submit(&mut c, leader, WorkloadSpec::new(format!("w{i}"), "true"));
+    }
+    c.advance(Duration::from_millis(300));
+    let registry = &c.node(leader.0).state_machine().registry;
+    assert_eq!(registry.assigned_to(drained).count(), 0);
+    assert_eq!(
+        registry
+            .workloads
+            .values()
+            .filter(|w| matches!(w.status, Status::Running { .. }))
+            .count(),
+        6
+    );
+}

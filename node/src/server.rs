@@ -226,6 +226,10 @@ async fn serve_http(listener: TcpListener, api: mpsc::Sender<ApiRequest>) {
             "/v1/workloads/{name}",
             get(workload_get).delete(workload_stop),
         )
+        .route(
+            "/v1/nodes/{node}/drain",
+            axum::routing::post(node_drain).delete(node_undrain),
+        )
         .route("/health/summary", get(health_summary))
         .route("/health/check", axum::routing::post(health_summary))
         .route("/recovery/metrics", get(recovery_metrics))
@@ -721,4 +725,32 @@ async fn recovery_metrics(
         })),
     )
         .into_response())
+}
+
+async fn drain(api: &mpsc::Sender<ApiRequest>, node: &str, draining: bool) -> Response {
+    let Ok(node) = node.parse::<NodeId>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "bad_node", "node": node, "expected": "a node id like n2"}),
+        )
+        .into_response();
+    };
+    let op = ClientOp::Workload(keel_core::WorkloadOp::Drain { node, draining });
+    written(call(api, op).await)
+}
+
+/// `POST /v1/nodes/{node}/drain`: no new placements on that node.
+async fn node_drain(
+    State(api): State<mpsc::Sender<ApiRequest>>,
+    UrlPath(node): UrlPath<String>,
+) -> Response {
+    drain(&api, &node, true).await
+}
+
+/// `DELETE /v1/nodes/{node}/drain`: placements allowed again.
+async fn node_undrain(
+    State(api): State<mpsc::Sender<ApiRequest>>,
+    UrlPath(node): UrlPath<String>,
+) -> Response {
+    drain(&api, &node, false).await
 }

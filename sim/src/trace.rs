@@ -126,6 +126,11 @@ impl TraceHasher {
                     }
                     WorkloadOp::List => self.byte(4),
                     WorkloadOp::Registry => self.byte(5),
+                    WorkloadOp::Drain { node, draining } => {
+                        self.byte(6);
+                        self.u64(u64::from(node.0));
+                        self.byte(u8::from(*draining));
+                    }
                 }
             }
         }
