@@ -13,8 +13,9 @@
 //! within `election_timeout_min` (so no other leader can exist by then, see
 //! [`crate::orchestrator`]), and a new leader re-places nothing during its first
 //! `lease_duration + lease_margin`. So a copy is always stopped before another copy of the same
-//! workload can be placed. Starting a copy also waits until this node applied the commit index
-//! of its latest grant, so it never acts on a registry older than the leader's.
+//! workload can be placed. Starting a copy also waits until this node applied the leader's last
+//! log index at its latest grant (uncommitted decisions included), so it never acts on a
+//! registry older than the leader's: a copy the leader gave up a moment ago is not started.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -38,7 +39,7 @@ pub(crate) struct Copy {
 pub(crate) struct Agent {
     /// The lease runs until then (ZERO: no lease).
     pub lease_until: Instant,
-    /// The commit index of the latest grant: no start before this node applied it.
+    /// The leader's last log index at the latest grant: no start before this node applied it.
     pub lease_commit: LogIndex,
     pub renew_at: Instant,
     pub copies: BTreeMap<String, Copy>,
@@ -97,7 +98,11 @@ impl Node {
         if !self.agent.needs_step(now) {
             return;
         }
-        if now >= self.agent.lease_until && !self.agent.copies.is_empty() {
+        #[cfg(feature = "planted-bugs")]
+        let fenced = !self.planted(crate::config::PlantedBug::KeepsWorkloadsAfterLeaseLoss);
+        #[cfg(not(feature = "planted-bugs"))]
+        let fenced = true;
+        if fenced && now >= self.agent.lease_until && !self.agent.copies.is_empty() {
             let copies = std::mem::take(&mut self.agent.copies);
             let stopped = copies.len();
             for (name, c) in copies {
@@ -175,8 +180,8 @@ impl Node {
             .collect();
         if self.role == Role::Leader {
             if self.quorum_fresh(now) {
-                let commit = self.commit;
-                self.lease_granted(now, now, commit, out);
+                let upto = self.log.last_index();
+                self.lease_granted(now, now, upto, out);
             }
             let me = self.cfg.id;
             self.lease_report(now, me, running, exits, out);
@@ -209,6 +214,12 @@ impl Node {
         let had = now < self.agent.lease_until;
         self.agent.lease_until = until;
         self.agent.lease_commit = self.agent.lease_commit.max(commit);
+        #[cfg(feature = "planted-bugs")]
+        let until = if self.planted(crate::config::PlantedBug::KeepsWorkloadsAfterLeaseLoss) {
+            Instant::NEVER
+        } else {
+            until
+        };
         out.push(Output::Workload(WorkloadAction::LeaseUntil { until }));
         if !had {
             self.agent.dirty = true;

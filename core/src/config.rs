@@ -126,15 +126,19 @@ pub enum PlantedBug {
     StaleLeaderServesReads,
     /// A leader acknowledges a write as soon as it is appended, before it commits.
     AckBeforeCommit,
+    /// A node keeps running its workloads after its lease runs out (and tells its supervisor
+    /// the lease never ends).
+    KeepsWorkloadsAfterLeaseLoss,
 }
 
 #[cfg(feature = "planted-bugs")]
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 4] = [
+    pub const ALL: [PlantedBug; 5] = [
         PlantedBug::CommitEarlierTermByCounting,
         PlantedBug::VoteNotPersisted,
         PlantedBug::StaleLeaderServesReads,
         PlantedBug::AckBeforeCommit,
+        PlantedBug::KeepsWorkloadsAfterLeaseLoss,
     ];
 
     pub fn name(self) -> &'static str {
@@ -143,6 +147,7 @@ impl PlantedBug {
             PlantedBug::VoteNotPersisted => "vote-not-persisted",
             PlantedBug::StaleLeaderServesReads => "stale-leader-reads",
             PlantedBug::AckBeforeCommit => "ack-before-commit",
+            PlantedBug::KeepsWorkloadsAfterLeaseLoss => "keeps-workloads-after-lease-loss",
         }
     }
 }

@@ -100,8 +100,8 @@ pub enum MessageBody {
         exits: Vec<(String, LogIndex, ExitOutcome)>,
     },
     /// The leader grants the lease asked at `sent_at`: it runs to `sent_at + lease_duration` on
-    /// the node's clock. `commit` is the leader's commit index: the node starts nothing before
-    /// it applied that far. `silence` is how long the leader had not heard from each member, so a
+    /// the node's clock. `commit` is the leader's last log index when it granted: the node starts
+    /// nothing before it applied that far (so it sees every decision the leader had taken). `silence` is how long the leader had not heard from each member, so a
     /// later leader starts from it instead of from scratch.
     LeaseGrant {
         sent_at: Instant,

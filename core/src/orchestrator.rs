@@ -165,9 +165,11 @@ impl Node {
                 .iter()
                 .map(|(n, t)| (*n, now.saturating_since(*t)))
                 .collect();
+            // The node starts nothing before it applied everything this leader appended so far,
+            // decisions not yet committed included: a copy given up a moment ago must not start.
             let body = MessageBody::LeaseGrant {
                 sent_at,
-                commit: self.commit,
+                commit: self.log.last_index(),
                 silence,
             };
             self.send(from, body, out);
@@ -502,11 +504,13 @@ impl Node {
             .map(|(n, (_, e, f))| (n.clone(), *e, *f))
             .collect();
         for (name, epoch, from) in due {
+            // The node may have come back while the jitter ran: then nothing is given up.
             let still = self
                 .sm
                 .registry
                 .get(&name)
-                .is_some_and(|w| w.status.assignment() == Some((from, epoch)));
+                .is_some_and(|w| w.status.assignment() == Some((from, epoch)))
+                && self.verdict(now, from) == Health::Dead;
             let Some(orch) = self.orch.as_mut() else {
                 return;
             };

@@ -172,6 +172,24 @@ fn main() -> ExitCode {
     }
 }
 
+/// The run options, with `KEEL_PLANTED=<bug name>` planting that bug (planted-bugs builds only),
+/// so a seed `cargo xtask planted` reports can be replayed by `sim` and `soak`.
+fn run_options() -> Result<RunOptions> {
+    #[allow(unused_mut)]
+    let mut options = RunOptions::default();
+    #[cfg(feature = "planted-bugs")]
+    if let Ok(name) = std::env::var("KEEL_PLANTED") {
+        options.sim.planted_bug = keel_core::PlantedBug::ALL
+            .into_iter()
+            .find(|b| b.name() == name);
+        anyhow::ensure!(
+            options.sim.planted_bug.is_some(),
+            "KEEL_PLANTED: no planted bug named {name:?}"
+        );
+    }
+    Ok(options)
+}
+
 fn sim(
     seed: u64,
     trace: Option<&Path>,
@@ -181,7 +199,7 @@ fn sim(
     file: &Path,
 ) -> Result<ExitCode> {
     let scenario = Scenario::load(file)?;
-    let options = RunOptions::default();
+    let options = run_options()?;
     let mut trace_file = match trace {
         Some(p) => Some(std::io::BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
@@ -297,7 +315,7 @@ fn soak(
     let workload_us: Mutex<(Vec<u64>, Vec<u64>, u64, u64)> =
         Mutex::new((Vec::new(), Vec::new(), 0, 0));
     let sim_us = std::sync::atomic::AtomicU64::new(0);
-    let options = RunOptions::default();
+    let options = run_options()?;
     let started = Instant::now();
     if swarm {
         println!("soak: swarm, {seeds} generated scenarios (seeds from {from}) on {jobs} threads");
@@ -620,9 +638,10 @@ fn planted(seeds: u64) -> Result<ExitCode> {
         });
         match first.into_inner().unwrap_or_else(|e| e.into_inner()) {
             Some((seed, why)) => println!(
-                "{:<22} caught at swarm seed {seed} ({:.1} s): {why}",
+                "{:<22} caught at swarm seed {seed} ({:.1} s): {why}\n  replay: KEEL_PLANTED={} cargo run -p xtask --features planted-bugs -- soak --swarm --from {seed} --seeds 1 --save-failing failing/",
                 bug.name(),
-                started.elapsed().as_secs_f64()
+                started.elapsed().as_secs_f64(),
+                bug.name()
             ),
             None => {
                 all_caught = false;
