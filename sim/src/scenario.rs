@@ -10,14 +10,19 @@
 //!     duration: "30s",                                   // "250ms", "1.5s", "2m", "100us", "7ns"
 //!     network: (latency: ("1ms", "5ms"), drop_rate: 0.0, duplicate_rate: 0.0),   // optional
 //!     clients: (count: 4, rate_per_sec: 200, keys: 16, timeout: "1s"),         // optional
-//!     workloads: [(name: "web", count: 6, max_attempts: 3)],                     // optional
+//!     workloads: [(name: "web", count: 6, max_attempts: 3, watchdog: "1s", backoff: ("100ms", "2s"))],
 //!     faults: [(at: "5s", fault: Crash(Leader)), (at: "12s", fault: Restart(LastCrashed))],
 //!     expect: [NewLeaderWithin("1s"), NoLostWrites, Linearizable],
 //! )
 //! ```
 //!
 //! Defaults: network latency 1–5 ms, no drops or duplicates; 4 clients at 100 operations per second
-//! in total over 16 keys with a 1 s timeout; no workloads, faults or expectations.
+//! in total over 16 keys with a 1 s timeout; no workloads, faults or expectations. A workload's
+//! `count` instances are named `web-1`..`web-6` (`web` alone when the count is 1); `watchdog`
+//! defaults to 1 s (`"0s"`: none), `backoff` to ("100ms", "2s"). Workload faults name a workload
+//! (any running instance) or one instance: `CrashWorkload("web")`, `HangWorkload("web-3")`.
+//! Workload expectations: `WorkloadsRecoveredWithin("2s")`, `AtMostOneRunningCopy`,
+//! `NoFalseReschedules`, `MaxReplacements(0)`, `WorkloadEnds("web", "failed-permanently")`.
 //!
 //! Every error names the file, the line and column, and the field by its path (`clients.keys`,
 //! `faults[2].at`): syntax errors, unknown, missing or mistyped fields, malformed durations, and
