@@ -79,9 +79,13 @@ enum Command {
     /// Run many seeds of every given scenario file (or every `*.ron` in a given directory) on
     /// all cores; list every failing seed with the command that replays it.
     Soak {
-        /// How many seeds per scenario.
-        #[arg(long, default_value_t = 100)]
-        seeds: u64,
+        /// How many seeds per scenario (default 100; with --duration: no limit but the time).
+        #[arg(long)]
+        seeds: Option<u64>,
+        /// Keep starting seeds until this much wall time passed (`10m`, `90s`): seeds go up
+        /// round-robin over the scenarios.
+        #[arg(long, value_name = "TIME")]
+        duration: Option<String>,
         /// The first seed.
         #[arg(long, default_value_t = 1)]
         from: u64,
@@ -152,12 +156,21 @@ fn main() -> ExitCode {
         ),
         Command::Soak {
             seeds,
+            duration,
             from,
             jobs,
             swarm,
             save_failing,
             paths,
-        } => soak(seeds, from, jobs, swarm, save_failing.as_deref(), &paths),
+        } => soak(
+            seeds,
+            duration.as_deref(),
+            from,
+            jobs,
+            swarm,
+            save_failing.as_deref(),
+            &paths,
+        ),
         Command::Bench { what, runs, write } => bench(&what, runs, write),
         Command::Planted { seeds } => planted(seeds),
         Command::Cluster { action } => cluster::cluster(action),
@@ -275,8 +288,10 @@ fn scenario_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn soak(
-    seeds: u64,
+    seeds: Option<u64>,
+    duration: Option<&str>,
     from: u64,
     jobs: Option<usize>,
     swarm: bool,
@@ -292,12 +307,21 @@ fn soak(
             .map(|f| Scenario::load(&f).map(|s| (f, s)))
             .collect::<Result<_, _>>()?
     };
-    let work: Vec<(Option<usize>, u64)> = if swarm {
-        (from..from + seeds).map(|s| (None, s)).collect()
-    } else {
-        (0..scenarios.len())
-            .flat_map(|i| (from..from + seeds).map(move |s| (Some(i), s)))
-            .collect()
+    let limit = match duration {
+        Some(d) => Some(
+            keel_sim::scenario::parse_duration(d)
+                .map_err(|e| anyhow::anyhow!("--duration {d:?}: {e}"))?,
+        ),
+        None => None,
+    };
+    let seeds = seeds.unwrap_or(if limit.is_some() { u64::MAX / 4 } else { 100 });
+    // Work item k is seed `from + k / files` of file `k % files`: seed-major, so a soak cut
+    // short by --duration has covered every file equally.
+    let files = if swarm { 1 } else { scenarios.len().max(1) };
+    let total = seeds.saturating_mul(files as u64);
+    let item = |k: u64| -> (Option<usize>, u64) {
+        let file = (!swarm).then_some((k % files as u64) as usize);
+        (file, from + k / files as u64)
     };
     if let Some(dir) = save_failing {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -306,7 +330,7 @@ fn soak(
         .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
         .unwrap_or(1)
         .max(1);
-    let next = AtomicUsize::new(0);
+    let next = std::sync::atomic::AtomicU64::new(0);
     let done = AtomicUsize::new(0);
     let failures: Mutex<Vec<(String, u64, String, String)>> = Mutex::new(Vec::new());
     let coverage: Mutex<BTreeMap<&'static str, u64>> = Mutex::new(BTreeMap::new());
@@ -317,21 +341,40 @@ fn soak(
     let sim_us = std::sync::atomic::AtomicU64::new(0);
     let options = run_options()?;
     let started = Instant::now();
+    let how_many = match (limit, duration) {
+        (Some(_), Some(d)) if seeds >= u64::MAX / 4 => format!("seeds for {d}"),
+        (Some(_), Some(d)) => format!("up to {seeds} seeds for at most {d}"),
+        _ => format!("{seeds} seeds"),
+    };
     if swarm {
-        println!("soak: swarm, {seeds} generated scenarios (seeds from {from}) on {jobs} threads");
+        println!("soak: swarm, {how_many} of generated scenarios (from {from}) on {jobs} threads");
     } else {
         println!(
-            "soak: {} scenarios x {seeds} seeds (from {from}) on {jobs} threads",
+            "soak: {} scenarios x {how_many} (from {from}) on {jobs} threads",
             scenarios.len()
         );
     }
+    // A progress bar on a terminal (hidden otherwise: then a line every 500 runs).
+    let bar = if limit.is_some() {
+        indicatif::ProgressBar::new_spinner()
+    } else {
+        indicatif::ProgressBar::new(total)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "  [{elapsed_precise}] {bar:30} {pos}/{len} runs, {msg}",
+        )
+        .map_err(|e| anyhow::anyhow!("progress bar template: {e}"))?,
+    );
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             scope.spawn(|| loop {
                 let k = next.fetch_add(1, Ordering::Relaxed);
-                let Some(&(file, seed)) = work.get(k) else {
+                let out_of_time = limit.is_some_and(|l| started.elapsed() >= l);
+                if k >= total || out_of_time {
                     break;
-                };
+                }
+                let (file, seed) = item(k);
                 let generated;
                 let scenario = match file {
                     Some(i) => &scenarios[i].1,
@@ -388,17 +431,17 @@ fn soak(
                     }
                 }
                 let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                if n % 100 == 0 || n == work.len() {
-                    let failed = failures.lock().map(|f| f.len()).unwrap_or(0);
-                    eprintln!(
-                        "  {n}/{} runs, {failed} failed, {:.0} runs/s",
-                        work.len(),
-                        n as f64 / started.elapsed().as_secs_f64()
-                    );
+                let failed = failures.lock().map(|f| f.len()).unwrap_or(0);
+                let rate = n as f64 / started.elapsed().as_secs_f64();
+                bar.set_position(n as u64);
+                bar.set_message(format!("{failed} failed, {rate:.0} runs/s"));
+                if bar.is_hidden() && n % 500 == 0 {
+                    eprintln!("  {n} runs, {failed} failed, {rate:.0} runs/s");
                 }
             });
         }
     });
+    bar.finish_and_clear();
     let mut failures = failures.into_inner().unwrap_or_else(|e| e.into_inner());
     failures.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
     let coverage = coverage.into_inner().unwrap_or_else(|e| e.into_inner());
@@ -453,15 +496,15 @@ fn soak(
         println!("FAILED {name} seed {seed}: {why}\n  replay: {replay}");
     }
     let wall = started.elapsed().as_secs_f64();
+    let runs = done.load(Ordering::Relaxed);
     println!(
-        "soak: {} runs in {wall:.1} s ({:.1} runs/s, {:.0} simulated s / wall s over {jobs} threads)",
-        work.len(),
-        work.len() as f64 / wall.max(1e-9),
+        "soak: {runs} runs in {wall:.1} s ({:.1} runs/s, {:.0} simulated s / wall s over {jobs} threads)",
+        runs as f64 / wall.max(1e-9),
         sim_us.load(Ordering::Relaxed) as f64 / 1e6 / wall.max(1e-9)
     );
     println!(
         "{} passed, {} failed",
-        work.len() - failures.len(),
+        runs - failures.len(),
         failures.len()
     );
     Ok(if failures.is_empty() {
