@@ -403,7 +403,6 @@ impl Node {
             let cmd = OrchCommand::SetHealth {
                 node,
                 health: verdict,
-                silent_for,
             };
             let index = self.propose_orch(now, None, cmd, out);
             if let Some(orch) = self.orch.as_mut() {

@@ -276,11 +276,7 @@ pub enum OrchCommand {
     /// Stop retrying for good.
     GiveUp { name: String, reason: String },
     /// The failure detector's verdict on a node changed.
-    SetHealth {
-        node: NodeId,
-        health: Health,
-        silent_for: Duration,
-    },
+    SetHealth { node: NodeId, health: Health },
     /// Start or stop draining a node.
     Drain { node: NodeId, draining: bool },
 }
@@ -330,6 +326,15 @@ impl Registry {
                 }
                 _ => None,
             })
+    }
+
+    /// The record of `node`, created alive and not draining on first use.
+    fn node_mut(&mut self, node: NodeId) -> &mut NodeRecord {
+        self.nodes.entry(node).or_insert(NodeRecord {
+            health: Health::Alive,
+            since: LogIndex(0),
+            draining: false,
+        })
     }
 
     /// Applies `cmd`, committed at `index`. Deterministic: same registry + same command = same
@@ -501,30 +506,16 @@ impl Registry {
                 }
                 OrchOutcome::Applied
             }
-            OrchCommand::SetHealth {
-                node,
-                health,
-                silent_for,
-            } => {
-                let rec = self.nodes.entry(*node).or_insert(NodeRecord {
-                    health: Health::Alive,
-                    since: LogIndex(0),
-                    draining: false,
-                });
+            OrchCommand::SetHealth { node, health } => {
+                let rec = self.node_mut(*node);
                 if rec.health != *health {
                     rec.health = *health;
                     rec.since = index;
                 }
-                let _ = silent_for;
                 OrchOutcome::Applied
             }
             OrchCommand::Drain { node, draining } => {
-                let rec = self.nodes.entry(*node).or_insert(NodeRecord {
-                    health: Health::Alive,
-                    since: LogIndex(0),
-                    draining: false,
-                });
-                rec.draining = *draining;
+                self.node_mut(*node).draining = *draining;
                 OrchOutcome::Applied
             }
         }
@@ -658,7 +649,6 @@ mod tests {
             &OrchCommand::SetHealth {
                 node: NodeId(1),
                 health: Health::Suspect,
-                silent_for: Duration::from_millis(300),
             },
         );
         assign(&mut r, 3, "a", 1);

@@ -66,6 +66,22 @@ impl Member {
     }
 }
 
+/// GETs `path` (which must answer 200) every 50 ms until its body contains `want`, for at most
+/// 5 s; returns the last body.
+async fn get_until(addr: SocketAddr, path: &str, want: &str) -> String {
+    let mut last = String::new();
+    for _ in 0..100 {
+        let (status, body) = http(addr, "GET", path, "").await.expect("answer");
+        assert_eq!(status, 200, "{body}");
+        last = body;
+        if last.contains(want) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    last
+}
+
 async fn leader_of(members: &[Member]) -> Option<String> {
     for m in members {
         if m.task.is_none() {
@@ -185,18 +201,12 @@ async fn three_nodes_survive_the_loss_of_their_leader() {
     .await
     .expect("answer");
     assert_eq!(bad.0, 400, "{}", bad.1);
-    let mut last = String::new();
-    for _ in 0..100 {
-        let (status, body) = http(follower.spec.http, "GET", "/v1/workloads/web", "")
-            .await
-            .expect("answer");
-        assert_eq!(status, 200, "{body}");
-        last = body;
-        if last.contains("failed-permanently") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let last = get_until(
+        follower.spec.http,
+        "/v1/workloads/web",
+        "failed-permanently",
+    )
+    .await;
     assert!(
         last.contains("failed-permanently") && last.contains("could not be started"),
         "{last}"
@@ -230,18 +240,7 @@ async fn three_nodes_survive_the_loss_of_their_leader() {
     assert_eq!(v["value"], serde_json::json!({"v": 18}), "{body}");
 
     // The new leader's failure detector declares the killed node dead (after dead_after, 1 s).
-    let mut summary = String::new();
-    for _ in 0..60 {
-        let (status, body) = http(nl.spec.http, "GET", "/health/summary", "")
-            .await
-            .expect("answer");
-        assert_eq!(status, 200, "{body}");
-        summary = body;
-        if summary.contains(r#""offline_nodes":1"#) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let summary = get_until(nl.spec.http, "/health/summary", r#""offline_nodes":1"#).await;
     assert!(
         summary.contains(r#""offline_nodes":1"#) && summary.contains(r#""total_nodes":3"#),
         "{summary}"

@@ -708,48 +708,16 @@ impl Scanner<'_> {
         }
     }
 
-    /// `( ... )`: named fields get their own path; unnamed elements (a tuple variant's
-    /// contents) belong to the enclosing one.
-    fn group(&mut self, path: &str, depth: usize) {
-        self.i += 1;
-        loop {
-            self.trivia();
-            match self.peek() {
-                None => return,
-                Some(b')') => {
-                    self.i += 1;
-                    return;
-                }
-                Some(b',') => {
-                    self.i += 1;
-                    continue;
-                }
-                Some(_) => {}
-            }
-            let start = self.i;
-            if let Some(name) = self.field_name() {
-                let child = join(path, &name);
-                self.value(&child, depth + 1);
-                self.spans.push(Span {
-                    path: child,
-                    start,
-                    end: self.i,
-                });
-            } else {
-                self.value(path, depth + 1);
-            }
-        }
-    }
-
-    /// `[ ... ]`: element `i` is `path[i]`.
-    fn list(&mut self, path: &str, depth: usize) {
+    /// The items of a `( ... )` or `[ ... ]` opened at the current byte, up to `close`: `item`
+    /// scans one, at its first byte, with its position in the sequence.
+    fn items(&mut self, close: u8, mut item: impl FnMut(&mut Self, usize)) {
         self.i += 1;
         let mut index = 0;
         loop {
             self.trivia();
             match self.peek() {
                 None => return,
-                Some(b']') => {
+                Some(b) if b == close => {
                     self.i += 1;
                     return;
                 }
@@ -759,16 +727,39 @@ impl Scanner<'_> {
                 }
                 Some(_) => {}
             }
-            let start = self.i;
-            let child = format!("{path}[{index}]");
-            self.value(&child, depth + 1);
-            self.spans.push(Span {
-                path: child,
-                start,
-                end: self.i,
-            });
+            item(self, index);
             index += 1;
         }
+    }
+
+    /// Scans a value at `path` and records where it stood.
+    fn spanned_value(&mut self, path: String, depth: usize, start: usize) {
+        self.value(&path, depth);
+        self.spans.push(Span {
+            path,
+            start,
+            end: self.i,
+        });
+    }
+
+    /// `( ... )`: named fields get their own path; unnamed elements (a tuple variant's
+    /// contents) belong to the enclosing one.
+    fn group(&mut self, path: &str, depth: usize) {
+        self.items(b')', |s, _| {
+            let start = s.i;
+            match s.field_name() {
+                Some(name) => s.spanned_value(join(path, &name), depth + 1, start),
+                None => s.value(path, depth + 1),
+            }
+        });
+    }
+
+    /// `[ ... ]`: element `i` is `path[i]`.
+    fn list(&mut self, path: &str, depth: usize) {
+        self.items(b']', |s, index| {
+            let start = s.i;
+            s.spanned_value(format!("{path}[{index}]"), depth + 1, start);
+        });
     }
 
     /// `{ key: value, ... }`: scanned for brackets only (scenarios have no maps).
