@@ -87,7 +87,8 @@ pub struct Config {
     pub replace_jitter: Duration,
     /// Most re-placements per second (a token bucket holding as many tokens). Default 20.
     pub replace_rate_per_sec: u32,
-    /// Consecutive placement failures on a node that open its circuit breaker. Default 3.
+    /// Failed copies on a node (start failures, crashes, hangs), each within
+    /// `breaker_open_for` of the previous, that open its circuit breaker. Default 3.
     pub breaker_threshold: u32,
     /// How long an open breaker keeps new work off a node before one trial placement
     /// (half-open). Default 5 s.

@@ -35,8 +35,10 @@ use crate::workload::{Desired, ExitOutcome, Health, OrchCommand, Status};
 /// A node's circuit breaker: placement failures on it keep new work away for a while.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Breaker {
+    /// `failures` in a row, the last at `last`; a gap of `breaker_open_for` starts a new row.
     Closed {
         failures: u32,
+        last: Instant,
     },
     Open {
         until: Instant,
@@ -280,15 +282,33 @@ impl Node {
         let Some(orch) = self.orch.as_mut() else {
             return;
         };
-        let before = *orch
-            .breakers
-            .get(&node)
-            .unwrap_or(&Breaker::Closed { failures: 0 });
+        let fresh = Breaker::Closed {
+            failures: 0,
+            last: now,
+        };
+        let before = *orch.breakers.get(&node).unwrap_or(&fresh);
         let after = match (before, ok) {
-            (_, true) => Breaker::Closed { failures: 0 },
-            (Breaker::Closed { failures }, false) if failures + 1 < threshold => Breaker::Closed {
-                failures: failures + 1,
-            },
+            // A copy that started shows a half-open node works again. A closed breaker keeps
+            // counting: a copy that starts and then fails is still a failed placement.
+            (Breaker::HalfOpen { .. }, true) => fresh,
+            (_, true) => before,
+            (Breaker::Closed { failures, last }, false) => {
+                let row = if now.saturating_since(last) > open_for {
+                    1
+                } else {
+                    failures + 1
+                };
+                if row < threshold {
+                    Breaker::Closed {
+                        failures: row,
+                        last: now,
+                    }
+                } else {
+                    Breaker::Open {
+                        until: now + open_for,
+                    }
+                }
+            }
             (Breaker::Open { until }, false) => Breaker::Open { until },
             (_, false) => Breaker::Open {
                 until: now + open_for,

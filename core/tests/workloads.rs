@@ -212,3 +212,231 @@ fn no_new_work_lands_on_a_draining_node() {
         6
     );
 }
+
+/// Elects a leader in a cluster built with `tweak`, and lets it settle.
+fn settled(n: u32, tweak: impl Fn(&mut Config)) -> (Cluster, NodeId) {
+    let mut c = Cluster::with_config(n, tweak);
+    let leader = c.elect();
+    c.advance(Duration::from_millis(300));
+    (c, leader)
+}
+
+/// Reports the running copy of `name` as failed, wherever it runs.
+fn fail_copy(c: &mut Cluster, leader: NodeId, name: &str) -> NodeId {
+    let Some(Status::Running { node, epoch }) = status(c, leader.0, name) else {
+        panic!("{name} is not running: {:?}", status(c, leader.0, name));
+    };
+    let ev = WorkloadEvent {
+        name: name.into(),
+        epoch,
+        kind: WorkloadEventKind::Exited(ExitOutcome::Failed { code: 1 }),
+    };
+    c.step(node, Input::Workload(ev));
+    c.deliver_all();
+    node
+}
+
+fn breaker_events(c: &Cluster, node: NodeId, state: BreakerState) -> usize {
+    c.events
+        .iter()
+        .filter(
+            |(_, e)| matches!(e, Event::Breaker { node: n, state: s } if *n == node && *s == state),
+        )
+        .count()
+}
+
+fn spec(name: &str, max_attempts: u32) -> WorkloadSpec {
+    let mut s = WorkloadSpec::new(name, "true");
+    s.max_attempts = max_attempts;
+    s.backoff_base = Duration::from_millis(1);
+    s.backoff_cap = Duration::from_millis(2);
+    s
+}
+
+#[test]
+fn a_node_that_keeps_failing_placements_gets_an_open_breaker_then_one_trial() {
+    let (mut c, leader) = settled(3, |cfg| {
+        cfg.breaker_threshold = 2;
+        cfg.breaker_open_for = Duration::from_millis(500);
+    });
+    submit(&mut c, leader, spec("w", 10));
+    c.advance(Duration::from_millis(200));
+    // Ties go to the lowest id: n1 gets it, fails twice, and its breaker opens.
+    let first = fail_copy(&mut c, leader, "w");
+    assert_eq!(first, NodeId(1));
+    c.advance(Duration::from_millis(200));
+    assert_eq!(fail_copy(&mut c, leader, "w"), NodeId(1));
+    c.advance(Duration::from_millis(200));
+    assert_eq!(breaker_events(&c, NodeId(1), BreakerState::Open), 1);
+    let Some(Status::Running { node, .. }) = status(&c, leader.0, "w") else {
+        panic!("w is not running again");
+    };
+    assert_ne!(node, NodeId(1), "placed on a node whose breaker is open");
+    // Once the open period is over, one trial placement may go there; success closes it.
+    c.advance(Duration::from_millis(400));
+    submit(&mut c, leader, spec("v", 10));
+    c.advance(Duration::from_millis(200));
+    assert_eq!(breaker_events(&c, NodeId(1), BreakerState::HalfOpen), 1);
+    assert!(matches!(
+        status(&c, leader.0, "v"),
+        Some(Status::Running {
+            node: NodeId(1),
+            ..
+        })
+    ));
+    assert_eq!(breaker_events(&c, NodeId(1), BreakerState::Closed), 1);
+}
+
+#[test]
+fn workloads_beyond_the_cluster_capacity_wait_pending() {
+    let (mut c, leader) = settled(3, |cfg| cfg.node_capacity = 1);
+    for i in 1..=4 {
+        submit(&mut c, leader, WorkloadSpec::new(format!("w{i}"), "true"));
+    }
+    c.advance(Duration::from_millis(300));
+    let registry = &c.node(leader.0).state_machine().registry;
+    let running = registry
+        .workloads
+        .values()
+        .filter(|w| matches!(w.status, Status::Running { .. }))
+        .count();
+    let pending = registry
+        .workloads
+        .values()
+        .filter(|w| w.status == Status::Pending)
+        .count();
+    assert_eq!((running, pending), (3, 1));
+}
+
+#[test]
+fn a_crash_loop_hits_the_restart_intensity_limit_before_max_attempts() {
+    let (mut c, leader) = settled(3, |cfg| {
+        cfg.max_restarts_in_window = 2;
+        cfg.restart_window = Duration::from_secs(10);
+        cfg.breaker_threshold = 100;
+    });
+    submit(&mut c, leader, spec("loop", 10));
+    c.advance(Duration::from_millis(200));
+    for _ in 0..3 {
+        fail_copy(&mut c, leader, "loop");
+        c.advance(Duration::from_millis(200));
+    }
+    let s = status(&c, leader.0, "loop");
+    assert!(
+        matches!(&s, Some(Status::FailedPermanently { reason }) if reason.contains("crash loop")),
+        "{s:?}"
+    );
+    assert_eq!(
+        starts(&c, "loop").len(),
+        3,
+        "two restarts allowed, not a third"
+    );
+}
+
+/// Advances in 10 ms steps until `count` events match `pred`; returns when, or panics.
+fn time_of_nth(
+    c: &mut Cluster,
+    count: usize,
+    limit: Duration,
+    pred: impl Fn(&Event) -> bool,
+) -> Instant {
+    let end = c.now + limit;
+    while c.now < end {
+        if c.events.iter().filter(|(_, e)| pred(e)).count() >= count {
+            return c.now;
+        }
+        c.advance(Duration::from_millis(10));
+    }
+    panic!("fewer than {count} matching events within {limit:?}");
+}
+
+fn cut_off(c: &mut Cluster, victim: NodeId) {
+    for other in c.configs.keys().copied().collect::<Vec<_>>() {
+        if other != victim {
+            c.cut.insert((victim, other));
+            c.cut.insert((other, victim));
+        }
+    }
+}
+
+fn orphaned(e: &Event) -> bool {
+    matches!(
+        e,
+        Event::Workload {
+            decision: WorkloadDecision::Orphaned { .. },
+            ..
+        }
+    )
+}
+
+#[test]
+fn re_placements_are_jittered_and_rate_limited() {
+    let (mut c, leader) = settled(3, |cfg| {
+        cfg.replace_rate_per_sec = 1;
+        cfg.replace_jitter = Duration::from_millis(20);
+    });
+    for i in 1..=6 {
+        submit(&mut c, leader, WorkloadSpec::new(format!("w{i}"), "true"));
+    }
+    c.advance(Duration::from_millis(300));
+    let victim = NodeId(if leader == NodeId(3) { 2 } else { 3 });
+    assert_eq!(
+        c.node(leader.0)
+            .state_machine()
+            .registry
+            .assigned_to(victim)
+            .count(),
+        2
+    );
+    cut_off(&mut c, victim);
+    let first = time_of_nth(&mut c, 1, Duration::from_secs(3), orphaned);
+    let second = time_of_nth(&mut c, 2, Duration::from_secs(3), orphaned);
+    assert!(
+        second.saturating_since(first) >= Duration::from_millis(900),
+        "two re-placements {:?} apart at 1 per second",
+        second.saturating_since(first)
+    );
+    for (_, e) in &c.events {
+        if let Event::Workload {
+            decision: WorkloadDecision::ReplacementScheduled { delay, .. },
+            ..
+        } = e
+        {
+            assert!(*delay <= Duration::from_millis(20), "jitter {delay:?}");
+        }
+    }
+}
+
+#[test]
+fn when_too_many_nodes_vanish_at_once_re_placement_waits_for_the_hold() {
+    let hold = Duration::from_secs(2);
+    let (mut c, leader) = settled(5, |cfg| cfg.correlated_failure_hold = hold);
+    for i in 1..=10 {
+        submit(&mut c, leader, WorkloadSpec::new(format!("w{i}"), "true"));
+    }
+    c.advance(Duration::from_millis(300));
+    let victims: Vec<NodeId> = (1..=5)
+        .map(NodeId)
+        .filter(|n| *n != leader)
+        .take(2)
+        .collect();
+    for v in &victims {
+        cut_off(&mut c, *v);
+    }
+    let frozen = time_of_nth(
+        &mut c,
+        1,
+        Duration::from_secs(2),
+        |e| matches!(e, Event::ReplacementFrozen { dead } if dead.len() == 2),
+    );
+    let first = time_of_nth(&mut c, 1, Duration::from_secs(5), orphaned);
+    assert!(
+        first.saturating_since(frozen) >= hold,
+        "re-placed {:?} after the freeze, before the {hold:?} hold",
+        first.saturating_since(frozen)
+    );
+    assert!(c
+        .events
+        .iter()
+        .any(|(_, e)| *e == Event::ReplacementResumed));
+}
