@@ -94,6 +94,15 @@ impl Node {
         out: &mut Vec<Output>,
     ) {
         if self.role == Role::Leader {
+            if let Some(to) = self.transferring_to().filter(|_| op.proposes()) {
+                // Handing over: new entries would only delay the target catching up.
+                let hint = Some(to);
+                return self.answer(
+                    origin,
+                    Err(ClientError::NotLeader { leader_hint: hint }),
+                    out,
+                );
+            }
             return match op {
                 ClientOp::Get { key } => self.leader_read(now, origin, Query::Key(key), out),
                 ClientOp::Write(w) => self.propose(now, origin, Command::Write(w), out),

@@ -53,6 +53,10 @@ pub struct Config {
     /// or `Timeout` (a read) and forgotten. Default 2 s.
     pub request_timeout: Duration,
 
+    /// A leadership transfer whose target has not taken over within this time is given up and
+    /// the leader takes writes again. Default 500 ms.
+    pub transfer_timeout: Duration,
+
     /// Take a snapshot once this many entries were applied since the last one. Default 1024.
     pub snapshot_threshold_entries: u64,
     /// Entries kept in the log behind a snapshot, so that a briefly lagging follower is caught up
@@ -205,6 +209,7 @@ impl Config {
             max_forwarded_requests: 1024,
             overload_retry_after: Duration::from_millis(50),
             request_timeout: Duration::from_secs(2),
+            transfer_timeout: Duration::from_millis(500),
             snapshot_threshold_entries: 1024,
             snapshot_retain_entries: 1024,
             lease_renew_interval: Duration::from_millis(100),
@@ -270,6 +275,9 @@ impl Config {
         }
         if self.snapshot_threshold_entries == 0 {
             return Err(ConfigError::Zero("snapshot_threshold_entries"));
+        }
+        if self.transfer_timeout.is_zero() {
+            return Err(ConfigError::Zero("transfer_timeout"));
         }
         if self.request_timeout.is_zero() {
             return Err(ConfigError::Zero("request_timeout"));

@@ -19,7 +19,7 @@ impl Node {
         if self.cfg.pre_vote {
             self.start_pre_vote(now, out);
         } else {
-            self.start_election(now, out);
+            self.start_election(now, false, out);
         }
     }
 
@@ -33,7 +33,7 @@ impl Node {
         let term = self.term.next();
         self.trace(Event::PreVoteStarted { term }, out);
         if self.granted() >= self.quorum() {
-            return self.start_election(now, out);
+            return self.start_election(now, false, out);
         }
         let body = MessageBody::PreVote {
             last_log_index: self.log.last_index(),
@@ -50,7 +50,8 @@ impl Node {
     }
 
     /// §5.2: increment the term, vote for ourselves (durably, before asking anyone), ask for votes.
-    fn start_election(&mut self, now: Instant, out: &mut Vec<Output>) {
+    /// `transfer`: the leader handed leadership to us (see [`crate::transfer`]).
+    pub(crate) fn start_election(&mut self, now: Instant, transfer: bool, out: &mut Vec<Output>) {
         self.term = self.term.next();
         self.voted_for = Some(self.cfg.id);
         self.role = Role::Candidate;
@@ -66,6 +67,7 @@ impl Node {
         let body = MessageBody::RequestVote {
             last_log_index: self.log.last_index(),
             last_log_term: self.log.last_term(),
+            transfer,
         };
         for &peer in &self.peers {
             self.send(peer, body.clone(), out);
@@ -136,7 +138,7 @@ impl Node {
         }
         self.votes.insert(from, granted);
         if self.granted() >= self.quorum() {
-            self.start_election(now, out);
+            self.start_election(now, false, out);
         } else if self.refused() >= self.quorum() {
             self.trace(Event::PreVoteRejected { term }, out);
             self.role = Role::Follower;

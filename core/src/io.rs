@@ -27,6 +27,9 @@ pub enum Input {
     Client(ClientRequest),
     /// A workload this node runs made progress or ended.
     Workload(WorkloadEvent),
+    /// The operator (or a node shutting down) asks this node, if it leads, to hand leadership
+    /// to `to` (default: the most caught-up follower). Ignored by a node that does not lead.
+    TransferLeadership { to: Option<NodeId> },
 }
 
 /// What a workload process did, as the driver saw it.
@@ -129,11 +132,15 @@ pub enum WorkloadOp {
 }
 
 impl ClientOp {
-    pub fn is_write(&self) -> bool {
+    /// True if a leader serves it by appending an entry (a write to the key-value store or the
+    /// registry).
+    pub fn proposes(&self) -> bool {
         matches!(
             self,
             ClientOp::Write(_)
-                | ClientOp::Workload(WorkloadOp::Submit(_) | WorkloadOp::Stop { .. })
+                | ClientOp::Workload(
+                    WorkloadOp::Submit(_) | WorkloadOp::Stop { .. } | WorkloadOp::Drain { .. }
+                )
         )
     }
 }

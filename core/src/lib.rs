@@ -14,6 +14,7 @@
 mod agent;
 pub mod client;
 pub mod config;
+pub mod duration;
 pub mod election;
 pub mod io;
 pub mod kv;
@@ -27,6 +28,7 @@ mod rng;
 pub mod snapshot;
 pub mod state_machine;
 pub mod trace;
+mod transfer;
 pub mod types;
 pub mod workload;
 

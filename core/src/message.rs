@@ -56,10 +56,17 @@ pub enum MessageBody {
     RequestVote {
         last_log_index: LogIndex,
         last_log_term: Term,
+        /// The candidate stands because the leader handed leadership to it (thesis §3.10):
+        /// voters grant even while they heard from that leader recently (leader stickiness
+        /// would otherwise ignore the request).
+        transfer: bool,
     },
     RequestVoteResponse {
         granted: bool,
     },
+    /// Leadership transfer (thesis §3.10): the leader tells a caught-up follower to stand for
+    /// election now, without waiting for its election timeout or a pre-vote round.
+    TimeoutNow,
     /// §5.3: replicate `entries` after (`prev_log_index`, `prev_log_term`). Empty: a heartbeat.
     /// `round` is the leader's heartbeat round, echoed back so reads can be confirmed (§6.4).
     AppendEntries {
@@ -134,6 +141,7 @@ impl MessageBody {
             MessageBody::PreVoteResponse { .. } => "PreVoteResponse",
             MessageBody::RequestVote { .. } => "RequestVote",
             MessageBody::RequestVoteResponse { .. } => "RequestVoteResponse",
+            MessageBody::TimeoutNow => "TimeoutNow",
             MessageBody::AppendEntries { .. } => "AppendEntries",
             MessageBody::AppendEntriesResponse { .. } => "AppendEntriesResponse",
             MessageBody::InstallSnapshot { .. } => "InstallSnapshot",

@@ -135,6 +135,7 @@ impl Node {
                 self.client_request(now, crate::client::Origin::Local(req.id), req.op, out)
             }
             Input::Workload(ev) => self.workload_event(now, ev, out),
+            Input::TransferLeadership { to } => self.transfer_leadership(now, to, out),
         }
         if self.orch.as_ref().is_some_and(|o| now >= o.next_run()) {
             self.orchestrate(now, out);
@@ -221,7 +222,15 @@ impl Node {
         if m.term > self.term {
             // Leader stickiness: while a leader is known to be alive, a vote request from a node
             // that merely timed out is ignored, so it cannot depose a healthy leader.
-            if matches!(m.body, MessageBody::RequestVote { .. }) && self.leader_is_recent(now) {
+            // A transfer vote was asked for by that leader itself.
+            if matches!(
+                m.body,
+                MessageBody::RequestVote {
+                    transfer: false,
+                    ..
+                }
+            ) && self.leader_is_recent(now)
+            {
                 return;
             }
             let leader = match m.body {
@@ -239,7 +248,9 @@ impl Node {
             MessageBody::RequestVote {
                 last_log_index,
                 last_log_term,
+                ..
             } => self.handle_request_vote(now, m.from, last_log_index, last_log_term, out),
+            MessageBody::TimeoutNow => self.handle_timeout_now(now, m.from, out),
             MessageBody::RequestVoteResponse { granted } => {
                 self.handle_vote_response(now, m.from, granted, out)
             }

@@ -60,6 +60,8 @@ pub(crate) struct Leadership {
     /// Index of this leader's no-op: reads must wait until it is committed.
     pub term_start: LogIndex,
     pub reads: VecDeque<PendingRead>,
+    /// A leadership transfer in progress.
+    pub transfer: Option<crate::transfer::Transfer>,
 }
 
 impl Leadership {
@@ -86,6 +88,7 @@ impl Leadership {
             quorum_check_at: now + cfg.election_timeout_min,
             term_start,
             reads: VecDeque::new(),
+            transfer: None,
         }
     }
 
@@ -111,10 +114,11 @@ impl Leadership {
     }
 
     pub(crate) fn next_deadline(&self, check_quorum: bool) -> Instant {
+        let transfer = self.transfer.map_or(Instant::NEVER, |t| t.deadline);
         if check_quorum {
-            self.heartbeat_at.min(self.quorum_check_at)
+            self.heartbeat_at.min(self.quorum_check_at).min(transfer)
         } else {
-            self.heartbeat_at
+            self.heartbeat_at.min(transfer)
         }
     }
 
@@ -141,6 +145,7 @@ impl Node {
                 self.heartbeat(now, peer, out);
             }
         }
+        self.transfer_tick(now, out);
         let quorum_due = self.lead.as_ref().is_some_and(|l| now >= l.quorum_check_at);
         if self.cfg.check_quorum && quorum_due {
             self.check_quorum(now, out);
@@ -219,7 +224,12 @@ impl Node {
     }
 
     /// Sends one AppendEntries (or a snapshot) if allowed; true if another could follow at once.
-    fn send_append(&mut self, now: Instant, peer: NodeId, out: &mut Vec<Output>) -> bool {
+    pub(crate) fn send_append(
+        &mut self,
+        now: Instant,
+        peer: NodeId,
+        out: &mut Vec<Output>,
+    ) -> bool {
         let max_inflight = self.cfg.max_inflight_messages;
         let max_entries = self.cfg.max_entries_per_message;
         let last = self.log.last_index();
@@ -426,6 +436,7 @@ impl Node {
                     _ => {}
                 }
                 self.maybe_commit(now, out);
+                self.maybe_send_timeout_now(out);
             }
             AppendResult::Reject {
                 rejected_prev_index,

@@ -37,6 +37,16 @@ pub enum Event {
         term: Term,
         reason: StepDownReason,
     },
+    /// The leader stopped taking writes and hands leadership to `to` once it is caught up.
+    TransferStarted {
+        term: Term,
+        to: NodeId,
+    },
+    /// A leadership transfer did not complete within `transfer_timeout`; writes resume.
+    TransferAborted {
+        term: Term,
+        to: NodeId,
+    },
     /// The commit index advanced to `index`.
     Committed {
         index: LogIndex,

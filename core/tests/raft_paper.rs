@@ -203,6 +203,7 @@ fn s5_2_a_node_grants_at_most_one_vote_per_term_and_persists_it_before_answering
             body: MessageBody::RequestVote {
                 last_log_index: LogIndex(0),
                 last_log_term: Term(0),
+                transfer: false,
             },
         })
     };
@@ -458,6 +459,7 @@ fn s5_4_1_a_vote_is_refused_to_a_candidate_whose_log_is_behind() {
             body: MessageBody::RequestVote {
                 last_log_index: LogIndex(last_index),
                 last_log_term: Term(last_term),
+                transfer: false,
             },
         })
     };
@@ -937,4 +939,62 @@ fn keel_a_write_replaced_by_another_leader_is_answered_not_committed() {
     c.heal();
     c.advance(Duration::from_millis(100));
     assert_eq!(c.reply(id), Some(&Err(ClientError::NotCommitted)));
+}
+
+#[test]
+fn s3_10_a_leader_hands_leadership_to_a_caught_up_follower_without_an_election_timeout() {
+    let mut c = Cluster::new(3);
+    let l = c.elect();
+    let put = c.put(l, "a", "1");
+    c.deliver_all();
+    assert!(matches!(c.reply(put), Some(Ok(_))));
+    let target = if l == NodeId(1) { NodeId(2) } else { NodeId(1) };
+    let term = c.nodes[&l].term();
+    c.step(l, Input::TransferLeadership { to: Some(target) });
+    // While handing over, the leader refuses writes and points at the target.
+    let refused = c.put(l, "b", "2");
+    assert_eq!(
+        c.reply(refused),
+        Some(&Err(ClientError::NotLeader {
+            leader_hint: Some(target)
+        }))
+    );
+    // No time passes: the target takes over on TimeoutNow, not on its election timer, and the
+    // voters grant although they heard from the old leader a moment ago.
+    c.deliver_all();
+    assert_eq!(c.leader(), Some(target));
+    assert_eq!(c.nodes[&target].term(), term.next());
+    assert!(!c.nodes[&l].is_leader());
+    assert!(c
+        .events_of(l)
+        .iter()
+        .any(|e| matches!(e, Event::TransferStarted { to, .. } if *to == target)));
+    // Everything the old leader committed is there under the new one.
+    let get = c.get(target, "a");
+    c.deliver_all();
+    assert!(
+        matches!(c.reply(get), Some(Ok(ClientResponse::Value { value: Some(v), .. })) if v == "1"),
+        "{:?}",
+        c.reply(get)
+    );
+}
+
+#[test]
+fn s3_10_a_transfer_to_an_unreachable_follower_is_given_up_and_writes_resume() {
+    let mut c = Cluster::new(3);
+    let l = c.elect();
+    c.deliver_all();
+    let target = if l == NodeId(1) { NodeId(2) } else { NodeId(1) };
+    c.crash(target);
+    c.step(l, Input::TransferLeadership { to: Some(target) });
+    let cfg_timeout = c.nodes[&l].config().transfer_timeout;
+    c.advance(cfg_timeout + Duration::from_millis(1));
+    assert!(c.nodes[&l].is_leader(), "the leader keeps leading");
+    assert!(c
+        .events_of(l)
+        .iter()
+        .any(|e| matches!(e, Event::TransferAborted { to, .. } if *to == target)));
+    let put = c.put(l, "b", "2");
+    c.deliver_all();
+    assert!(matches!(c.reply(put), Some(Ok(_))), "{:?}", c.reply(put));
 }

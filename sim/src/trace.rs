@@ -218,11 +218,14 @@ impl TraceHasher {
             MessageBody::RequestVote {
                 last_log_index,
                 last_log_term,
+                transfer,
             } => {
-                self.byte(3);
+                // A transfer vote is its own kind, so that ordinary votes hash as they always did.
+                self.byte(if *transfer { 20 } else { 3 });
                 self.u64(last_log_index.0);
                 self.u64(last_log_term.0);
             }
+            MessageBody::TimeoutNow => self.byte(19),
             MessageBody::RequestVoteResponse { granted } => {
                 self.byte(4);
                 self.byte(u8::from(*granted));
@@ -347,6 +350,10 @@ impl TraceHasher {
                         self.exit(o);
                     }
                 }
+            }
+            Input::TransferLeadership { to } => {
+                self.byte(5);
+                self.u64(to.map_or(0, |n| u64::from(n.0)));
             }
         }
     }
@@ -498,6 +505,16 @@ impl TraceHasher {
                 }
             }
             Event::ReplacementResumed => self.byte(18),
+            Event::TransferStarted { term, to } => {
+                self.byte(19);
+                self.u64(term.0);
+                self.u64(u64::from(to.0));
+            }
+            Event::TransferAborted { term, to } => {
+                self.byte(20);
+                self.u64(term.0);
+                self.u64(u64::from(to.0));
+            }
         }
     }
 
@@ -558,7 +575,11 @@ fn body_tag(b: &MessageBody) -> u8 {
     match b {
         MessageBody::PreVote { .. } => 1,
         MessageBody::PreVoteResponse { .. } => 2,
-        MessageBody::RequestVote { .. } => 3,
+        MessageBody::RequestVote {
+            transfer: false, ..
+        } => 3,
+        MessageBody::RequestVote { transfer: true, .. } => 20,
+        MessageBody::TimeoutNow => 19,
         MessageBody::RequestVoteResponse { .. } => 4,
         MessageBody::AppendEntries { .. } => 5,
         MessageBody::AppendEntriesResponse { .. } => 6,

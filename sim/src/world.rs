@@ -1028,6 +1028,19 @@ impl<'a> World<'a> {
                 self.condensed(format!("{id} resumes re-placement"));
                 false
             }
+            Event::TransferStarted { term, to } => {
+                self.cover("leadership transfer started");
+                self.condensed(format!("{id} hands leadership of term {} to {to}", term.0));
+                true
+            }
+            Event::TransferAborted { term, to } => {
+                self.cover("leadership transfer aborted");
+                self.condensed(format!(
+                    "{id} gives up handing term {} to {to}; takes writes again",
+                    term.0
+                ));
+                true
+            }
         }
     }
 
