@@ -52,3 +52,75 @@ pub fn request(
     let body = serde_json::from_str(text).unwrap_or(serde_json::Value::Null);
     Ok(Answer { status, body })
 }
+
+/// One kept-alive HTTP/1.1 connection for many requests in a row (load generators, benchmarks):
+/// no connection setup per request.
+pub struct Conn {
+    addr: SocketAddr,
+    stream: std::io::BufReader<TcpStream>,
+}
+
+impl Conn {
+    pub fn open(addr: SocketAddr, timeout: Duration) -> Result<Conn, ClientError> {
+        let connect = |source| ClientError::Connect { addr, source };
+        let s = TcpStream::connect_timeout(&addr, timeout).map_err(connect)?;
+        s.set_read_timeout(Some(timeout)).map_err(connect)?;
+        s.set_nodelay(true).map_err(connect)?;
+        Ok(Conn {
+            addr,
+            stream: std::io::BufReader::new(s),
+        })
+    }
+
+    /// Sends `method path` with an optional JSON body and reads the answer (which must carry
+    /// a Content-Length, as the node's answers do).
+    pub fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> Result<Answer, ClientError> {
+        use std::io::BufRead;
+        let addr = self.addr;
+        let io = |source| ClientError::Connect { addr, source };
+        let malformed = || ClientError::Malformed { addr };
+        let body = body.unwrap_or("");
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.stream
+            .get_mut()
+            .write_all(req.as_bytes())
+            .map_err(io)?;
+        let mut line = String::new();
+        if self.stream.read_line(&mut line).map_err(io)? == 0 {
+            return Err(malformed());
+        }
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(malformed)?;
+        let mut length = None;
+        loop {
+            line.clear();
+            if self.stream.read_line(&mut line).map_err(io)? == 0 {
+                return Err(malformed());
+            }
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse::<usize>().ok();
+                }
+            }
+        }
+        let mut raw = vec![0; length.ok_or_else(malformed)?];
+        self.stream.read_exact(&mut raw).map_err(io)?;
+        let body = serde_json::from_slice(&raw).unwrap_or(serde_json::Value::Null);
+        Ok(Answer { status, body })
+    }
+}

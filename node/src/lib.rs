@@ -1,14 +1,18 @@
-//! keel-node: the production driver of keel-core (tokio TCP transport, durable log, HTTP API,
-//! CLI, workload processes). Built so far: [`storage`], the durable log and snapshots with
-//! checksums, group commit and torn-tail recovery, and [`codec`], the framed, versioned wire
-//! format between nodes, and [`runtime`], a node executing its outputs against storage under the
-//! persist-before-send contract with group commit. The TCP transport, the tokio event loop, the
-//! HTTP API and the CLI are not built yet (issue "Production node"): the `keel` binary refuses to pretend it
-//! can run a node.
+//! keel-node: the production driver of keel-core: the event loop ([`server`]) owning a core
+//! [`runtime`] over durable [`storage`] (checksummed log, snapshots, group commit, torn-tail
+//! recovery, fsync off the async threads), the framed, versioned [`codec`] and TCP [`transport`]
+//! between nodes, the HTTP API and `/metrics` ([`metrics`]), workload processes under a lease
+//! enforcing [`shim`] ([`supervisor`]), the apoptosis [`watchdog`], `--config` files
+//! ([`config`]), and the CLI's HTTP [`client`].
 
 pub mod client;
 pub mod codec;
+pub mod config;
+pub mod metrics;
 pub mod runtime;
 pub mod server;
+pub mod shim;
 pub mod storage;
+pub mod supervisor;
 pub mod transport;
+pub mod watchdog;

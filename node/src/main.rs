@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use keel_core::NodeId;
+use keel_node::config::FileConfig;
 use keel_node::server::{self, NodeSpec};
-use keel_node::transport::TransportConfig;
 
 #[derive(Parser)]
 #[command(
@@ -111,29 +111,52 @@ enum Command {
         #[command(subcommand)]
         command: WorkloadCommand,
     },
-    /// Run a cluster node.
+    /// Ask the leader to hand leadership to a caught-up follower (`--to` one in particular),
+    /// and print the cluster once a new leader is known.
+    TransferLeader {
+        /// The leader's HTTP address (another node answers with the leader as hint).
+        #[arg(long, default_value = "127.0.0.1:8001")]
+        addr: SocketAddr,
+        /// The member to hand over to (default: the most caught-up follower).
+        #[arg(long)]
+        to: Option<NodeId>,
+    },
+    /// Run a cluster node. Every flag may also come from `--config FILE` (TOML); flags win.
     Node {
+        /// A TOML file with the node's settings, core timings and limits (see the README).
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// This node's id, e.g. n1.
         #[arg(long)]
-        id: NodeId,
+        id: Option<NodeId>,
         /// Address peers connect to, e.g. 127.0.0.1:7001.
         #[arg(long)]
-        listen: SocketAddr,
+        listen: Option<SocketAddr>,
         /// Address of the HTTP API, e.g. 127.0.0.1:8001.
         #[arg(long)]
-        http: SocketAddr,
+        http: Option<SocketAddr>,
         /// The other members: n2=127.0.0.1:7002,n3=127.0.0.1:7003.
         #[arg(long, value_delimiter = ',')]
         peers: Vec<String>,
-        /// Where the log and snapshots live.
+        /// Where the log, snapshots and workload output live.
         #[arg(long)]
-        data_dir: PathBuf,
-        /// The cluster's name; peers of another cluster are refused.
-        #[arg(long, default_value = "keel")]
-        cluster: String,
-        /// Log lines as text or JSON (filter with RUST_LOG, default info).
-        #[arg(long, value_enum, default_value = "text")]
-        log_format: LogFormat,
+        data_dir: Option<PathBuf>,
+        /// The cluster's name; peers of another cluster are refused. Default "keel".
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Log lines as text or JSON (filter with RUST_LOG, default info). Default text.
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormat>,
+    },
+    /// Internal: runs one workload copy under a node's lease (started by the node itself).
+    #[command(hide = true)]
+    Shim {
+        /// The lease left when the node started the copy, in microseconds.
+        #[arg(long)]
+        lease_us: u64,
+        /// The workload's program and arguments.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
     },
 }
 
@@ -157,6 +180,40 @@ fn parse_peers(me: NodeId, peers: &[String]) -> anyhow::Result<BTreeMap<NodeId, 
         }
     }
     Ok(out)
+}
+
+/// Asks `addr` to hand leadership over, then polls until another node leads.
+fn transfer_leader(
+    addr: SocketAddr,
+    to: Option<NodeId>,
+    timeout: std::time::Duration,
+) -> anyhow::Result<()> {
+    let body = to.map(|t| serde_json::json!({ "to": t.to_string() }).to_string());
+    let a = keel_node::client::request(
+        addr,
+        "POST",
+        "/v1/cluster/transfer-leader",
+        body.as_deref(),
+        timeout,
+    )?;
+    if a.status != 202 {
+        return finish(a);
+    }
+    let before = keel_node::client::request(addr, "GET", "/v1/cluster", None, timeout)?;
+    let old = before.body["node"].as_str().unwrap_or("?").to_string();
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < give_up {
+        let c = keel_node::client::request(addr, "GET", "/v1/cluster", None, timeout)?;
+        if let Some(l) = c.body["leader"].as_str().filter(|l| *l != old) {
+            println!(
+                "leadership moved from {old} to {l} (term {})",
+                c.body["term"]
+            );
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    bail!("{old} started handing leadership over, but no other leader was seen within 5 s")
 }
 
 /// `partition/name`, checked before anything is sent.
@@ -413,7 +470,22 @@ fn main() -> anyhow::Result<()> {
             println!("{t}");
             Ok(())
         }
+        Command::TransferLeader { addr, to } => transfer_leader(addr, to, timeout),
+        Command::Shim { lease_us, command } => {
+            let Some((program, args)) = command.split_first() else {
+                bail!("shim: no command given");
+            };
+            let control = std::io::BufReader::new(std::io::stdin());
+            let code = keel_node::shim::run(
+                program,
+                args,
+                std::time::Duration::from_micros(lease_us),
+                control,
+            );
+            std::process::exit(code);
+        }
         Command::Node {
+            config,
             id,
             listen,
             http,
@@ -422,6 +494,45 @@ fn main() -> anyhow::Result<()> {
             cluster,
             log_format,
         } => {
+            let file = match &config {
+                Some(path) => FileConfig::load(path)?,
+                None => FileConfig::default(),
+            };
+            let from_file = |what: &str| {
+                format!(
+                    "--{what} is required (or `{}` in the --config file)",
+                    what.replace('-', "_")
+                )
+            };
+            let id = match (id, &file.id) {
+                (Some(id), _) => id,
+                (None, Some(text)) => text.parse().with_context(|| {
+                    format!("the config file's id {text:?} is not a node id like n1")
+                })?,
+                (None, None) => bail!(from_file("id")),
+            };
+            let listen = listen
+                .or(file.listen)
+                .with_context(|| from_file("listen"))?;
+            let http = http.or(file.http).with_context(|| from_file("http"))?;
+            let data_dir = data_dir
+                .or(file.data_dir.clone())
+                .with_context(|| from_file("data-dir"))?;
+            let peers = if peers.is_empty() {
+                let listed: Vec<String> =
+                    file.peers.iter().map(|(n, a)| format!("{n}={a}")).collect();
+                parse_peers(id, &listed).context("in the config file's [peers]")?
+            } else {
+                parse_peers(id, &peers)?
+            };
+            let log_format = match (log_format, file.log_format.as_deref()) {
+                (Some(f), _) => f,
+                (None, None | Some("text")) => LogFormat::Text,
+                (None, Some("json")) => LogFormat::Json,
+                (None, Some(other)) => {
+                    bail!("the config file's log_format {other:?} is neither \"text\" nor \"json\"")
+                }
+            };
             let filter = tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
             match log_format {
@@ -431,22 +542,23 @@ fn main() -> anyhow::Result<()> {
                     .with_env_filter(filter)
                     .init(),
             }
+            let mut transport = file.transport.clone().unwrap_or_default();
+            if let Some(c) = cluster.or(file.cluster.clone()) {
+                transport.cluster = c;
+            }
             let spec = NodeSpec {
-                id,
-                listen,
-                http,
-                peers: parse_peers(id, &peers)?,
-                data_dir,
-                transport: TransportConfig {
-                    cluster,
-                    ..TransportConfig::default()
-                },
+                transport,
+                core: file.core.clone(),
+                supervisor: file.supervisor.clone(),
+                watchdog: Some(file.watchdog.clone()),
+                shutdown: file.shutdown.clone(),
+                ..NodeSpec::new(id, listen, http, peers, data_dir)
             };
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(async move {
+                // Ctrl-C or SIGTERM: stop taking requests, hand leadership over if leading,
+                // stop the workloads, leave.
                 let shutdown = async {
-                    // Ctrl-C or SIGTERM: stop taking input and leave with the log synced (every
-                    // step syncs before it answers, so there is nothing left to flush).
                     let mut term =
                         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                             .ok();
@@ -459,7 +571,6 @@ fn main() -> anyhow::Result<()> {
                             }
                         } => {}
                     }
-                    tracing::info!("shutting down");
                 };
                 server::run(spec, shutdown).await
             })?;

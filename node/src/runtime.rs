@@ -22,6 +22,28 @@ pub struct Effects {
     pub workload: Vec<keel_core::WorkloadAction>,
 }
 
+/// A step's effects, held back until its persists are durable.
+#[must_use = "the effects must be released (after the sync) or the node stopped"]
+pub struct Gated {
+    effects: Effects,
+    sync: Option<crate::storage::PendingSync>,
+}
+
+impl Gated {
+    /// Whether [`Gated::wait`] will fsync (and so should run where blocking is fine).
+    pub fn needs_sync(&self) -> bool {
+        self.sync.is_some()
+    }
+
+    /// Makes the step's persists durable, then releases its effects.
+    pub fn wait(self) -> Result<Effects, RuntimeError> {
+        if let Some(s) = self.sync {
+            s.wait()?;
+        }
+        Ok(self.effects)
+    }
+}
+
 /// Why the runtime could not start or continue.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -73,6 +95,17 @@ impl Runtime {
         now: Instant,
         inputs: impl IntoIterator<Item = Input>,
     ) -> Result<Effects, RuntimeError> {
+        self.step_gated(now, inputs)?.wait()
+    }
+
+    /// As [`Runtime::step_batch`], but the fsync is left to the caller, who can run
+    /// [`Gated::wait`] off the async threads: the effects come out only through it, so they
+    /// cannot leave before their persists are durable.
+    pub fn step_gated(
+        &mut self,
+        now: Instant,
+        inputs: impl IntoIterator<Item = Input>,
+    ) -> Result<Gated, RuntimeError> {
         let mut effects = Effects::default();
         for input in inputs {
             self.out.clear();
@@ -87,9 +120,11 @@ impl Runtime {
                 }
             }
         }
-        // Group commit: everything appended above is durable before anything is released.
-        self.storage.sync()?;
-        Ok(effects)
+        // Group commit: one fsync for everything appended above, before anything is released.
+        Ok(Gated {
+            effects,
+            sync: self.storage.write_pending()?,
+        })
     }
 
     /// When the loop must call [`Runtime::step`] with [`Input::Tick`] next.

@@ -22,8 +22,12 @@ use serde_json::{json, Value as JsonValue};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::config::ShutdownConfig;
+use crate::metrics::Metrics;
 use crate::runtime::{Runtime, RuntimeError};
+use crate::supervisor::{Supervisor, SupervisorConfig};
 use crate::transport::{self, Outbound, TransportConfig};
+use crate::watchdog::{self, WatchdogConfig};
 
 /// Everything needed to start a node.
 #[derive(Clone, Debug)]
@@ -37,6 +41,37 @@ pub struct NodeSpec {
     pub peers: BTreeMap<NodeId, SocketAddr>,
     pub data_dir: PathBuf,
     pub transport: TransportConfig,
+    /// Overrides of the core's defaults (the `[core]` table of `--config`).
+    pub core: BTreeMap<String, toml::Value>,
+    pub supervisor: SupervisorConfig,
+    /// The apoptosis watchdog; `None` runs without one (nodes inside a test process, where
+    /// ending the process would end every test).
+    pub watchdog: Option<WatchdogConfig>,
+    pub shutdown: ShutdownConfig,
+}
+
+impl NodeSpec {
+    /// A node with every setting at its default.
+    pub fn new(
+        id: NodeId,
+        listen: SocketAddr,
+        http: SocketAddr,
+        peers: BTreeMap<NodeId, SocketAddr>,
+        data_dir: PathBuf,
+    ) -> NodeSpec {
+        NodeSpec {
+            id,
+            listen,
+            http,
+            peers,
+            data_dir,
+            transport: TransportConfig::default(),
+            core: BTreeMap::new(),
+            supervisor: SupervisorConfig::default(),
+            watchdog: Some(WatchdogConfig::default()),
+            shutdown: ShutdownConfig::default(),
+        }
+    }
 }
 
 /// Why a node stopped with an error.
@@ -44,12 +79,22 @@ pub struct NodeSpec {
 pub enum ServerError {
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigFileError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot prepare the workload directory under {dir}: {source}")]
+    Workloads {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the fsync thread failed: {0}")]
+    SyncThread(String),
 }
 
 /// The cluster as this node sees it.
@@ -70,9 +115,20 @@ enum ApiRequest {
     Cluster {
         reply: oneshot::Sender<ClusterInfo>,
     },
+    Metrics {
+        reply: oneshot::Sender<String>,
+    },
+    /// Hand leadership over; answered with the leader (hint) if this node does not lead.
+    Transfer {
+        to: Option<NodeId>,
+        reply: oneshot::Sender<Result<(), Option<NodeId>>>,
+    },
 }
 
-/// Runs the node until `shutdown` resolves.
+/// Runs the node until `shutdown` resolves; then, if it leads, it hands leadership to a
+/// caught-up follower (waiting at most `shutdown.transfer_wait`), stops its workloads and
+/// returns. Every step's log writes were synced before its effects left, so there is nothing
+/// left to flush.
 pub async fn run(
     spec: NodeSpec,
     shutdown: impl std::future::Future<Output = ()>,
@@ -81,7 +137,8 @@ pub async fn run(
     members.push(spec.id);
     members.sort();
     let seed = u64::from(spec.id.0) ^ clock_seed();
-    let cfg = Config::new(spec.id, members.clone(), seed);
+    let mut cfg = Config::new(spec.id, members.clone(), seed);
+    crate::config::apply_core(&mut cfg, &spec.core)?;
     let clock = std::time::Instant::now();
     let now = |clock: std::time::Instant| keel_core::Instant(clock.elapsed().as_micros() as u64);
     let (mut rt, recovery) = Runtime::open(cfg, &spec.data_dir, now(clock))?;
@@ -89,6 +146,13 @@ pub async fn run(
         tracing::warn!(offset = at, bytes = len, "cut a torn tail off the log");
     }
     tracing::info!(node = %spec.id, records = recovery.records, "recovered");
+    let (mut supervisor, mut workload_events) =
+        Supervisor::new(spec.supervisor.clone(), &spec.data_dir).map_err(|source| {
+            ServerError::Workloads {
+                dir: spec.data_dir.clone(),
+                source,
+            }
+        })?;
 
     let peer_listener =
         TcpListener::bind(spec.listen)
@@ -113,53 +177,117 @@ pub async fn run(
         inbound_tx,
     )));
     let (api_tx, mut api) = mpsc::channel::<ApiRequest>(1024);
-    let _http = AbortOnDrop(tokio::spawn(serve_http(http_listener, api_tx)));
+    let mut http = Some(AbortOnDrop(tokio::spawn(serve_http(http_listener, api_tx))));
+    let id = spec.id;
+    let pulse = spec.watchdog.clone().map(|w| {
+        watchdog::start(w, move |stalled| {
+            tracing::error!(node = %id, ?stalled,
+                "the event loop made no progress; exiting so that the cluster sees a crash, not a zombie");
+            std::process::exit(watchdog::EXIT_STALLED);
+        })
+    });
 
     let mut waiting: BTreeMap<RequestId, oneshot::Sender<ClientResult>> = BTreeMap::new();
+    // Arrival times of writes, for the commit latency histogram.
+    let mut arrived: BTreeMap<RequestId, std::time::Instant> = BTreeMap::new();
+    let mut metrics = Metrics::default();
     let mut next_id = 1u64;
+    // Set once shutdown began while leading: leave when leadership moved, or at this instant.
+    let mut leaving: Option<tokio::time::Instant> = None;
     tokio::pin!(shutdown);
-    // What the workload supervisor reports back, fed to the core before anything else.
-    let mut feedback: Vec<Input> = Vec::new();
     let result = loop {
+        if let Some(p) = &pulse {
+            p.beat();
+        }
+        if let Some(at) = leaving {
+            if !rt.node().is_leader() || tokio::time::Instant::now() >= at {
+                break Ok(());
+            }
+        }
         let deadline = rt.next_deadline().0;
         let wake = clock + Duration::from_micros(deadline.min(u64::MAX / 4));
-        let effects = if !feedback.is_empty() {
-            rt.step_batch(now(clock), std::mem::take(&mut feedback))
-        } else {
-            tokio::select! {
-                biased;
-                () = &mut shutdown => break Ok(()),
-                Some(m) = inbound.recv() => {
-                    let mut batch = vec![Input::Message(m)];
-                    while batch.len() < 256 {
-                        match inbound.try_recv() {
-                            Ok(m) => batch.push(Input::Message(m)),
-                            Err(_) => break,
-                        }
-                    }
-                    rt.step_batch(now(clock), batch)
+        let leave_at = leaving.unwrap_or_else(|| wake.into());
+        let gated = tokio::select! {
+            biased;
+            () = &mut shutdown, if leaving.is_none() => {
+                tracing::info!(node = %spec.id, "shutting down");
+                http = None; // stop taking API requests
+                if !rt.node().is_leader() {
+                    break Ok(());
                 }
-                Some(req) = api.recv() => match req {
-                    ApiRequest::Op { op, reply } => {
-                        let id = RequestId(next_id);
-                        next_id += 1;
-                        waiting.insert(id, reply);
-                        rt.step(now(clock), Input::Client(ClientRequest { id, op }))
+                tracing::info!(node = %spec.id, "handing leadership over before leaving");
+                leaving = Some(tokio::time::Instant::now() + spec.shutdown.transfer_wait);
+                rt.step_gated(now(clock), [Input::TransferLeadership { to: None }])
+            }
+            Some(ev) = workload_events.recv() => {
+                let mut batch = vec![Input::Workload(ev)];
+                while let Ok(ev) = workload_events.try_recv() {
+                    batch.push(Input::Workload(ev));
+                }
+                rt.step_gated(now(clock), batch)
+            }
+            Some(m) = inbound.recv() => {
+                let mut batch = vec![Input::Message(m)];
+                while batch.len() < 256 {
+                    match inbound.try_recv() {
+                        Ok(m) => batch.push(Input::Message(m)),
+                        Err(_) => break,
                     }
-                    ApiRequest::Cluster { reply } => {
-                        let n = rt.node();
-                        let _ = reply.send(ClusterInfo {
-                            node: n.id().to_string(),
-                            leader: n.leader().map(|l| l.to_string()),
-                            term: n.term().0,
-                            commit_index: n.commit_index().0,
-                            members: members.iter().map(|m| m.to_string()).collect(),
-                        });
+                }
+                rt.step_gated(now(clock), batch)
+            }
+            Some(req) = api.recv() => match req {
+                ApiRequest::Op { op, reply } => {
+                    let id = RequestId(next_id);
+                    next_id += 1;
+                    waiting.insert(id, reply);
+                    if op.proposes() {
+                        arrived.insert(id, std::time::Instant::now());
+                    }
+                    rt.step_gated(now(clock), [Input::Client(ClientRequest { id, op })])
+                }
+                ApiRequest::Cluster { reply } => {
+                    let n = rt.node();
+                    let _ = reply.send(ClusterInfo {
+                        node: n.id().to_string(),
+                        leader: n.leader().map(|l| l.to_string()),
+                        term: n.term().0,
+                        commit_index: n.commit_index().0,
+                        members: members.iter().map(|m| m.to_string()).collect(),
+                    });
+                    continue;
+                }
+                ApiRequest::Metrics { reply } => {
+                    let n = rt.node();
+                    metrics.term = n.term().0;
+                    metrics.commit_index = n.commit_index().0;
+                    metrics.is_leader = n.is_leader();
+                    metrics.workloads_running = supervisor.running();
+                    metrics.dropped_messages = outbound.dropped();
+                    let _ = reply.send(metrics.render(&spec.id.to_string()));
+                    continue;
+                }
+                ApiRequest::Transfer { to, reply } => {
+                    if !rt.node().is_leader() {
+                        let _ = reply.send(Err(rt.node().leader()));
                         continue;
                     }
-                },
-                () = tokio::time::sleep_until(wake.into()) => rt.step(now(clock), Input::Tick),
-            }
+                    let _ = reply.send(Ok(()));
+                    rt.step_gated(now(clock), [Input::TransferLeadership { to }])
+                }
+            },
+            () = tokio::time::sleep_until(wake.into()) => rt.step_gated(now(clock), [Input::Tick]),
+            () = tokio::time::sleep_until(leave_at), if leaving.is_some() => continue,
+        };
+        // Group commit: the fsync runs on a blocking thread so that the HTTP API and the
+        // transport keep running meanwhile; nothing of the step leaves before it is done.
+        let effects = match gated {
+            Ok(g) if g.needs_sync() => match tokio::task::spawn_blocking(move || g.wait()).await {
+                Ok(r) => r,
+                Err(e) => break Err(ServerError::SyncThread(e.to_string())),
+            },
+            Ok(g) => g.wait(),
+            Err(e) => Err(e),
         };
         let effects = match effects {
             Ok(e) => e,
@@ -169,28 +297,27 @@ pub async fn run(
             outbound.send(m);
         }
         for r in effects.replies {
+            if let Some(at) = arrived.remove(&r.id) {
+                if r.result.is_ok() {
+                    metrics.commit_latency.observe(at.elapsed());
+                }
+            }
             if let Some(w) = waiting.remove(&r.id) {
                 let _ = w.send(r.result);
             }
         }
         for e in effects.events {
+            metrics.event(&e);
             tracing::info!(node = %spec.id, event = ?e, "core");
         }
-        // Running workloads as processes is not built in the production node yet: every start
-        // is reported as failed, so the registry shows the truth (retries, then
-        // failed-permanently "could not be started") instead of a copy that does not exist.
+        let t = now(clock);
         for a in effects.workload {
-            if let keel_core::WorkloadAction::Start { name, epoch, .. } = a {
-                tracing::warn!(node = %spec.id, workload = %name, epoch = epoch.0,
-                    "workload assigned here, but this node cannot run workload processes yet");
-                feedback.push(Input::Workload(keel_core::WorkloadEvent {
-                    name,
-                    epoch,
-                    kind: keel_core::WorkloadEventKind::Exited(keel_core::ExitOutcome::StartFailed),
-                }));
-            }
+            supervisor.apply(t, a);
         }
+        metrics.observe(rt.node());
     };
+    drop(http);
+    supervisor.stop_all();
     result
 }
 
@@ -233,6 +360,11 @@ async fn serve_http(listener: TcpListener, api: mpsc::Sender<ApiRequest>) {
         .route("/health/summary", get(health_summary))
         .route("/health/check", axum::routing::post(health_summary))
         .route("/recovery/metrics", get(recovery_metrics))
+        .route("/metrics", get(prometheus))
+        .route(
+            "/v1/cluster/transfer-leader",
+            axum::routing::post(transfer_leader),
+        )
         .with_state(api);
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "the HTTP server stopped");
@@ -753,4 +885,71 @@ async fn node_undrain(
     UrlPath(node): UrlPath<String>,
 ) -> Response {
     drain(&api, &node, false).await
+}
+
+async fn prometheus(State(api): State<mpsc::Sender<ApiRequest>>) -> Response {
+    let (tx, rx) = oneshot::channel();
+    let text = match api.send(ApiRequest::Metrics { reply: tx }).await {
+        Ok(()) => rx.await.ok(),
+        Err(_) => None,
+    };
+    match text {
+        Some(t) => (
+            StatusCode::OK,
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            t,
+        )
+            .into_response(),
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": "shutting_down"}),
+        )
+        .into_response(),
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TransferBody {
+    #[serde(default)]
+    to: Option<String>,
+}
+
+/// `POST /v1/cluster/transfer-leader` (body optional: `{"to": "n2"}`): the leader hands
+/// leadership over (202); any other node answers 503 with the leader as hint.
+async fn transfer_leader(
+    State(api): State<mpsc::Sender<ApiRequest>>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let body: TransferBody = if body.is_empty() {
+        TransferBody::default()
+    } else {
+        parse_body(&body)?
+    };
+    let to = match body.to {
+        Some(t) => Some(t.parse::<NodeId>().map_err(|_| {
+            error(
+                StatusCode::BAD_REQUEST,
+                json!({"error": "bad_node", "node": t, "expected": "a member id like n2"}),
+            )
+        })?),
+        None => None,
+    };
+    let (tx, rx) = oneshot::channel();
+    let unavailable = || {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": "shutting_down"}),
+        )
+    };
+    api.send(ApiRequest::Transfer { to, reply: tx })
+        .await
+        .map_err(|_| unavailable())?;
+    match rx.await.map_err(|_| unavailable())? {
+        Ok(()) => Ok((StatusCode::ACCEPTED, Json(json!({"transferring": true}))).into_response()),
+        Err(hint) => Err(client_error(ClientError::NotLeader { leader_hint: hint })),
+    }
 }

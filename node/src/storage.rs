@@ -66,10 +66,25 @@ pub struct Recovery {
     pub truncated_tail: Option<(u64, u64)>,
 }
 
+/// The fsync that makes written records durable; see [`Storage::write_pending`].
+#[must_use = "the records are not durable until the sync ran"]
+pub struct PendingSync {
+    wal: std::sync::Arc<File>,
+    path: PathBuf,
+}
+
+impl PendingSync {
+    /// Blocks until the records are durable.
+    pub fn wait(self) -> Result<(), StorageError> {
+        self.wal.sync_data().map_err(io(&self.path))
+    }
+}
+
 /// One node's durable state on disk.
 pub struct Storage {
     dir: PathBuf,
-    wal: File,
+    /// Shared with the [`PendingSync`]s handed out, which fsync it off the event loop.
+    wal: std::sync::Arc<File>,
     /// Encoded records appended since the last sync.
     pending: Vec<u8>,
     /// What is durable once `pending` is synced: the mirror the log is rewritten from.
@@ -97,7 +112,7 @@ impl Storage {
             .map_err(io(&wal_path))?;
         let storage = Storage {
             dir: dir.to_path_buf(),
-            wal,
+            wal: std::sync::Arc::new(wal),
             pending: Vec::new(),
             state: state.clone(),
         };
@@ -125,14 +140,28 @@ impl Storage {
 
     /// Makes every buffered write durable with one write and one fsync.
     pub fn sync(&mut self) -> Result<(), StorageError> {
+        match self.write_pending()? {
+            Some(s) => s.wait(),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes every buffered record to the log file (to the page cache: not yet durable) and
+    /// returns the fsync that makes them durable, for the caller to run where blocking is fine.
+    /// `None` if nothing was buffered. Nothing that depends on these records may leave before
+    /// [`PendingSync::wait`] returned `Ok`; if it fails, the node must stop (after a failed
+    /// fsync the kernel may have dropped the pages: retrying could report a false success).
+    pub fn write_pending(&mut self) -> Result<Option<PendingSync>, StorageError> {
         if self.pending.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let path = self.dir.join("wal.log");
-        self.wal.write_all(&self.pending).map_err(io(&path))?;
-        self.wal.sync_data().map_err(io(&path))?;
+        (&*self.wal).write_all(&self.pending).map_err(io(&path))?;
         self.pending.clear();
-        Ok(())
+        Ok(Some(PendingSync {
+            wal: self.wal.clone(),
+            path,
+        }))
     }
 
     /// The state as of the last append (durable once synced).
@@ -158,10 +187,12 @@ impl Storage {
         }
         replace_atomically(&self.dir, "wal.log", &bytes)?;
         let path = self.dir.join("wal.log");
-        self.wal = OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .map_err(io(&path))?;
+        self.wal = std::sync::Arc::new(
+            OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .map_err(io(&path))?,
+        );
         Ok(())
     }
 }

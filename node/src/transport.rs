@@ -18,16 +18,19 @@ use tokio::sync::mpsc;
 
 use crate::codec::{self, FrameDecoder, FrameError, Hello};
 
-/// Transport settings, each with its default.
-#[derive(Clone, Debug)]
+/// Transport settings, each with its default (the `[transport]` table of `--config`).
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TransportConfig {
     /// The cluster's name, checked in every handshake. Default "keel".
     pub cluster: String,
     /// Messages queued per peer before new ones are dropped. Default 1024.
     pub peer_queue: usize,
     /// First reconnect delay; doubles per failure up to `reconnect_max`. Default 50 ms.
+    #[serde(with = "crate::config::duration")]
     pub reconnect_min: Duration,
     /// Longest reconnect delay. Default 1 s.
+    #[serde(with = "crate::config::duration")]
     pub reconnect_max: Duration,
     /// Largest frame accepted. Default 64 MiB.
     pub max_frame_bytes: u32,
@@ -48,6 +51,7 @@ impl Default for TransportConfig {
 /// Handles to the per-peer outbound queues.
 pub struct Outbound {
     queues: BTreeMap<NodeId, mpsc::Sender<Message>>,
+    dropped: std::sync::atomic::AtomicU64,
 }
 
 impl Outbound {
@@ -63,13 +67,23 @@ impl Outbound {
             queues.insert(*id, tx);
             tokio::spawn(writer(me, *id, *addr, rx, cfg.clone()));
         }
-        Outbound { queues }
+        Outbound {
+            queues,
+            dropped: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Messages dropped so far because a peer's queue was full (a slow or unreachable peer).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Queues `m` for its destination; drops it if that peer's queue is full.
     pub fn send(&self, m: Message) {
         if let Some(q) = self.queues.get(&m.to) {
             if q.try_send(m).is_err() {
+                self.dropped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::debug!("send queue full or closed; message dropped");
             }
         }

@@ -7,8 +7,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use keel_core::NodeId;
+use keel_node::config::ShutdownConfig;
 use keel_node::server::{self, NodeSpec};
-use keel_node::transport::TransportConfig;
+use keel_node::supervisor::SupervisorConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
@@ -111,25 +112,36 @@ async fn wait_for_leader(members: &[Member], not: Option<&str>) -> String {
     panic!("no leader within 10 s");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_nodes_survive_the_loss_of_their_leader() {
-    let dir = tempfile::tempdir().expect("tempdir");
+/// Three nodes with data under `dir`, started.
+fn start_cluster(dir: &std::path::Path) -> Vec<Member> {
     let ids: Vec<NodeId> = (1..=3).map(NodeId).collect();
     let peer_addrs: BTreeMap<NodeId, SocketAddr> = ids.iter().map(|i| (*i, free_addr())).collect();
     let mut members: Vec<Member> = ids
         .iter()
         .map(|id| Member {
             spec: NodeSpec {
-                id: *id,
-                listen: peer_addrs[id],
-                http: free_addr(),
-                peers: peer_addrs
-                    .iter()
-                    .filter(|(p, _)| *p != id)
-                    .map(|(p, a)| (*p, *a))
-                    .collect(),
-                data_dir: dir.path().join(id.to_string()),
-                transport: TransportConfig::default(),
+                // Workload copies run under the real `keel shim`; no watchdog inside a test
+                // process (ending the process would end every test).
+                supervisor: SupervisorConfig {
+                    shim_program: Some(env!("CARGO_BIN_EXE_keel").into()),
+                    ..SupervisorConfig::default()
+                },
+                watchdog: None,
+                // A stopping leader waits for its successor, however slow the test machine.
+                shutdown: ShutdownConfig {
+                    transfer_wait: Duration::from_secs(30),
+                },
+                ..NodeSpec::new(
+                    *id,
+                    peer_addrs[id],
+                    free_addr(),
+                    peer_addrs
+                        .iter()
+                        .filter(|(p, _)| *p != id)
+                        .map(|(p, a)| (*p, *a))
+                        .collect(),
+                    dir.join(id.to_string()),
+                )
             },
             stop: None,
             task: None,
@@ -138,6 +150,13 @@ async fn three_nodes_survive_the_loss_of_their_leader() {
     for m in &mut members {
         m.start();
     }
+    members
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_survive_the_loss_of_their_leader() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut members = start_cluster(dir.path());
     let leader = wait_for_leader(&members, None).await;
     let follower = members
         .iter()
@@ -181,13 +200,13 @@ async fn three_nodes_survive_the_loss_of_their_leader() {
         .expect("answer");
     assert_eq!(bad.0, 400, "{}", bad.1);
 
-    // Workloads: submitted through a follower, placed by the leader. This node cannot run
-    // processes yet, so every start is reported failed and the registry says so truthfully.
+    // Workloads: submitted through a follower, placed by the leader. A program that does not
+    // exist cannot be started: retried, then failed-permanently, and the registry says why.
     let (status, body) = http(
         follower.spec.http,
         "POST",
         "/v1/workloads",
-        r#"{"name":"web","command":"sleep","args":["60"],"max_attempts":2,"backoff_base_ms":10,"backoff_cap_ms":20}"#,
+        r#"{"name":"web","command":"/nonexistent/keel-test-program","max_attempts":2,"backoff_base_ms":10,"backoff_cap_ms":20}"#,
     )
     .await
     .expect("answer");
@@ -262,6 +281,147 @@ async fn three_nodes_survive_the_loss_of_their_leader() {
     assert_eq!(status, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(v["leader"].as_str(), Some(new_leader.as_str()), "{body}");
+    for m in &mut members {
+        m.kill().await;
+    }
+}
+
+/// The JSON of `GET /v1/workloads/{name}` at `addr`, if it answers 200 (while leadership
+/// moves, reads are refused for a moment).
+async fn workload(addr: SocketAddr, name: &str) -> Option<serde_json::Value> {
+    match http(addr, "GET", &format!("/v1/workloads/{name}"), "").await {
+        Some((200, body)) => serde_json::from_str(&body).ok(),
+        _ => None,
+    }
+}
+
+/// Polls until the workload runs on a node other than `not`; returns that node.
+async fn running_on(addr: SocketAddr, name: &str, not: Option<&str>) -> String {
+    let mut last = serde_json::Value::Null;
+    for _ in 0..200 {
+        last = workload(addr, name).await.unwrap_or(last);
+        if last["status"] == "running" {
+            if let Some(n) = last["node"].as_str().filter(|n| Some(*n) != not) {
+                return n.to_string();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{name} not running elsewhere than {not:?} within 10 s: {last}");
+}
+
+fn output_len(dir: &std::path::Path, node: &str) -> u64 {
+    std::fs::read_dir(dir.join(node).join("workloads"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".stdout"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// A workload runs as a real process (under the `keel shim`), its output goes to a file under
+/// the node's data directory and counts as progress for its watchdog; when its node dies, the
+/// process stops with it and the workload runs again on another node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workload_runs_as_a_process_and_moves_when_its_node_dies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut members = start_cluster(dir.path());
+    wait_for_leader(&members, None).await;
+    let any = members[0].spec.http;
+    let (status, body) = http(
+        any,
+        "POST",
+        "/v1/workloads",
+        r#"{"name":"ticker","command":"sh","args":["-c","while true; do echo tick; sleep 0.1; done"],"watchdog_ms":1500}"#,
+    )
+    .await
+    .expect("answer");
+    assert_eq!(status, 200, "{body}");
+    let first = running_on(any, "ticker", None).await;
+    // It keeps running past its watchdog interval: its output is its progress.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let w = workload(any, "ticker").await.expect("answer");
+    assert_eq!(w["status"], "running", "{w}");
+    assert_eq!(w["attempts"], 1, "never restarted: {w}");
+    assert!(
+        output_len(dir.path(), &first) > 0,
+        "no output under {first}"
+    );
+
+    // Its node dies (if it led, a new leader re-places the copy once the lease argument
+    // allows): the copy stops with it, and the workload runs elsewhere.
+    let fi = members
+        .iter()
+        .position(|m| m.spec.id.to_string() == first)
+        .expect("member");
+    let any = members[(fi + 1) % 3].spec.http;
+    members[fi].kill().await;
+    let second = running_on(any, "ticker", Some(&first)).await;
+    assert_ne!(second, first);
+    // The dead node's copy is gone: its output stopped growing.
+    let before = output_len(dir.path(), &first);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        output_len(dir.path(), &first),
+        before,
+        "the old copy still writes"
+    );
+    for m in &mut members {
+        m.kill().await;
+    }
+}
+
+/// A leader asked to stop hands leadership over before it leaves: by the time it has stopped,
+/// another node already leads (no election timeout spent leaderless). `/metrics` counts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_shuts_down_hands_leadership_over_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut members = start_cluster(dir.path());
+    let leader = wait_for_leader(&members, None).await;
+    let li = members
+        .iter()
+        .position(|m| m.spec.id.to_string() == leader)
+        .expect("leader");
+    let (status, body) = http(members[li].spec.http, "PUT", "/v1/kv/user/a", "1")
+        .await
+        .expect("answer");
+    assert_eq!(status, 200, "{body}");
+    let (status, text) = http(members[li].spec.http, "GET", "/metrics", "")
+        .await
+        .expect("answer");
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("# TYPE keel_commit_latency_seconds histogram"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("keel_is_leader{{node=\"{leader}\"}} 1")),
+        "{text}"
+    );
+
+    // Graceful stop, with a long transfer wait: it returns once leadership moved.
+    let stop = members[li].stop.take().expect("running");
+    let task = members[li].task.take().expect("running");
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("stopped well within its transfer wait")
+        .expect("clean stop");
+    let now_leading = leader_of(&members).await;
+    assert!(
+        now_leading.as_ref().is_some_and(|l| *l != leader),
+        "no other leader the moment the old one stopped: {now_leading:?}"
+    );
+    let nl = members
+        .iter()
+        .find(|m| Some(m.spec.id.to_string()) == now_leading)
+        .expect("new leader");
+    let (status, body) = http(nl.spec.http, "GET", "/v1/kv/user/a", "")
+        .await
+        .expect("answer");
+    assert!(status == 200 && body.contains("\"value\":1"), "{body}");
     for m in &mut members {
         m.kill().await;
     }

@@ -1,0 +1,256 @@
+//! `keel node --config FILE`: the node's settings in a TOML file. Every field is optional and a
+//! command-line flag wins over the file. Unknown fields are refused, naming the field and line.
+//!
+//! ```toml
+//! id = "n1"
+//! listen = "127.0.0.1:7001"
+//! http = "127.0.0.1:8001"
+//! data_dir = "data/n1"
+//! cluster = "keel"                 # peers of another cluster are refused
+//! log_format = "text"              # or "json"
+//!
+//! [peers]
+//! n2 = "127.0.0.1:7002"
+//! n3 = "127.0.0.1:7003"
+//!
+//! [core]                           # any field of keel_core::Config but id, members, seed
+//! heartbeat_interval = "25ms"
+//! election_timeout_min = "100ms"
+//! node_capacity = 64
+//!
+//! [transport]                      # keel_node::transport::TransportConfig
+//! peer_queue = 1024
+//! reconnect_max = "1s"
+//!
+//! [supervisor]                     # keel_node::supervisor::SupervisorConfig
+//! stop_grace = "5s"
+//!
+//! [watchdog]                       # keel_node::watchdog::WatchdogConfig
+//! stall_limit = "2s"
+//!
+//! [shutdown]                       # ShutdownConfig
+//! transfer_wait = "1s"
+//! ```
+//!
+//! Durations are written as in scenario files: `"250ms"`, `"5s"`, `"1.5s"`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use keel_core::Config;
+
+use crate::supervisor::SupervisorConfig;
+use crate::transport::TransportConfig;
+use crate::watchdog::WatchdogConfig;
+
+/// A configuration file that cannot be used, with what is wrong and where.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigFileError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("core.{field}: {message}")]
+    Core { field: String, message: String },
+}
+
+/// The whole file.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    pub id: Option<String>,
+    pub listen: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub cluster: Option<String>,
+    pub log_format: Option<String>,
+    pub peers: BTreeMap<String, SocketAddr>,
+    /// Overrides of the core's defaults, checked by [`apply_core`].
+    pub core: BTreeMap<String, toml::Value>,
+    pub transport: Option<TransportConfig>,
+    pub supervisor: SupervisorConfig,
+    pub watchdog: WatchdogConfig,
+    pub shutdown: ShutdownConfig,
+}
+
+/// What a node does on SIGTERM or Ctrl-C.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// A leader that is asked to stop first hands leadership to a caught-up follower and waits
+    /// this long for it to take over before it stops anyway. Default 1 s.
+    #[serde(with = "duration")]
+    pub transfer_wait: Duration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig {
+            transfer_wait: Duration::from_secs(1),
+        }
+    }
+}
+
+impl FileConfig {
+    /// Reads and parses `path`.
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigFileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        FileConfig::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigFileError> {
+        let cfg: FileConfig = toml::from_str(text).map_err(|e| ConfigFileError::Parse {
+            path: path.to_path_buf(),
+            message: located(text, &e),
+        })?;
+        // Check the core overrides now, so a mistake is reported before anything starts.
+        let mut probe = Config::new(keel_core::NodeId(1), vec![keel_core::NodeId(1)], 0);
+        apply_core(&mut probe, &cfg.core).map_err(|e| ConfigFileError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        Ok(cfg)
+    }
+}
+
+/// toml's message with the line and column it points at.
+fn located(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim_end().to_string();
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message,
+    }
+}
+
+/// Sets the core fields named in `overrides` on `cfg`. Durations are written `"250ms"`; the
+/// node's identity (`id`, `members`, `seed`) comes from the command line, not from here.
+pub fn apply_core(
+    cfg: &mut Config,
+    overrides: &BTreeMap<String, toml::Value>,
+) -> Result<(), ConfigFileError> {
+    if overrides.is_empty() {
+        return Ok(());
+    }
+    let err = |field: &str, message: String| ConfigFileError::Core {
+        field: field.to_string(),
+        message,
+    };
+    let mut tree = serde_json::to_value(&*cfg).map_err(|e| err("*", e.to_string()))?;
+    let fields = tree
+        .as_object_mut()
+        .ok_or_else(|| err("*", "the core configuration is not a table".into()))?;
+    for (name, value) in overrides {
+        if matches!(name.as_str(), "id" | "members" | "seed") {
+            return Err(err(
+                name,
+                "is set from the command line (--id, --peers), not the file".into(),
+            ));
+        }
+        let Some(slot) = fields.get_mut(name) else {
+            return Err(err(name, "no such setting".into()));
+        };
+        let is_duration = slot.get("secs").is_some() && slot.get("nanos").is_some();
+        *slot = if is_duration {
+            let text = value
+                .as_str()
+                .ok_or_else(|| err(name, format!("{value} is not a duration like \"250ms\"")))?;
+            let d = keel_core::duration::parse(text).map_err(|e| err(name, e))?;
+            serde_json::json!({ "secs": d.as_secs(), "nanos": d.subsec_nanos() })
+        } else {
+            serde_json::to_value(value).map_err(|e| err(name, e.to_string()))?
+        };
+    }
+    let updated: Config = serde_json::from_value(tree).map_err(|e| err("*", e.to_string()))?;
+    updated
+        .validate()
+        .map_err(|e| err("*", format!("the settings together are invalid: {e}")))?;
+    *cfg = updated;
+    Ok(())
+}
+
+/// Serde for durations written as `"250ms"`.
+pub mod duration {
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(d)?;
+        keel_core::duration::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<FileConfig, String> {
+        FileConfig::parse(Path::new("node.toml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_full_file_parses() {
+        let cfg = parse(
+            r#"
+id = "n1"
+listen = "127.0.0.1:7001"
+http = "127.0.0.1:8001"
+data_dir = "data/n1"
+[peers]
+n2 = "127.0.0.1:7002"
+[core]
+heartbeat_interval = "20ms"
+node_capacity = 8
+[transport]
+reconnect_max = "2s"
+[watchdog]
+stall_limit = "3s"
+[shutdown]
+transfer_wait = "500ms"
+"#,
+        )
+        .expect("parses");
+        assert_eq!(cfg.id.as_deref(), Some("n1"));
+        assert_eq!(cfg.watchdog.stall_limit, Duration::from_secs(3));
+        assert_eq!(cfg.shutdown.transfer_wait, Duration::from_millis(500));
+        let t = cfg.transport.expect("transport");
+        assert_eq!(t.reconnect_max, Duration::from_secs(2));
+        assert_eq!(t.peer_queue, TransportConfig::default().peer_queue);
+        let mut core = Config::new(keel_core::NodeId(1), vec![keel_core::NodeId(1)], 0);
+        apply_core(&mut core, &cfg.core).expect("core");
+        assert_eq!(core.heartbeat_interval, Duration::from_millis(20));
+        assert_eq!(core.node_capacity, 8);
+    }
+
+    #[test]
+    fn mistakes_name_the_field_and_line() {
+        let e = parse("id = \"n1\"\nlistne = \"127.0.0.1:1\"\n").unwrap_err();
+        assert!(e.contains("line 2") && e.contains("listne"), "{e}");
+        let e = parse("[core]\nheartbeat_interval = \"25\"\n").unwrap_err();
+        assert!(e.contains("core.heartbeat_interval"), "{e}");
+        let e = parse("[core]\nelection_timeot_min = \"1s\"\n").unwrap_err();
+        assert!(
+            e.contains("core.election_timeot_min") && e.contains("no such setting"),
+            "{e}"
+        );
+        let e = parse("[core]\nid = 3\n").unwrap_err();
+        assert!(e.contains("core.id"), "{e}");
+        let e = parse("[watchdog]\nstall_limit = \"soon\"\n").unwrap_err();
+        assert!(e.contains("line 2") && e.contains("not a duration"), "{e}");
+        // Values that are fine alone but break the core's rules together.
+        let e = parse("[core]\ndead_after = \"10ms\"\n").unwrap_err();
+        assert!(e.contains("invalid"), "{e}");
+    }
+}

@@ -1,0 +1,184 @@
+//! End to end: three real `keel node` processes on loopback ports. Writes go through the HTTP
+//! API (to any node); the leader is killed with SIGKILL; a new leader must serve every write that
+//! was acknowledged, with its value. Then the killed node restarts from its data directory.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use keel_node::client::{request, Answer};
+
+fn free_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr")
+}
+
+/// A `keel node` process, killed when dropped.
+struct Proc {
+    id: String,
+    http: SocketAddr,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Proc {
+    fn start(&mut self, dir: &Path) {
+        let log = std::fs::File::create(dir.join(format!("{}.log", self.id))).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_keel"))
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start keel");
+        self.child = Some(child);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill(); // SIGKILL
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn get(addr: SocketAddr, path: &str) -> Option<Answer> {
+    request(addr, "GET", path, None, Duration::from_secs(2)).ok()
+}
+
+/// The node that some live node reports as leader and that agrees it leads.
+fn leader(procs: &[Proc]) -> Option<usize> {
+    for (i, p) in procs.iter().enumerate() {
+        if p.child.is_none() {
+            continue;
+        }
+        if let Some(a) = get(p.http, "/v1/cluster").filter(|a| a.status == 200) {
+            if a.body["leader"].as_str() == Some(p.id.as_str()) {
+                return Some(i);
+            }
+        }
+    }
+    None
+}
+
+fn wait_for_leader(procs: &[Proc], not: Option<usize>) -> usize {
+    let until = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < until {
+        if let Some(l) = leader(procs).filter(|l| Some(*l) != not) {
+            return l;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no leader within 20 s");
+}
+
+#[test]
+fn three_keel_processes_keep_every_acknowledged_write_when_the_leader_is_killed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ids = ["n1", "n2", "n3"];
+    let peer: Vec<SocketAddr> = ids.iter().map(|_| free_addr()).collect();
+    let mut procs: Vec<Proc> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let http = free_addr();
+            let peers: Vec<String> = ids
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(j, p)| format!("{p}={}", peer[j]))
+                .collect();
+            let args = vec![
+                "node".to_string(),
+                "--id".into(),
+                id.to_string(),
+                "--listen".into(),
+                peer[i].to_string(),
+                "--http".into(),
+                http.to_string(),
+                "--peers".into(),
+                peers.join(","),
+                "--data-dir".into(),
+                dir.path().join(id).display().to_string(),
+            ];
+            Proc {
+                id: id.to_string(),
+                http,
+                args,
+                child: None,
+            }
+        })
+        .collect();
+    for p in &mut procs {
+        p.start(dir.path());
+    }
+    let l = wait_for_leader(&procs, None);
+
+    // Writes through every node in turn; remember what was acknowledged.
+    let mut acked = Vec::new();
+    for k in 0..60 {
+        let via = procs[k % 3].http;
+        let path = format!("/v1/kv/user/key{k}");
+        if let Ok(a) = request(
+            via,
+            "PUT",
+            &path,
+            Some(&k.to_string()),
+            Duration::from_secs(5),
+        ) {
+            if a.status == 200 {
+                acked.push(k);
+            }
+        }
+    }
+    assert!(
+        acked.len() >= 50,
+        "only {} of 60 writes acknowledged",
+        acked.len()
+    );
+
+    procs[l].kill();
+    let nl = wait_for_leader(&procs, Some(l));
+    for k in &acked {
+        let mut answer = None;
+        for _ in 0..50 {
+            answer = get(procs[nl].http, &format!("/v1/kv/user/key{k}"));
+            if answer.as_ref().is_some_and(|a| a.status == 200) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let a = answer.expect("an answer");
+        assert_eq!(a.status, 200, "key{k}: {:?}", a.body);
+        assert_eq!(
+            a.body["value"],
+            serde_json::json!(k),
+            "key{k}: {:?}",
+            a.body
+        );
+    }
+
+    // The killed node restarts from its data directory and follows the new leader.
+    procs[l].start(dir.path());
+    let until = Instant::now() + Duration::from_secs(20);
+    let new_id = procs[nl].id.clone();
+    loop {
+        let seen = get(procs[l].http, "/v1/cluster")
+            .and_then(|a| a.body["leader"].as_str().map(String::from));
+        if seen.as_deref() == Some(new_id.as_str()) {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the restarted node never followed {new_id}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
