@@ -14,7 +14,7 @@ use keel_core::{Message, NodeId};
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change of [`Hello`] or [`Message`].
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Default largest frame accepted (a snapshot travels in one frame). 64 MiB.
 pub const DEFAULT_MAX_FRAME_BYTES: u32 = 64 << 20;
 const MAGIC: [u8; 4] = *b"keel";

@@ -26,19 +26,44 @@ pub struct Effects {
 #[must_use = "the effects must be released (after the sync) or the node stopped"]
 pub struct Gated {
     effects: Effects,
+    /// Sends that may leave before the sync: see [`Gated::take_early`].
+    early: Vec<Message>,
     sync: Option<crate::storage::PendingSync>,
 }
 
+/// Whether a message may leave before the persists of its step are durable (see
+/// [`Gated::take_early`]): a leader's AppendEntries.
+fn early_ok(m: &Message) -> bool {
+    matches!(m.body, keel_core::MessageBody::AppendEntries { .. })
+}
+
 impl Gated {
+    /// The leader's AppendEntries of this step, which may be sent *while* the leader's own log
+    /// write is being synced (Raft thesis §10.2.1: the leader writes to its disk in parallel
+    /// with replicating). Safe because the leader counts itself toward committing an entry
+    /// only when it processes a follower's acknowledgement, and the event loop processes no
+    /// input until this step's sync is done: by the time any acknowledgement is counted, the
+    /// leader's copy is durable. Should it crash first, the entry is uncommitted and nobody was
+    /// answered; followers holding it keep or discard it as for any leader crash. Everything
+    /// else (votes, acknowledgements, replies) still waits for the sync.
+    pub fn take_early(&mut self) -> Vec<Message> {
+        std::mem::take(&mut self.early)
+    }
+
     /// Whether [`Gated::wait`] will fsync (and so should run where blocking is fine).
     pub fn needs_sync(&self) -> bool {
         self.sync.is_some()
     }
 
-    /// Makes the step's persists durable, then releases its effects.
-    pub fn wait(self) -> Result<Effects, RuntimeError> {
+    /// Makes the step's persists durable, then releases its effects (with the early sends not
+    /// taken, first, in order).
+    pub fn wait(mut self) -> Result<Effects, RuntimeError> {
         if let Some(s) = self.sync {
             s.wait()?;
+        }
+        if !self.early.is_empty() {
+            self.early.append(&mut self.effects.sends);
+            self.effects.sends = self.early;
         }
         Ok(self.effects)
     }
@@ -107,12 +132,14 @@ impl Runtime {
         inputs: impl IntoIterator<Item = Input>,
     ) -> Result<Gated, RuntimeError> {
         let mut effects = Effects::default();
+        let mut early = Vec::new();
         for input in inputs {
             self.out.clear();
             self.node.step(now, input, &mut self.out);
             for o in self.out.drain(..) {
                 match o {
                     Output::Persist(p) => self.storage.append(&p)?,
+                    Output::Send(m) if early_ok(&m) => early.push(m),
                     Output::Send(m) => effects.sends.push(m),
                     Output::Reply(r) => effects.replies.push(r),
                     Output::Trace(e) => effects.events.push(e),
@@ -123,6 +150,7 @@ impl Runtime {
         // Group commit: one fsync for everything appended above, before anything is released.
         Ok(Gated {
             effects,
+            early,
             sync: self.storage.write_pending()?,
         })
     }

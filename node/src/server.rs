@@ -236,56 +236,73 @@ pub async fn run(
                 }
                 rt.step_gated(now(clock), batch)
             }
-            Some(req) = api.recv() => match req {
-                ApiRequest::Op { op, reply } => {
-                    let id = RequestId(next_id);
-                    next_id += 1;
-                    waiting.insert(id, reply);
-                    if op.proposes() {
-                        arrived.insert(id, std::time::Instant::now());
+            Some(req) = api.recv() => {
+                // Every request already waiting goes into one step: one fsync for all of them.
+                let mut batch = Vec::new();
+                let mut next = Some(req);
+                while let Some(req) = next.take() {
+                    match req {
+                        ApiRequest::Op { op, reply } => {
+                            let id = RequestId(next_id);
+                            next_id += 1;
+                            waiting.insert(id, reply);
+                            if op.proposes() {
+                                arrived.insert(id, std::time::Instant::now());
+                            }
+                            batch.push(Input::Client(ClientRequest { id, op }));
+                        }
+                        ApiRequest::Cluster { reply } => {
+                            let n = rt.node();
+                            let _ = reply.send(ClusterInfo {
+                                node: n.id().to_string(),
+                                leader: n.leader().map(|l| l.to_string()),
+                                term: n.term().0,
+                                commit_index: n.commit_index().0,
+                                members: members.iter().map(|m| m.to_string()).collect(),
+                            });
+                        }
+                        ApiRequest::Metrics { reply } => {
+                            let n = rt.node();
+                            metrics.term = n.term().0;
+                            metrics.commit_index = n.commit_index().0;
+                            metrics.is_leader = n.is_leader();
+                            metrics.workloads_running = supervisor.running();
+                            metrics.dropped_messages = outbound.dropped();
+                            let _ = reply.send(metrics.render(&spec.id.to_string()));
+                        }
+                        ApiRequest::Transfer { to, reply } => {
+                            if rt.node().is_leader() {
+                                let _ = reply.send(Ok(()));
+                                batch.push(Input::TransferLeadership { to });
+                            } else {
+                                let _ = reply.send(Err(rt.node().leader()));
+                            }
+                        }
                     }
-                    rt.step_gated(now(clock), [Input::Client(ClientRequest { id, op })])
+                    if batch.len() < 256 {
+                        next = api.try_recv().ok();
+                    }
                 }
-                ApiRequest::Cluster { reply } => {
-                    let n = rt.node();
-                    let _ = reply.send(ClusterInfo {
-                        node: n.id().to_string(),
-                        leader: n.leader().map(|l| l.to_string()),
-                        term: n.term().0,
-                        commit_index: n.commit_index().0,
-                        members: members.iter().map(|m| m.to_string()).collect(),
-                    });
+                if batch.is_empty() {
                     continue;
                 }
-                ApiRequest::Metrics { reply } => {
-                    let n = rt.node();
-                    metrics.term = n.term().0;
-                    metrics.commit_index = n.commit_index().0;
-                    metrics.is_leader = n.is_leader();
-                    metrics.workloads_running = supervisor.running();
-                    metrics.dropped_messages = outbound.dropped();
-                    let _ = reply.send(metrics.render(&spec.id.to_string()));
-                    continue;
-                }
-                ApiRequest::Transfer { to, reply } => {
-                    if !rt.node().is_leader() {
-                        let _ = reply.send(Err(rt.node().leader()));
-                        continue;
-                    }
-                    let _ = reply.send(Ok(()));
-                    rt.step_gated(now(clock), [Input::TransferLeadership { to }])
-                }
-            },
+                rt.step_gated(now(clock), batch)
+            }
             () = tokio::time::sleep_until(wake.into()) => rt.step_gated(now(clock), [Input::Tick]),
             () = tokio::time::sleep_until(leave_at), if leaving.is_some() => continue,
         };
         // Group commit: the fsync runs on a blocking thread so that the HTTP API and the
         // transport keep running meanwhile; nothing of the step leaves before it is done.
         let effects = match gated {
-            Ok(g) if g.needs_sync() => match tokio::task::spawn_blocking(move || g.wait()).await {
-                Ok(r) => r,
-                Err(e) => break Err(ServerError::SyncThread(e.to_string())),
-            },
+            Ok(mut g) if g.needs_sync() => {
+                for m in g.take_early() {
+                    outbound.send(m);
+                }
+                match tokio::task::spawn_blocking(move || g.wait()).await {
+                    Ok(r) => r,
+                    Err(e) => break Err(ServerError::SyncThread(e.to_string())),
+                }
+            }
             Ok(g) => g.wait(),
             Err(e) => Err(e),
         };
@@ -308,7 +325,12 @@ pub async fn run(
         }
         for e in effects.events {
             metrics.event(&e);
-            tracing::info!(node = %spec.id, event = ?e, "core");
+            if matches!(e, keel_core::Event::Committed { .. }) {
+                // One per commit: too many for the default log.
+                tracing::debug!(node = %spec.id, event = ?e, "core");
+            } else {
+                tracing::info!(node = %spec.id, event = ?e, "core");
+            }
         }
         let t = now(clock);
         for a in effects.workload {

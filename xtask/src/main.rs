@@ -1,6 +1,6 @@
 //! keel's developer commands: `cargo xtask sim` runs one scenario at one seed; `cargo xtask soak`
-//! runs many seeds of many scenarios on every core. (`bench`, `cluster` and `chaos` come with the
-//! production node.)
+//! runs many seeds of many scenarios on every core; `bench sim|node` measures; `cluster` and
+//! `chaos` drive a local cluster of real `keel` processes.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,6 +13,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use keel_sim::{RunOptions, Scenario};
 
+mod bench_node;
 mod cluster;
 
 #[derive(Parser)]
@@ -48,7 +49,8 @@ enum Command {
     /// Measure: `sim` (simulated seconds per wall second, events per second, swarm seeds per
     /// minute). Prints medians and, with --write, records them in BENCHMARKS.md.
     Bench {
-        /// What to measure: `sim` (the node benchmarks come with the production node).
+        /// What to measure: `sim` (the simulator) or `node` (a 3-process loopback cluster:
+        /// durable writes/s and latency at 1 and 64 clients, kill -9 failover over 20 trials).
         #[arg(default_value = "sim")]
         what: String,
         /// Runs per configuration; the median is reported.
@@ -541,8 +543,19 @@ fn machine() -> String {
 }
 
 fn bench(what: &str, runs: u64, write: bool) -> Result<ExitCode> {
+    if what == "node" {
+        let lines = bench_node::run(runs, 20, 5)?;
+        lines.iter().for_each(|l| println!("{l}"));
+        lines_to_benchmarks(
+            write,
+            "bench node",
+            "Production node (`cargo xtask bench node`)",
+            &lines,
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if what != "sim" {
-        bail!("unknown benchmark {what:?}: only `sim` exists until the production node does (issue 4)");
+        bail!("unknown benchmark {what:?}: `sim` or `node`");
     }
     let runs = runs.max(1);
     let base = Scenario::load(Path::new("scenarios/steady_state.ron")).context(
@@ -614,27 +627,46 @@ fn bench(what: &str, runs: u64, write: bool) -> Result<ExitCode> {
     for l in &lines {
         println!("{l}");
     }
-    if write {
-        let path = Path::new("BENCHMARKS.md");
-        let old = std::fs::read_to_string(path).unwrap_or_else(|_| {
-            "# keel benchmarks\n\nMeasured with `cargo xtask bench`; figures are medians on a shared, noisy machine.\n".to_string()
-        });
-        let (begin, end) = ("<!-- bench sim: begin -->", "<!-- bench sim: end -->");
-        let mut section = format!("{begin}\n## Simulator (`cargo xtask bench sim`)\n\n");
-        for l in &lines {
-            section.push_str(&format!("- {l}\n"));
-        }
-        section.push_str(end);
-        let new = match (old.find(begin), old.find(end)) {
-            (Some(b), Some(e)) if e > b => {
-                format!("{}{section}{}", &old[..b], &old[e + end.len()..])
-            }
-            _ => format!("{}\n{section}\n", old.trim_end()),
-        };
-        std::fs::write(path, new).context("writing BENCHMARKS.md")?;
-        println!("wrote {}", path.display());
-    }
+    lines_to_benchmarks(
+        write,
+        "bench sim",
+        "Simulator (`cargo xtask bench sim`)",
+        &lines,
+    )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// With `write`, replaces the section `name` of BENCHMARKS.md (between its begin and end
+/// markers, appended if absent) with `lines` under `title`, after the machine's description.
+fn lines_to_benchmarks(write: bool, name: &str, title: &str, lines: &[String]) -> Result<()> {
+    if !write {
+        return Ok(());
+    }
+    let path = Path::new("BENCHMARKS.md");
+    let old = std::fs::read_to_string(path).unwrap_or_else(|_| {
+        "# keel benchmarks\n\nMeasured with `cargo xtask bench`; figures are medians on a shared, noisy machine.\n".to_string()
+    });
+    let (begin, end) = (
+        format!("<!-- {name}: begin -->"),
+        format!("<!-- {name}: end -->"),
+    );
+    let mut section = format!("{begin}\n## {title}\n\n");
+    if !lines.iter().any(|l| l.starts_with("machine:")) {
+        section.push_str(&format!("- machine: {}\n", machine()));
+    }
+    for l in lines {
+        section.push_str(&format!("- {l}\n"));
+    }
+    section.push_str(&end);
+    let new = match (old.find(&begin), old.find(&end)) {
+        (Some(b), Some(e)) if e > b => {
+            format!("{}{section}{}", &old[..b], &old[e + end.len()..])
+        }
+        _ => format!("{}\n\n{section}\n", old.trim_end()),
+    };
+    std::fs::write(path, new).context("writing BENCHMARKS.md")?;
+    println!("wrote {}", path.display());
+    Ok(())
 }
 
 #[cfg(not(feature = "planted-bugs"))]
