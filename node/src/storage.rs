@@ -1,23 +1,30 @@
-//! Durable storage for one node: a write-ahead log of hard state and log entries, and the newest
-//! snapshot, both checksummed.
+//! Durable storage for one node: a segmented write-ahead log of hard state and log entries, and
+//! the newest snapshot, all checksummed.
 //!
 //! The meaning of every write is [`DurableState::apply`]: recovery must rebuild exactly the state
 //! the core was told is durable. Layout of a data directory:
 //!
-//! - `wal.log`: the magic `KEELWAL1`, then records `[len: u32 LE][crc32(payload): u32 LE][payload]`,
-//!   each payload a postcard-encoded [`Persist::HardState`] or [`Persist::Entries`]. Appends are
-//!   buffered by [`Storage::append`] and made durable together by one `fsync` in
-//!   [`Storage::sync`] (group commit).
+//! - `wal-00000001.log`, `wal-00000002.log`, ...: the log, in segments. A segment holds a magic,
+//!   then records `[len: u32 LE][crc32(payload): u32 LE][payload]`, each payload a
+//!   postcard-encoded [`Persist::HardState`] or [`Persist::Entries`]. Appends are buffered by
+//!   [`Storage::append`] and made durable together by one `fsync` (group commit); when a segment
+//!   passes [`StorageOptions::segment_bytes`], the next write starts a new one (created and its
+//!   directory entry synced first). Only the last segment may end in a torn record.
+//! - A *base* segment (magic `KEELWALB`) is complete on its own, given the snapshot: the first
+//!   segment of a new directory, and the one written after each snapshot, holding the hard state
+//!   and the entries after the snapshot. Recovery replays from the newest base segment on and
+//!   deletes the older segments, so compaction never rewrites the whole log and a crash in the
+//!   middle of deleting old segments leaves nothing to untangle. Rolled segments carry the magic
+//!   `KEELWAL1`.
 //! - `snapshot.bin`: the magic `KEELSNP1` and one record holding the newest [`Snapshot`], replaced
-//!   atomically (write a temporary file, fsync it, rename it over, fsync the directory). After a
-//!   snapshot the log is rewritten the same way, holding only the hard state and the entries after
-//!   the snapshot, so the log never grows without bound.
+//!   atomically (write a temporary file, fsync it, rename it over, fsync the directory), always
+//!   before the base segment that follows it.
 //!
-//! Recovery reads the snapshot, then replays the log. A torn tail (the last record cut short or
-//! failing its checksum, as a crash mid-write leaves it) is truncated away with a warning: it was
-//! never synced, so nothing acknowledged was in it. Damage anywhere before the tail stops recovery
-//! with an error naming the file and the byte offset: a node must not start from a log it cannot
-//! trust.
+//! Recovery reads the snapshot, then replays the segments. A torn tail of the last segment (the
+//! last record cut short or failing its checksum, as a crash mid-write leaves it) is truncated
+//! away with a warning: it was never synced, so nothing acknowledged was in it. Damage anywhere
+//! else stops recovery with an error naming the file and the byte offset: a node must not start
+//! from a log it cannot trust. (A `wal.log` from before segments is read as the base segment 0.)
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -26,6 +33,9 @@ use std::path::{Path, PathBuf};
 use keel_core::{DurableState, Entry, LogIndex, Persist, Snapshot};
 
 const WAL_MAGIC: &[u8; 8] = b"KEELWAL1";
+const BASE_MAGIC: &[u8; 8] = b"KEELWALB";
+/// The single-file log of earlier versions, read as base segment 0.
+const LEGACY_WAL: &str = "wal.log";
 const SNAPSHOT_MAGIC: &[u8; 8] = b"KEELSNP1";
 const HEADER: usize = 8;
 /// The largest record accepted when reading (a length beyond it is damage, not data).
@@ -64,6 +74,8 @@ pub struct Recovery {
     pub records: usize,
     /// Bytes of a torn tail cut off the log, and where it began.
     pub truncated_tail: Option<(u64, u64)>,
+    /// The segment the torn tail was cut from.
+    pub torn_segment: Option<PathBuf>,
 }
 
 /// The fsync that makes written records durable; see [`Storage::write_pending`].
@@ -80,11 +92,59 @@ impl PendingSync {
     }
 }
 
+/// Storage settings, each with its default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StorageOptions {
+    /// A segment that reached this size is closed and the next write starts a new one.
+    /// Default 64 MiB.
+    pub segment_bytes: u64,
+}
+
+impl Default for StorageOptions {
+    fn default() -> Self {
+        StorageOptions {
+            segment_bytes: 64 << 20,
+        }
+    }
+}
+
+fn segment_name(seq: u64) -> String {
+    format!("wal-{seq:08}.log")
+}
+
+/// The log segments in `dir`, oldest first.
+fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StorageError> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).map_err(io(dir))? {
+        let e = e.map_err(io(dir))?;
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let seq = if name == LEGACY_WAL {
+            Some(0)
+        } else {
+            name.strip_prefix("wal-")
+                .and_then(|n| n.strip_suffix(".log"))
+                .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|n| n.parse::<u64>().ok())
+        };
+        if let Some(seq) = seq {
+            out.push((seq, e.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// One node's durable state on disk.
 pub struct Storage {
     dir: PathBuf,
-    /// Shared with the [`PendingSync`]s handed out, which fsync it off the event loop.
+    options: StorageOptions,
+    /// The segment being written. Shared with the [`PendingSync`]s handed out, which fsync it
+    /// off the event loop.
     wal: std::sync::Arc<File>,
+    /// Its sequence number and size.
+    seq: u64,
+    seg_len: u64,
     /// Encoded records appended since the last sync.
     pending: Vec<u8>,
     /// What is durable once `pending` is synced: the mirror the log is rewritten from.
@@ -94,25 +154,67 @@ pub struct Storage {
 impl Storage {
     /// Opens (or creates) the data directory and recovers the durable state.
     pub fn open(dir: &Path) -> Result<(Storage, DurableState, Recovery), StorageError> {
+        Storage::open_with(dir, StorageOptions::default())
+    }
+
+    pub fn open_with(
+        dir: &Path,
+        options: StorageOptions,
+    ) -> Result<(Storage, DurableState, Recovery), StorageError> {
         fs::create_dir_all(dir).map_err(io(dir))?;
         let snapshot = read_snapshot(&dir.join("snapshot.bin"))?;
-        let wal_path = dir.join("wal.log");
+        let mut found = segments(dir)?;
+        if found.is_empty() {
+            replace_atomically(dir, &segment_name(1), BASE_MAGIC)?;
+            found = segments(dir)?;
+        }
+        // Replay from the newest base segment; older ones are superseded by it.
+        let mut magics = Vec::with_capacity(found.len());
+        for (seq, path) in &found {
+            magics.push((*seq, magic_of(path)?));
+        }
+        let base = magics
+            .iter()
+            .rposition(|(seq, m)| m == BASE_MAGIC || *seq == 0)
+            .unwrap_or(0);
+        for (_, path) in &found[..base] {
+            fs::remove_file(path).map_err(io(path))?;
+        }
+        let live = &found[base..];
         // The log continues the snapshot (if it was rewritten after it) or predates it.
-        let seed = DurableState {
+        let mut state = DurableState {
             snapshot: snapshot.clone(),
             ..DurableState::default()
         };
-        let (mut state, recovery) = replay(&wal_path, seed)?;
+        let mut recovery = Recovery::default();
+        for (i, (_, path)) in live.iter().enumerate() {
+            let last = i + 1 == live.len();
+            let (s, r) = replay(path, state, last)?;
+            state = s;
+            recovery.records += r.records;
+            if r.truncated_tail.is_some() {
+                recovery.truncated_tail = r.truncated_tail;
+                recovery.torn_segment = Some(path.clone());
+            }
+        }
         if let Some(snap) = snapshot {
             install_snapshot(&mut state, snap);
         }
+        let (seq, path) = live
+            .last()
+            .cloned()
+            .unwrap_or((1, dir.join(segment_name(1))));
         let wal = OpenOptions::new()
             .append(true)
-            .open(&wal_path)
-            .map_err(io(&wal_path))?;
+            .open(&path)
+            .map_err(io(&path))?;
+        let seg_len = wal.metadata().map_err(io(&path))?.len();
         let storage = Storage {
             dir: dir.to_path_buf(),
+            options,
             wal: std::sync::Arc::new(wal),
+            seq,
+            seg_len,
             pending: Vec::new(),
             state: state.clone(),
         };
@@ -155,8 +257,14 @@ impl Storage {
         if self.pending.is_empty() {
             return Ok(None);
         }
-        let path = self.dir.join("wal.log");
+        if self.seg_len > HEADER as u64
+            && self.seg_len + self.pending.len() as u64 > self.options.segment_bytes
+        {
+            self.start_segment(WAL_MAGIC, &[])?;
+        }
+        let path = self.dir.join(segment_name(self.seq));
         (&*self.wal).write_all(&self.pending).map_err(io(&path))?;
+        self.seg_len += self.pending.len() as u64;
         self.pending.clear();
         Ok(Some(PendingSync {
             wal: self.wal.clone(),
@@ -176,25 +284,58 @@ impl Storage {
         replace_atomically(&self.dir, "snapshot.bin", &bytes)
     }
 
-    /// Rewrites the log to hold only the hard state and the entries after the snapshot.
+    /// After a snapshot: a new base segment holding only the hard state and the entries after
+    /// the snapshot, then the older segments go.
     fn rewrite_wal(&mut self) -> Result<(), StorageError> {
-        let mut bytes = WAL_MAGIC.to_vec();
+        let mut records = Vec::new();
         let hs = postcard::to_stdvec(&Persist::HardState(self.state.hard_state))?;
-        push_record(&mut bytes, &hs);
+        push_record(&mut records, &hs);
         if !self.state.entries.is_empty() {
             let entries = postcard::to_stdvec(&Persist::Entries(self.state.entries.clone()))?;
-            push_record(&mut bytes, &entries);
+            push_record(&mut records, &entries);
         }
-        replace_atomically(&self.dir, "wal.log", &bytes)?;
-        let path = self.dir.join("wal.log");
-        self.wal = std::sync::Arc::new(
-            OpenOptions::new()
-                .append(true)
-                .open(&path)
-                .map_err(io(&path))?,
-        );
+        let old = segments(&self.dir)?;
+        self.start_segment(BASE_MAGIC, &records)?;
+        for (seq, path) in old {
+            if seq < self.seq {
+                fs::remove_file(&path).map_err(io(&path))?;
+            }
+        }
         Ok(())
     }
+
+    /// Creates the next segment, durably (contents, then its directory entry), and writes to it
+    /// from now on.
+    fn start_segment(&mut self, magic: &[u8; 8], records: &[u8]) -> Result<(), StorageError> {
+        let seq = self.seq + 1;
+        let name = segment_name(seq);
+        let mut bytes = magic.to_vec();
+        bytes.extend_from_slice(records);
+        replace_atomically(&self.dir, &name, &bytes)?;
+        let path = self.dir.join(&name);
+        let wal = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        self.wal = std::sync::Arc::new(wal);
+        self.seq = seq;
+        self.seg_len = bytes.len() as u64;
+        Ok(())
+    }
+}
+
+/// The first bytes of a segment (shorter if the file is).
+fn magic_of(path: &Path) -> Result<Vec<u8>, StorageError> {
+    let mut f = File::open(path).map_err(io(path))?;
+    let mut buf = [0u8; HEADER];
+    let mut n = 0;
+    while n < HEADER {
+        match f.read(&mut buf[n..]).map_err(io(path))? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(buf[..n].to_vec())
 }
 
 fn push_record(buf: &mut Vec<u8>, payload: &[u8]) {
@@ -298,43 +439,25 @@ fn next_record(bytes: &[u8], at: usize) -> Record<'_> {
     }
 }
 
-/// Replays the log into a durable state, creating an empty log if there is none and cutting off
-/// a torn tail.
-fn replay(path: &Path, seed: DurableState) -> Result<(DurableState, Recovery), StorageError> {
+/// Replays one segment into a durable state. In the `last` segment a torn tail is cut off; in
+/// any other, damage of any kind is an error (it was synced whole before the next one began).
+fn replay(
+    path: &Path,
+    seed: DurableState,
+    last: bool,
+) -> Result<(DurableState, Recovery), StorageError> {
     let mut bytes = Vec::new();
-    match File::open(path) {
-        Ok(mut f) => {
-            f.read_to_end(&mut bytes).map_err(io(path))?;
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let dir = path.parent().unwrap_or(Path::new("."));
-            replace_atomically(dir, "wal.log", WAL_MAGIC)?;
-            return Ok((seed, Recovery::default()));
-        }
-        Err(e) => return Err(io(path)(e)),
-    }
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(io(path))?;
     let corrupt = |offset: usize, reason: String| StorageError::Corrupt {
         path: path.to_path_buf(),
         offset: offset as u64,
         reason,
     };
-    if bytes.len() < HEADER {
-        // A log whose creation was cut short holds nothing that was ever synced.
-        if WAL_MAGIC.starts_with(&bytes) {
-            let dir = path.parent().unwrap_or(Path::new("."));
-            replace_atomically(dir, "wal.log", WAL_MAGIC)?;
-            return Ok((
-                seed,
-                Recovery {
-                    records: 0,
-                    truncated_tail: Some((0, bytes.len() as u64)),
-                },
-            ));
-        }
-        return Err(corrupt(0, "not a keel log (bad magic)".into()));
-    }
-    if &bytes[..HEADER] != WAL_MAGIC {
-        return Err(corrupt(0, "not a keel log (bad magic)".into()));
+    // Segments are created whole (temporary file, fsync, rename), so a short one is damage.
+    if bytes.len() < HEADER || (&bytes[..HEADER] != WAL_MAGIC && &bytes[..HEADER] != BASE_MAGIC) {
+        return Err(corrupt(0, "not a keel log segment (bad magic)".into()));
     }
     let mut state = seed;
     let mut recovery = Recovery::default();
@@ -350,6 +473,12 @@ fn replay(path: &Path, seed: DurableState) -> Result<(DurableState, Recovery), S
                 recovery.records += 1;
                 at = next;
             }
+            Record::Torn { reason } if !last => {
+                return Err(corrupt(
+                    at,
+                    format!("{reason} (in a segment that was complete)"),
+                ))
+            }
             Record::Torn { reason } => {
                 // Only the last record can be torn: it runs to the end of the file by definition.
                 truncate(path, at as u64)?;
@@ -363,7 +492,7 @@ fn replay(path: &Path, seed: DurableState) -> Result<(DurableState, Recovery), S
                 let len =
                     u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
                         as usize;
-                if len <= MAX_RECORD_BYTES as usize && at + 8 + len == bytes.len() {
+                if last && len <= MAX_RECORD_BYTES as usize && at + 8 + len == bytes.len() {
                     truncate(path, at as u64)?;
                     recovery.truncated_tail = Some((at as u64, (bytes.len() - at) as u64));
                     break;
@@ -509,21 +638,20 @@ mod tests {
             s.append(w).expect("append");
         }
         s.sync().expect("sync");
-        let good_len = fs::metadata(dir.path().join("wal.log"))
-            .expect("meta")
-            .len();
+        let seg = segment_name(1);
+        let good_len = fs::metadata(dir.path().join(&seg)).expect("meta").len();
         s.append(&Persist::Entries(vec![entry(1, 3), entry(1, 4)]))
             .expect("append");
         s.sync().expect("sync");
         drop(s);
-        let full = fs::read(dir.path().join("wal.log")).expect("read");
+        let full = fs::read(dir.path().join(&seg)).expect("read");
         let mut reference = DurableState::default();
         for w in &before {
             reference.apply(w);
         }
         for cut in good_len as usize..full.len() {
             let case = tempfile::tempdir().expect("tempdir");
-            fs::write(case.path().join("wal.log"), &full[..cut]).expect("write");
+            fs::write(case.path().join(&seg), &full[..cut]).expect("write");
             let (_, state, rec) = open(case.path());
             assert_eq!(state, reference, "cut at {cut}");
             if cut > good_len as usize {
@@ -534,9 +662,7 @@ mod tests {
                 );
             }
             assert_eq!(
-                fs::metadata(case.path().join("wal.log"))
-                    .expect("meta")
-                    .len(),
+                fs::metadata(case.path().join(&seg)).expect("meta").len(),
                 good_len,
                 "the torn tail is truncated away (cut at {cut})"
             );
@@ -552,7 +678,7 @@ mod tests {
             .expect("append");
         s.sync().expect("sync");
         drop(s);
-        let path = dir.path().join("wal.log");
+        let path = dir.path().join(segment_name(1));
         let mut bytes = fs::read(&path).expect("read");
         // Flip a byte inside the first record's payload.
         bytes[HEADER + 8] ^= 0xff;
@@ -560,7 +686,7 @@ mod tests {
         let err = Storage::open(dir.path()).err().expect("refused");
         let text = err.to_string();
         assert!(
-            text.contains("wal.log") && text.contains("byte 8"),
+            text.contains("wal-00000001.log") && text.contains("byte 8"),
             "{text}"
         );
         // A file that is not a log at all.
@@ -580,7 +706,7 @@ mod tests {
         s.append(&Persist::Entries((1..=5).map(|i| entry(2, i)).collect()))
             .expect("append");
         s.sync().expect("sync");
-        let old_wal = fs::read(dir.path().join("wal.log")).expect("read");
+        let old_wal = fs::read(dir.path().join(segment_name(1))).expect("read");
         let snap = Snapshot {
             last_index: LogIndex(3),
             last_term: Term(2),
@@ -593,17 +719,78 @@ mod tests {
         drop(s);
         let (_, state, _) = open(dir.path());
         assert_eq!(state, expected);
-        assert!(
-            fs::metadata(dir.path().join("wal.log"))
-                .expect("meta")
-                .len()
-                < old_wal.len() as u64,
-            "the log was compacted"
+        let listed = segments(dir.path()).expect("list");
+        assert_eq!(
+            listed.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            vec![2],
+            "the old segment is gone, a base segment replaces it"
         );
-        // A crash after the snapshot was renamed in but before the log was rewritten.
-        fs::write(dir.path().join("wal.log"), &old_wal).expect("write");
+        assert!(fs::metadata(&listed[0].1).expect("meta").len() < old_wal.len() as u64);
+        // A crash after the new base segment was written, before the old one was deleted.
+        fs::write(dir.path().join(segment_name(1)), &old_wal).expect("write");
         let (_, state, _) = open(dir.path());
         assert_eq!(state, expected);
+        assert_eq!(segments(dir.path()).expect("list").len(), 1, "cleaned up");
+        // A crash after the snapshot was renamed in, before the new base segment existed.
+        fs::remove_file(dir.path().join(segment_name(2))).expect("remove");
+        fs::write(dir.path().join(segment_name(1)), &old_wal).expect("write");
+        let (_, state, _) = open(dir.path());
+        assert_eq!(state, expected);
+    }
+
+    #[test]
+    fn a_single_file_log_of_an_earlier_version_is_read_as_the_first_segment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let w = Persist::Entries(vec![entry(1, 1), entry(1, 2)]);
+        let mut bytes = WAL_MAGIC.to_vec();
+        push_record(&mut bytes, &postcard::to_stdvec(&w).expect("encode"));
+        fs::write(dir.path().join(LEGACY_WAL), &bytes).expect("write");
+        let (mut s, state, _) = open(dir.path());
+        let mut reference = DurableState::default();
+        reference.apply(&w);
+        assert_eq!(state, reference);
+        let more = Persist::Entries(vec![entry(1, 3)]);
+        s.append(&more).expect("append");
+        s.sync().expect("sync");
+        reference.apply(&more);
+        drop(s);
+        assert_eq!(open(dir.path()).1, reference);
+    }
+
+    fn small() -> StorageOptions {
+        StorageOptions { segment_bytes: 300 }
+    }
+
+    #[test]
+    fn the_log_rolls_into_segments_and_comes_back_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut s, _, _) = Storage::open_with(dir.path(), small()).expect("open");
+        let mut reference = DurableState::default();
+        for i in 1..=40 {
+            let w = Persist::Entries(vec![entry(1, i)]);
+            s.append(&w).expect("append");
+            s.sync().expect("sync");
+            reference.apply(&w);
+        }
+        drop(s);
+        let listed = segments(dir.path()).expect("list");
+        assert!(listed.len() > 3, "rolled: {listed:?}");
+        let (_, state, rec) = Storage::open_with(dir.path(), small()).expect("reopen");
+        assert_eq!(state, reference);
+        assert_eq!(rec.records, 40);
+        // Damage in a segment that is not the last is never taken for a torn tail, even at its
+        // very end.
+        let (_, first) = &listed[0];
+        let bytes = fs::read(first).expect("read");
+        fs::write(first, &bytes[..bytes.len() - 1]).expect("write");
+        let text = Storage::open_with(dir.path(), small())
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            text.contains("wal-00000001.log") && text.contains("cut short"),
+            "{text}"
+        );
     }
 
     proptest! {
@@ -614,7 +801,8 @@ mod tests {
         #[test]
         fn recovery_agrees_with_the_reference(ops in prop::collection::vec((0u8..4, 1u64..4, 0u64..3), 1..40)) {
             let dir = tempfile::tempdir().expect("tempdir");
-            let (mut s, _, _) = open(dir.path());
+            // Small segments, so that rolling and compaction happen within a few writes.
+            let (mut s, _, _) = Storage::open_with(dir.path(), small()).expect("open");
             let mut reference = DurableState::default();
             let mut term = 1;
             for (kind, n, back) in ops {
@@ -640,7 +828,7 @@ mod tests {
                 s.sync().expect("sync");
             }
             drop(s);
-            let (_, state, _) = open(dir.path());
+            let (_, state, _) = Storage::open_with(dir.path(), small()).expect("reopen");
             prop_assert_eq!(state, reference);
         }
     }

@@ -2,21 +2,19 @@
 //! write sent to a follower is acknowledged, the leader is killed, and the new leader serves the
 //! acknowledged write; the killed node restarts from its data directory and catches up.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::free_addr;
 use keel_core::NodeId;
 use keel_node::config::ShutdownConfig;
 use keel_node::server::{self, NodeSpec};
 use keel_node::supervisor::SupervisorConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
-
-fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
-}
 
 /// A minimal HTTP/1.1 request; returns the status code and the body.
 async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> Option<(u16, String)> {

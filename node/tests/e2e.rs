@@ -2,17 +2,15 @@
 //! API (to any node); the leader is killed with SIGKILL; a new leader must serve every write that
 //! was acknowledged, with its value. Then the killed node restarts from its data directory.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::free_addr;
 use keel_node::client::{request, Answer};
-
-fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
-}
 
 /// A `keel node` process, killed when dropped.
 struct Proc {

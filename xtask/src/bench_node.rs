@@ -55,9 +55,19 @@ impl Drop for Node {
     }
 }
 
+/// A free loopback port below the kernel's ephemeral range (32768 and up), so that no outgoing
+/// connection takes it before the node binds it.
 fn free_addr() -> Result<SocketAddr> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?)
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    for _ in 0..2000 {
+        let port = 24_000 + NEXT.fetch_add(1, Ordering::Relaxed) % 2000;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        if std::net::TcpListener::bind(addr).is_ok() {
+            return Ok(addr);
+        }
+    }
+    bail!("no free port in 24000..26000")
 }
 
 const TIMEOUT: Duration = Duration::from_secs(5);
