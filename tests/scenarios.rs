@@ -50,6 +50,7 @@ fn worker_kill_explains_every_recovery() {
     assert!(w.explain("nope").is_err_and(|e| e.contains("web-1")));
 }
 
+/// One snapshot test per scenario file, and the list of them for the completeness check.
 macro_rules! scenario_tests {
     ($($name:ident),* $(,)?) => {
         $(
@@ -58,6 +59,7 @@ macro_rules! scenario_tests {
                 snapshot(stringify!($name));
             }
         )*
+        const TESTED: &[&str] = &[$(stringify!($name)),*];
     };
 }
 
@@ -86,36 +88,12 @@ scenario_tests!(
     scheduler_restart,
     flapping_node,
     quiet_workloads,
+    leader_transfer,
 );
 
 #[test]
 fn every_scenario_file_has_a_snapshot_test() {
-    let tested = [
-        "leader_kill",
-        "follower_kill",
-        "leader_restart",
-        "partition_minority",
-        "partition_leader",
-        "bridge_partition",
-        "hung_leader",
-        "flaky_network",
-        "overload",
-        "full_cluster_restart",
-        "crash_loses_unsynced",
-        "steady_state",
-        "one_way_link",
-        "worker_kill",
-        "master_kill",
-        "multiple_failures",
-        "hung_worker",
-        "workload_crash_loop",
-        "partition_with_workloads",
-        "correlated_failure",
-        "high_load_then_fail",
-        "scheduler_restart",
-        "flapping_node",
-        "quiet_workloads",
-    ];
+    let tested = TESTED;
     let mut files: Vec<String> = std::fs::read_dir(keel_tests::scenarios_dir())
         .expect("scenarios/ exists")
         .filter_map(|e| e.ok())

@@ -175,6 +175,9 @@ pub enum Fault {
     CrashWorkload(String),
     /// Hang a running copy of the named workload (as for `CrashWorkload`).
     HangWorkload(String),
+    /// The operator asks the leader to hand leadership to its most caught-up follower (what a
+    /// node does when it shuts down gracefully). Nothing happens if no node leads.
+    TransferLeadership,
 }
 
 /// What must hold at the end of a run (safety checkers run whether listed or not).
@@ -374,6 +377,7 @@ enum RawFault {
     Overload { rate_per_sec: f64, lasting: String },
     CrashWorkload(String),
     HangWorkload(String),
+    TransferLeadership,
 }
 
 #[derive(Deserialize)]
@@ -849,6 +853,7 @@ pub(crate) fn fault_ron(f: &Fault) -> String {
         ),
         Fault::CrashWorkload(w) => format!("CrashWorkload({w:?})"),
         Fault::HangWorkload(w) => format!("HangWorkload({w:?})"),
+        Fault::TransferLeadership => "TransferLeadership".into(),
     }
 }
 
@@ -1090,6 +1095,7 @@ fn convert(loc: &Locator<'_>, raw: RawScenario) -> Result<Scenario, ScenarioErro
             RawFault::Isolate(s) => Fault::Isolate(sel(s)?),
             RawFault::OneWay(a, b) => Fault::OneWay(sel(a)?, sel(b)?),
             RawFault::Heal => Fault::Heal,
+            RawFault::TransferLeadership => Fault::TransferLeadership,
             RawFault::Hang(s, d) => Fault::Hang(sel(s)?, positive(&path, &d)?),
             RawFault::Slow(s, factor, d) => {
                 if !factor.is_finite() || factor < 1.0 {

@@ -1276,6 +1276,7 @@ impl<'a> World<'a> {
             Fault::Overload { .. } => "fault Overload",
             Fault::CrashWorkload(_) => "fault CrashWorkload",
             Fault::HangWorkload(_) => "fault HangWorkload",
+            Fault::TransferLeadership => "fault TransferLeadership",
         });
         self.hasher.u64(0xFA17);
         self.hasher.u64(index as u64);
@@ -1387,6 +1388,13 @@ impl<'a> World<'a> {
             }
             Fault::CrashWorkload(w) => self.crash_workload(w),
             Fault::HangWorkload(w) => self.hang_workload(w),
+            Fault::TransferLeadership => match self.leader_index() {
+                Some(i) if self.nodes[i].up() => {
+                    self.input(i, Input::TransferLeadership { to: None });
+                    name(self, i)
+                }
+                _ => "nobody (no leader)".to_string(),
+            },
         };
         self.note_disturbance(&fault);
         let line = format!(

@@ -15,6 +15,7 @@ use keel_sim::{RunOptions, Scenario};
 
 mod bench_node;
 mod cluster;
+mod mutants;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "keel's developer commands")]
@@ -59,6 +60,16 @@ enum Command {
         /// Replace the section of BENCHMARKS.md with the figures measured.
         #[arg(long)]
         write: bool,
+    },
+    /// Mutation testing of the core (cargo-mutants): each mutant must be caught by a checker
+    /// or expectation over every scenario and a short swarm soak (tests/mutation_gate.rs).
+    Mutants {
+        /// Examine every function of the core, not just the safety-critical scope (hours).
+        #[arg(long)]
+        all: bool,
+        /// Where cargo-mutants writes its results (mutants.out/).
+        #[arg(long, default_value = "target/mutants")]
+        output: PathBuf,
     },
     /// A real local cluster of `keel` processes under target/cluster/.
     Cluster {
@@ -175,6 +186,7 @@ fn main() -> ExitCode {
         ),
         Command::Bench { what, runs, write } => bench(&what, runs, write),
         Command::Planted { seeds } => planted(seeds),
+        Command::Mutants { all, output } => mutants::run(all, &output),
         Command::Cluster { action } => cluster::cluster(action),
         Command::Chaos { action } => cluster::chaos(action),
     };
