@@ -12,11 +12,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use keel_core::{Message, NodeId};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::codec::{self, FrameDecoder, FrameError, Hello};
+use crate::net::{Jitter, Net};
 
 /// Transport settings, each with its default (the `[transport]` table of `--config`).
 #[derive(Clone, Debug, serde::Deserialize)]
@@ -55,17 +55,19 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    /// Starts a writer task per peer.
-    pub fn start(
+    /// Starts a writer task per peer on the network `N`; `seed` drives their reconnect jitter.
+    pub fn start<N: Net>(
         me: NodeId,
         peers: &BTreeMap<NodeId, SocketAddr>,
         cfg: &TransportConfig,
+        seed: u64,
     ) -> Outbound {
         let mut queues = BTreeMap::new();
         for (id, addr) in peers {
             let (tx, rx) = mpsc::channel(cfg.peer_queue);
             queues.insert(*id, tx);
-            tokio::spawn(writer(me, *id, *addr, rx, cfg.clone()));
+            let jitter = Jitter::new(seed ^ u64::from(id.0).wrapping_mul(0x2545_F491_4F6C_DD1D));
+            tokio::spawn(writer::<N>(me, *id, *addr, rx, cfg.clone(), jitter));
         }
         Outbound {
             queues,
@@ -90,27 +92,19 @@ impl Outbound {
     }
 }
 
-/// A jitter source that needs no RNG crate: the low bits of the clock.
-fn jitter(max: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let max_ms = max.as_millis().max(1) as u32;
-    Duration::from_millis(u64::from(nanos % max_ms))
-}
-
-async fn writer(
+async fn writer<N: Net>(
     me: NodeId,
     peer: NodeId,
     addr: SocketAddr,
     mut rx: mpsc::Receiver<Message>,
     cfg: TransportConfig,
+    mut jitter: Jitter,
 ) {
     let mut delay = cfg.reconnect_min;
     loop {
-        match TcpStream::connect(addr).await {
+        match N::connect(addr).await {
             Ok(mut stream) => {
-                let _ = stream.set_nodelay(true);
+                let _ = N::set_nodelay(&stream);
                 let mut buf = Vec::new();
                 if codec::encode(&Hello::new(&cfg.cluster, me), &mut buf).is_ok()
                     && stream.write_all(&buf).await.is_ok()
@@ -146,21 +140,21 @@ async fn writer(
         if rx.is_closed() {
             return; // the node stopped
         }
-        tokio::time::sleep(delay + jitter(delay)).await;
+        tokio::time::sleep(delay + jitter.up_to(delay)).await;
         delay = (delay * 2).min(cfg.reconnect_max);
     }
 }
 
 /// Accepts peers' connections and forwards their messages to `inbound`.
-pub async fn listen(
-    listener: TcpListener,
+pub async fn listen<N: Net>(
+    listener: N::Listener,
     me: NodeId,
     members: Vec<NodeId>,
     cfg: TransportConfig,
     inbound: mpsc::Sender<Message>,
 ) {
     loop {
-        let (stream, addr) = match listener.accept().await {
+        let (stream, addr) = match N::accept(&listener).await {
             Ok(x) => x,
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
@@ -178,7 +172,7 @@ pub async fn listen(
 }
 
 async fn reader(
-    mut stream: TcpStream,
+    mut stream: impl AsyncRead + Unpin,
     me: NodeId,
     members: &[NodeId],
     cfg: &TransportConfig,
