@@ -190,7 +190,10 @@ pub async fn run_on<N: Net>(
         inbound_tx,
     )));
     let (api_tx, mut api) = mpsc::channel::<ApiRequest>(1024);
-    let mut http = Some(AbortOnDrop(tokio::spawn(serve_http::<N>(http_listener, api_tx))));
+    let mut http = Some(AbortOnDrop(tokio::spawn(serve_http::<N>(
+        http_listener,
+        api_tx,
+    ))));
     let id = spec.id;
     let pulse = spec.watchdog.clone().map(|w| {
         watchdog::start(w, move |stalled| {

@@ -6,6 +6,12 @@
 //! jittered backoff. Inbound: each accepted connection must open with a valid [`Hello`]; after it,
 //! every frame must decode to a [`Message`] from that peer to this node. Anything else closes that
 //! connection with a logged reason; the node stays up.
+//!
+//! Wedged connections: a connection can stop moving without either side seeing an error (a peer
+//! that crashed or was cut off without a reset, a partition that swallowed segments). The writer
+//! gives a connection up when a connect or a write takes longer than
+//! [`TransportConfig::io_timeout`], and reconnects; an inbound connection is closed as soon as a
+//! newer one from the same peer has shaken hands, since the peer only writes to its newest.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -13,7 +19,7 @@ use std::time::Duration;
 
 use keel_core::{Message, NodeId};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::codec::{self, FrameDecoder, FrameError, Hello};
 use crate::net::{Jitter, Net};
@@ -34,6 +40,11 @@ pub struct TransportConfig {
     pub reconnect_max: Duration,
     /// Largest frame accepted. Default 64 MiB.
     pub max_frame_bytes: u32,
+    /// A connect or a write to a peer that has not finished after this long gives the
+    /// connection up (the peer stopped reading: crashed, cut off, or wedged) and reconnects.
+    /// Default 2 s.
+    #[serde(with = "crate::config::duration")]
+    pub io_timeout: Duration,
 }
 
 impl Default for TransportConfig {
@@ -44,6 +55,7 @@ impl Default for TransportConfig {
             reconnect_min: Duration::from_millis(50),
             reconnect_max: Duration::from_secs(1),
             max_frame_bytes: codec::DEFAULT_MAX_FRAME_BYTES,
+            io_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -102,12 +114,15 @@ async fn writer<N: Net>(
 ) {
     let mut delay = cfg.reconnect_min;
     loop {
-        match N::connect(addr).await {
-            Ok(mut stream) => {
+        match tokio::time::timeout(cfg.io_timeout, N::connect(addr)).await {
+            Ok(Ok(mut stream)) => {
                 let _ = N::set_nodelay(&stream);
                 let mut buf = Vec::new();
                 if codec::encode(&Hello::new(&cfg.cluster, me), &mut buf).is_ok()
-                    && stream.write_all(&buf).await.is_ok()
+                    && matches!(
+                        tokio::time::timeout(cfg.io_timeout, stream.write_all(&buf)).await,
+                        Ok(Ok(()))
+                    )
                 {
                     delay = cfg.reconnect_min;
                     tracing::info!(%peer, %addr, "connected");
@@ -128,14 +143,23 @@ async fn writer<N: Net>(
                                 Err(_) => break,
                             }
                         }
-                        if let Err(e) = stream.write_all(&buf).await {
-                            tracing::warn!(%peer, error = %e, "connection lost");
-                            break;
+                        match tokio::time::timeout(cfg.io_timeout, stream.write_all(&buf)).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => {
+                                tracing::warn!(%peer, error = %e, "connection lost");
+                                break;
+                            }
+                            Err(_) => {
+                                tracing::warn!(%peer, timeout = ?cfg.io_timeout,
+                                    "a write did not finish in time; reconnecting");
+                                break;
+                            }
                         }
                     }
                 }
             }
-            Err(e) => tracing::debug!(%peer, %addr, error = %e, "connect failed"),
+            Ok(Err(e)) => tracing::debug!(%peer, %addr, error = %e, "connect failed"),
+            Err(_) => tracing::debug!(%peer, %addr, "connect timed out"),
         }
         if rx.is_closed() {
             return; // the node stopped
@@ -153,6 +177,14 @@ pub async fn listen<N: Net>(
     cfg: TransportConfig,
     inbound: mpsc::Sender<Message>,
 ) {
+    // Per peer, how many of its connections have shaken hands: a reader whose number is no
+    // longer the latest was superseded and closes.
+    let latest: std::sync::Arc<BTreeMap<NodeId, watch::Sender<u64>>> = std::sync::Arc::new(
+        members
+            .iter()
+            .map(|m| (*m, watch::Sender::new(0)))
+            .collect(),
+    );
     loop {
         let (stream, addr) = match N::accept(&listener).await {
             Ok(x) => x,
@@ -163,8 +195,9 @@ pub async fn listen<N: Net>(
             }
         };
         let (members, cfg, inbound) = (members.clone(), cfg.clone(), inbound.clone());
+        let latest = latest.clone();
         tokio::spawn(async move {
-            if let Err(e) = reader(stream, me, &members, &cfg, inbound).await {
+            if let Err(e) = reader(stream, me, &members, &cfg, &latest, inbound).await {
                 tracing::warn!(%addr, reason = %e, "closed a peer connection");
             }
         });
@@ -176,17 +209,25 @@ async fn reader(
     me: NodeId,
     members: &[NodeId],
     cfg: &TransportConfig,
+    latest: &BTreeMap<NodeId, watch::Sender<u64>>,
     inbound: mpsc::Sender<Message>,
 ) -> Result<(), FrameError> {
     let mut decoder = FrameDecoder::new(cfg.max_frame_bytes);
     let mut buf = vec![0u8; 64 * 1024];
     let mut peer: Option<NodeId> = None;
+    // Resolves once a newer connection from the same peer has shaken hands.
+    let mut superseded: Option<watch::Receiver<u64>> = None;
     loop {
         while let Some(frame) = decoder.next_frame()? {
             match peer {
                 None => {
                     let hello: Hello = codec::decode(&frame)?;
-                    peer = Some(hello.check(&cfg.cluster, members)?);
+                    let from = hello.check(&cfg.cluster, members)?;
+                    if let Some(gen) = latest.get(&from) {
+                        gen.send_modify(|g| *g += 1);
+                        superseded = Some(gen.subscribe());
+                    }
+                    peer = Some(from);
                 }
                 Some(from) => {
                     let m = codec::decode_message(&frame)?;
@@ -202,10 +243,19 @@ async fn reader(
                 }
             }
         }
-        let n = stream
-            .read(&mut buf)
-            .await
-            .map_err(|e| FrameError::Garbage(format!("read: {e}")))?;
+        let read = stream.read(&mut buf);
+        let n = match superseded.as_mut() {
+            Some(newer) => tokio::select! {
+                biased;
+                r = read => r,
+                _ = newer.changed() => {
+                    tracing::debug!(peer = ?peer, "a newer connection from this peer replaced this one");
+                    return Ok(());
+                }
+            },
+            None => read.await,
+        }
+        .map_err(|e| FrameError::Garbage(format!("read: {e}")))?;
         if n == 0 {
             return Ok(());
         }
