@@ -9,7 +9,7 @@
 //!
 //! Wedged connections: a connection can stop moving without either side seeing an error (a peer
 //! that crashed or was cut off without a reset, a partition that swallowed segments). The writer
-//! gives a connection up when a connect or a write takes longer than
+//! gives a connection up when a connect, or a write without progress, takes longer than
 //! [`TransportConfig::io_timeout`], and reconnects; an inbound connection is closed as soon as a
 //! newer one from the same peer has shaken hands, since the peer only writes to its newest.
 
@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use keel_core::{Message, NodeId};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
 use crate::codec::{self, FrameDecoder, FrameError, Hello};
@@ -40,9 +40,9 @@ pub struct TransportConfig {
     pub reconnect_max: Duration,
     /// Largest frame accepted. Default 64 MiB.
     pub max_frame_bytes: u32,
-    /// A connect or a write to a peer that has not finished after this long gives the
-    /// connection up (the peer stopped reading: crashed, cut off, or wedged) and reconnects.
-    /// Default 2 s.
+    /// A connect that has not finished after this long, or a write during which the peer took
+    /// nothing for this long (64 KiB at a time), gives the connection up (the peer stopped
+    /// reading: crashed, cut off, or wedged) and reconnects. Default 2 s.
     #[serde(with = "crate::config::duration")]
     pub io_timeout: Duration,
 }
@@ -143,15 +143,15 @@ async fn writer<N: Net>(
                                 Err(_) => break,
                             }
                         }
-                        match tokio::time::timeout(cfg.io_timeout, stream.write_all(&buf)).await {
-                            Ok(Ok(())) => {}
-                            Ok(Err(e)) => {
-                                tracing::warn!(%peer, error = %e, "connection lost");
+                        match write_with_progress(&mut stream, &buf, cfg.io_timeout).await {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                                tracing::warn!(%peer, timeout = ?cfg.io_timeout,
+                                    "the peer took nothing for too long; reconnecting");
                                 break;
                             }
-                            Err(_) => {
-                                tracing::warn!(%peer, timeout = ?cfg.io_timeout,
-                                    "a write did not finish in time; reconnecting");
+                            Err(e) => {
+                                tracing::warn!(%peer, error = %e, "connection lost");
                                 break;
                             }
                         }
@@ -167,6 +167,22 @@ async fn writer<N: Net>(
         tokio::time::sleep(delay + jitter.up_to(delay)).await;
         delay = (delay * 2).min(cfg.reconnect_max);
     }
+}
+
+/// Writes `buf` in pieces, each of which must be taken within `timeout`: a large frame (a
+/// snapshot) to a slow but live peer goes through, a peer that takes nothing does not hold the
+/// writer up for longer than `timeout`.
+async fn write_with_progress(
+    stream: &mut (impl AsyncWrite + Unpin),
+    buf: &[u8],
+    timeout: Duration,
+) -> std::io::Result<()> {
+    for piece in buf.chunks(64 * 1024) {
+        tokio::time::timeout(timeout, stream.write_all(piece))
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    }
+    Ok(())
 }
 
 /// Accepts peers' connections and forwards their messages to `inbound`.
