@@ -21,6 +21,7 @@
 //! [transport]                      # keel_node::transport::TransportConfig
 //! peer_queue = 1024
 //! reconnect_max = "1s"
+//! io_timeout = "2s"
 //!
 //! [supervisor]                     # keel_node::supervisor::SupervisorConfig
 //! stop_grace = "5s"

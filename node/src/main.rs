@@ -563,6 +563,7 @@ fn main() -> anyhow::Result<()> {
                         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                             .ok();
                     tokio::select! {
+                        biased;
                         _ = tokio::signal::ctrl_c() => {}
                         _ = async {
                             match term.as_mut() {

@@ -19,11 +19,11 @@ use keel_core::{
     Message, NodeId, Partition, RequestId, Write,
 };
 use serde_json::{json, Value as JsonValue};
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::ShutdownConfig;
 use crate::metrics::Metrics;
+use crate::net::{HttpListener, Net, TokioNet};
 use crate::runtime::{Runtime, RuntimeError};
 use crate::supervisor::{Supervisor, SupervisorConfig};
 use crate::transport::{self, Outbound, TransportConfig};
@@ -48,6 +48,9 @@ pub struct NodeSpec {
     /// ending the process would end every test).
     pub watchdog: Option<WatchdogConfig>,
     pub shutdown: ShutdownConfig,
+    /// The seed of the node's random choices (election and reconnect jitter); `None` takes one
+    /// from the wall clock. A simulation fixes it so that a run repeats.
+    pub seed: Option<u64>,
 }
 
 impl NodeSpec {
@@ -70,6 +73,7 @@ impl NodeSpec {
             supervisor: SupervisorConfig::default(),
             watchdog: Some(WatchdogConfig::default()),
             shutdown: ShutdownConfig::default(),
+            seed: None,
         }
     }
 }
@@ -133,14 +137,24 @@ pub async fn run(
     spec: NodeSpec,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServerError> {
+    run_on::<TokioNet>(spec, shutdown).await
+}
+
+/// [`run`] on the network `N`: the same loop, transport and HTTP API over any [`Net`] (a
+/// simulated one in tests). All of the loop's time comes from tokio's clock, so a runtime with
+/// a paused or simulated clock drives it.
+pub async fn run_on<N: Net>(
+    spec: NodeSpec,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServerError> {
     let mut members: Vec<NodeId> = spec.peers.keys().copied().collect();
     members.push(spec.id);
     members.sort();
-    let seed = u64::from(spec.id.0) ^ clock_seed();
+    let seed = u64::from(spec.id.0) ^ spec.seed.unwrap_or_else(clock_seed);
     let mut cfg = Config::new(spec.id, members.clone(), seed);
     crate::config::apply_core(&mut cfg, &spec.core)?;
-    let clock = std::time::Instant::now();
-    let now = |clock: std::time::Instant| keel_core::Instant(clock.elapsed().as_micros() as u64);
+    let clock = tokio::time::Instant::now();
+    let now = |clock: tokio::time::Instant| keel_core::Instant(clock.elapsed().as_micros() as u64);
     let (mut rt, recovery) = Runtime::open(cfg, &spec.data_dir, now(clock))?;
     if let Some((at, len)) = recovery.truncated_tail {
         tracing::warn!(offset = at, bytes = len, "cut a torn tail off the log");
@@ -154,22 +168,21 @@ pub async fn run(
             }
         })?;
 
-    let peer_listener =
-        TcpListener::bind(spec.listen)
-            .await
-            .map_err(|source| ServerError::Bind {
-                addr: spec.listen,
-                source,
-            })?;
-    let http_listener = TcpListener::bind(spec.http)
+    let peer_listener = N::bind(spec.listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: spec.listen,
+            source,
+        })?;
+    let http_listener = N::bind(spec.http)
         .await
         .map_err(|source| ServerError::Bind {
             addr: spec.http,
             source,
         })?;
     let (inbound_tx, mut inbound) = mpsc::channel::<Message>(4096);
-    let outbound = Outbound::start(spec.id, &spec.peers, &spec.transport);
-    let _listener = AbortOnDrop(tokio::spawn(transport::listen(
+    let outbound = Outbound::start::<N>(spec.id, &spec.peers, &spec.transport, seed);
+    let _listener = AbortOnDrop(tokio::spawn(transport::listen::<N>(
         peer_listener,
         spec.id,
         members.clone(),
@@ -177,7 +190,10 @@ pub async fn run(
         inbound_tx,
     )));
     let (api_tx, mut api) = mpsc::channel::<ApiRequest>(1024);
-    let mut http = Some(AbortOnDrop(tokio::spawn(serve_http(http_listener, api_tx))));
+    let mut http = Some(AbortOnDrop(tokio::spawn(serve_http::<N>(
+        http_listener,
+        api_tx,
+    ))));
     let id = spec.id;
     let pulse = spec.watchdog.clone().map(|w| {
         watchdog::start(w, move |stalled| {
@@ -189,7 +205,7 @@ pub async fn run(
 
     let mut waiting: BTreeMap<RequestId, oneshot::Sender<ClientResult>> = BTreeMap::new();
     // Arrival times of writes, for the commit latency histogram.
-    let mut arrived: BTreeMap<RequestId, std::time::Instant> = BTreeMap::new();
+    let mut arrived: BTreeMap<RequestId, tokio::time::Instant> = BTreeMap::new();
     let mut metrics = Metrics::default();
     let mut next_id = 1u64;
     // Set once shutdown began while leading: leave when leadership moved, or at this instant.
@@ -206,7 +222,7 @@ pub async fn run(
         }
         let deadline = rt.next_deadline().0;
         let wake = clock + Duration::from_micros(deadline.min(u64::MAX / 4));
-        let leave_at = leaving.unwrap_or_else(|| wake.into());
+        let leave_at = leaving.unwrap_or(wake);
         let gated = tokio::select! {
             biased;
             () = &mut shutdown, if leaving.is_none() => {
@@ -247,7 +263,7 @@ pub async fn run(
                             next_id += 1;
                             waiting.insert(id, reply);
                             if op.proposes() {
-                                arrived.insert(id, std::time::Instant::now());
+                                arrived.insert(id, tokio::time::Instant::now());
                             }
                             batch.push(Input::Client(ClientRequest { id, op }));
                         }
@@ -288,7 +304,7 @@ pub async fn run(
                 }
                 rt.step_gated(now(clock), batch)
             }
-            () = tokio::time::sleep_until(wake.into()) => rt.step_gated(now(clock), [Input::Tick]),
+            () = tokio::time::sleep_until(wake) => rt.step_gated(now(clock), [Input::Tick]),
             () = tokio::time::sleep_until(leave_at), if leaving.is_some() => continue,
         };
         // Group commit: the fsync runs on a blocking thread so that the HTTP API and the
@@ -361,7 +377,7 @@ fn clock_seed() -> u64 {
 
 // ------------------------------------------------------------------ HTTP API
 
-async fn serve_http(listener: TcpListener, api: mpsc::Sender<ApiRequest>) {
+async fn serve_http<N: Net>(listener: N::Listener, api: mpsc::Sender<ApiRequest>) {
     let app = Router::new()
         .route(
             "/v1/kv/{partition}/{key}",
@@ -388,7 +404,7 @@ async fn serve_http(listener: TcpListener, api: mpsc::Sender<ApiRequest>) {
             axum::routing::post(transfer_leader),
         )
         .with_state(api);
-    if let Err(e) = axum::serve(listener, app).await {
+    if let Err(e) = axum::serve(HttpListener::<N>(listener), app).await {
         tracing::error!(error = %e, "the HTTP server stopped");
     }
 }

@@ -6,17 +6,23 @@
 //! jittered backoff. Inbound: each accepted connection must open with a valid [`Hello`]; after it,
 //! every frame must decode to a [`Message`] from that peer to this node. Anything else closes that
 //! connection with a logged reason; the node stays up.
+//!
+//! Wedged connections: a connection can stop moving without either side seeing an error (a peer
+//! that crashed or was cut off without a reset, a partition that swallowed segments). The writer
+//! gives a connection up when a connect, or a write without progress, takes longer than
+//! [`TransportConfig::io_timeout`], and reconnects; an inbound connection is closed as soon as a
+//! newer one from the same peer has shaken hands, since the peer only writes to its newest.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use keel_core::{Message, NodeId};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
 
 use crate::codec::{self, FrameDecoder, FrameError, Hello};
+use crate::net::{Jitter, Net};
 
 /// Transport settings, each with its default (the `[transport]` table of `--config`).
 #[derive(Clone, Debug, serde::Deserialize)]
@@ -34,6 +40,11 @@ pub struct TransportConfig {
     pub reconnect_max: Duration,
     /// Largest frame accepted. Default 64 MiB.
     pub max_frame_bytes: u32,
+    /// A connect that has not finished after this long, or a write during which the peer took
+    /// nothing for this long (64 KiB at a time), gives the connection up (the peer stopped
+    /// reading: crashed, cut off, or wedged) and reconnects. Default 2 s.
+    #[serde(with = "crate::config::duration")]
+    pub io_timeout: Duration,
 }
 
 impl Default for TransportConfig {
@@ -44,6 +55,7 @@ impl Default for TransportConfig {
             reconnect_min: Duration::from_millis(50),
             reconnect_max: Duration::from_secs(1),
             max_frame_bytes: codec::DEFAULT_MAX_FRAME_BYTES,
+            io_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -55,17 +67,19 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    /// Starts a writer task per peer.
-    pub fn start(
+    /// Starts a writer task per peer on the network `N`; `seed` drives their reconnect jitter.
+    pub fn start<N: Net>(
         me: NodeId,
         peers: &BTreeMap<NodeId, SocketAddr>,
         cfg: &TransportConfig,
+        seed: u64,
     ) -> Outbound {
         let mut queues = BTreeMap::new();
         for (id, addr) in peers {
             let (tx, rx) = mpsc::channel(cfg.peer_queue);
             queues.insert(*id, tx);
-            tokio::spawn(writer(me, *id, *addr, rx, cfg.clone()));
+            let jitter = Jitter::new(seed ^ u64::from(id.0).wrapping_mul(0x2545_F491_4F6C_DD1D));
+            tokio::spawn(writer::<N>(me, *id, *addr, rx, cfg.clone(), jitter));
         }
         Outbound {
             queues,
@@ -90,30 +104,25 @@ impl Outbound {
     }
 }
 
-/// A jitter source that needs no RNG crate: the low bits of the clock.
-fn jitter(max: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let max_ms = max.as_millis().max(1) as u32;
-    Duration::from_millis(u64::from(nanos % max_ms))
-}
-
-async fn writer(
+async fn writer<N: Net>(
     me: NodeId,
     peer: NodeId,
     addr: SocketAddr,
     mut rx: mpsc::Receiver<Message>,
     cfg: TransportConfig,
+    mut jitter: Jitter,
 ) {
     let mut delay = cfg.reconnect_min;
     loop {
-        match TcpStream::connect(addr).await {
-            Ok(mut stream) => {
-                let _ = stream.set_nodelay(true);
+        match tokio::time::timeout(cfg.io_timeout, N::connect(addr)).await {
+            Ok(Ok(mut stream)) => {
+                let _ = N::set_nodelay(&stream);
                 let mut buf = Vec::new();
                 if codec::encode(&Hello::new(&cfg.cluster, me), &mut buf).is_ok()
-                    && stream.write_all(&buf).await.is_ok()
+                    && matches!(
+                        tokio::time::timeout(cfg.io_timeout, stream.write_all(&buf)).await,
+                        Ok(Ok(()))
+                    )
                 {
                     delay = cfg.reconnect_min;
                     tracing::info!(%peer, %addr, "connected");
@@ -134,33 +143,66 @@ async fn writer(
                                 Err(_) => break,
                             }
                         }
-                        if let Err(e) = stream.write_all(&buf).await {
-                            tracing::warn!(%peer, error = %e, "connection lost");
-                            break;
+                        match write_with_progress(&mut stream, &buf, cfg.io_timeout).await {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                                tracing::warn!(%peer, timeout = ?cfg.io_timeout,
+                                    "the peer took nothing for too long; reconnecting");
+                                break;
+                            }
+                            Err(e) => {
+                                tracing::warn!(%peer, error = %e, "connection lost");
+                                break;
+                            }
                         }
                     }
                 }
             }
-            Err(e) => tracing::debug!(%peer, %addr, error = %e, "connect failed"),
+            Ok(Err(e)) => tracing::debug!(%peer, %addr, error = %e, "connect failed"),
+            Err(_) => tracing::debug!(%peer, %addr, "connect timed out"),
         }
         if rx.is_closed() {
             return; // the node stopped
         }
-        tokio::time::sleep(delay + jitter(delay)).await;
+        tokio::time::sleep(delay + jitter.up_to(delay)).await;
         delay = (delay * 2).min(cfg.reconnect_max);
     }
 }
 
+/// Writes `buf` in pieces, each of which must be taken within `timeout`: a large frame (a
+/// snapshot) to a slow but live peer goes through, a peer that takes nothing does not hold the
+/// writer up for longer than `timeout`.
+async fn write_with_progress(
+    stream: &mut (impl AsyncWrite + Unpin),
+    buf: &[u8],
+    timeout: Duration,
+) -> std::io::Result<()> {
+    for piece in buf.chunks(64 * 1024) {
+        tokio::time::timeout(timeout, stream.write_all(piece))
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    }
+    Ok(())
+}
+
 /// Accepts peers' connections and forwards their messages to `inbound`.
-pub async fn listen(
-    listener: TcpListener,
+pub async fn listen<N: Net>(
+    listener: N::Listener,
     me: NodeId,
     members: Vec<NodeId>,
     cfg: TransportConfig,
     inbound: mpsc::Sender<Message>,
 ) {
+    // Per peer, how many of its connections have shaken hands: a reader whose number is no
+    // longer the latest was superseded and closes.
+    let latest: std::sync::Arc<BTreeMap<NodeId, watch::Sender<u64>>> = std::sync::Arc::new(
+        members
+            .iter()
+            .map(|m| (*m, watch::Sender::new(0)))
+            .collect(),
+    );
     loop {
-        let (stream, addr) = match listener.accept().await {
+        let (stream, addr) = match N::accept(&listener).await {
             Ok(x) => x,
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
@@ -169,8 +211,9 @@ pub async fn listen(
             }
         };
         let (members, cfg, inbound) = (members.clone(), cfg.clone(), inbound.clone());
+        let latest = latest.clone();
         tokio::spawn(async move {
-            if let Err(e) = reader(stream, me, &members, &cfg, inbound).await {
+            if let Err(e) = reader(stream, me, &members, &cfg, &latest, inbound).await {
                 tracing::warn!(%addr, reason = %e, "closed a peer connection");
             }
         });
@@ -178,21 +221,29 @@ pub async fn listen(
 }
 
 async fn reader(
-    mut stream: TcpStream,
+    mut stream: impl AsyncRead + Unpin,
     me: NodeId,
     members: &[NodeId],
     cfg: &TransportConfig,
+    latest: &BTreeMap<NodeId, watch::Sender<u64>>,
     inbound: mpsc::Sender<Message>,
 ) -> Result<(), FrameError> {
     let mut decoder = FrameDecoder::new(cfg.max_frame_bytes);
     let mut buf = vec![0u8; 64 * 1024];
     let mut peer: Option<NodeId> = None;
+    // Resolves once a newer connection from the same peer has shaken hands.
+    let mut superseded: Option<watch::Receiver<u64>> = None;
     loop {
         while let Some(frame) = decoder.next_frame()? {
             match peer {
                 None => {
                     let hello: Hello = codec::decode(&frame)?;
-                    peer = Some(hello.check(&cfg.cluster, members)?);
+                    let from = hello.check(&cfg.cluster, members)?;
+                    if let Some(gen) = latest.get(&from) {
+                        gen.send_modify(|g| *g += 1);
+                        superseded = Some(gen.subscribe());
+                    }
+                    peer = Some(from);
                 }
                 Some(from) => {
                     let m = codec::decode_message(&frame)?;
@@ -208,10 +259,19 @@ async fn reader(
                 }
             }
         }
-        let n = stream
-            .read(&mut buf)
-            .await
-            .map_err(|e| FrameError::Garbage(format!("read: {e}")))?;
+        let read = stream.read(&mut buf);
+        let n = match superseded.as_mut() {
+            Some(newer) => tokio::select! {
+                biased;
+                r = read => r,
+                _ = newer.changed() => {
+                    tracing::debug!(peer = ?peer, "a newer connection from this peer replaced this one");
+                    return Ok(());
+                }
+            },
+            None => read.await,
+        }
+        .map_err(|e| FrameError::Garbage(format!("read: {e}")))?;
         if n == 0 {
             return Ok(());
         }
