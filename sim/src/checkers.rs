@@ -29,6 +29,9 @@ pub const COMMITTED_NEVER_LOST: &str = "CommittedNeverLost";
 pub const STATE_MACHINE_SAFETY: &str = "StateMachineSafety";
 pub const ACKED_WRITES: &str = "AckedWritesDurable";
 pub const AT_MOST_ONE_COPY: &str = "AtMostOneRunningCopy";
+/// Simulated time keeps moving at a sane event rate: a node that asks to be woken at the
+/// instant it is woken (or spins on microsecond timers) is a bug, and would hang the run.
+pub const PROGRESS: &str = "Progress";
 
 /// Violations kept per run; a broken run usually breaks many times over.
 const MAX_VIOLATIONS: usize = 100;
@@ -386,6 +389,11 @@ impl SafetyCheckers {
             };
             self.record(STATE_MACHINE_SAFETY, now_us, Some(node.id()), r);
         }
+    }
+
+    /// The run was stopped because it stopped making progress (see [`PROGRESS`]).
+    pub fn no_progress(&mut self, now_us: u64, why: String) {
+        self.record(PROGRESS, now_us, None, Err(why));
     }
 
     /// The violations found, in order (at most 100).

@@ -40,6 +40,13 @@ use keel_core::{
 };
 
 use crate::checkers::SafetyCheckers;
+
+/// Events at one simulated instant past which a run is stopped as stuck (a working cluster
+/// produces a few hundred at most).
+const MAX_EVENTS_AT_ONE_INSTANT: u64 = 1_000_000;
+/// Events per simulated second past which a run is stopped as spinning (a loaded 5-node
+/// cluster produces a few thousand; overload bursts tens of thousands).
+const MAX_EVENTS_PER_SIM_SECOND: u64 = 2_000_000;
 use crate::history::{Completion, History, Op, OpId};
 use crate::report::{Failover, RunStats};
 use crate::rng::{self, tag, Stream};
@@ -485,14 +492,28 @@ impl<'a> World<'a> {
         }
         let end = self.end;
         self.schedule(end, Ev::End);
+        // Progress guards (see checkers::PROGRESS): events at one instant, and events per
+        // simulated second, far beyond anything a working cluster produces.
+        let budget = (end / 1_000_000 + 1) * MAX_EVENTS_PER_SIM_SECOND;
+        let mut at_instant = 0u64;
 
         while let Some(Reverse(q)) = self.queue.pop() {
             let Some(ev) = self.slab.get_mut(q.slot).and_then(Option::take) else {
                 continue;
             };
             self.free_slots.push(q.slot);
+            at_instant = if q.time == self.now { at_instant + 1 } else { 0 };
             self.now = q.time;
             self.stats.events += 1;
+            if at_instant > MAX_EVENTS_AT_ONE_INSTANT || self.stats.events > budget {
+                let why = if at_instant > MAX_EVENTS_AT_ONE_INSTANT {
+                    format!("{at_instant} events at one instant: simulated time stopped")
+                } else {
+                    format!("over {budget} events by this time: something spins")
+                };
+                self.checkers.no_progress(self.now, why);
+                break;
+            }
             self.roll_window();
             if matches!(ev, Ev::End) {
                 break;

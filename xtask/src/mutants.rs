@@ -61,7 +61,7 @@ pub fn run(all: bool, output: &Path) -> Result<ExitCode> {
     .args(["--baseline", "skip"])
     // A mutant that makes a run hang is caught as a timeout (the gate takes well under a
     // minute), not waited on for ever.
-    .args(["--timeout", "300", "--build-timeout", "900"]);
+    .args(["--timeout", "120", "--build-timeout", "900"]);
     if !all {
         for file in SCOPE {
             cmd.args(["--file", file]);
