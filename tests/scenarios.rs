@@ -86,6 +86,8 @@ scenario_tests!(
     scheduler_restart,
     flapping_node,
     quiet_workloads,
+    figure_8,
+    vote_crash,
 );
 
 #[test]
@@ -115,6 +117,8 @@ fn every_scenario_file_has_a_snapshot_test() {
         "scheduler_restart",
         "flapping_node",
         "quiet_workloads",
+        "figure_8",
+        "vote_crash",
     ];
     let mut files: Vec<String> = std::fs::read_dir(keel_tests::scenarios_dir())
         .expect("scenarios/ exists")
