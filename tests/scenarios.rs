@@ -89,6 +89,8 @@ scenario_tests!(
     flapping_node,
     quiet_workloads,
     leader_transfer,
+    figure_8,
+    vote_crash,
 );
 
 #[test]

@@ -123,7 +123,11 @@ pub struct Config {
 #[cfg(feature = "planted-bugs")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PlantedBug {
-    /// Commit an entry of an earlier term by counting replicas (Raft paper, figure 8).
+    /// Commit an entry of an earlier term by counting replicas (Raft paper, figure 8). The new
+    /// leader also appends no no-op of its term at election: with the no-op, the old entries
+    /// reach every follower in the same AppendEntries as an entry of the leader's term, so the
+    /// rule broken here would only matter for a follower lagging more than
+    /// `max_entries_per_message` behind (the figure-8 leader appends only client commands).
     CommitEarlierTermByCounting,
     /// Grant a vote without persisting it: after a crash the node may vote again in that term.
     VoteNotPersisted,
@@ -134,16 +138,21 @@ pub enum PlantedBug {
     /// A node keeps running its workloads after its lease runs out (and tells its supervisor
     /// the lease never ends).
     KeepsWorkloadsAfterLeaseLoss,
+    /// A follower installing a snapshot moves its log, commit and applied index to the snapshot
+    /// but keeps its own state machine: the entries between what it had applied and the
+    /// snapshot's index are dropped, never applied.
+    SnapshotInstallDropsEntries,
 }
 
 #[cfg(feature = "planted-bugs")]
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 5] = [
+    pub const ALL: [PlantedBug; 6] = [
         PlantedBug::CommitEarlierTermByCounting,
         PlantedBug::VoteNotPersisted,
         PlantedBug::StaleLeaderServesReads,
         PlantedBug::AckBeforeCommit,
         PlantedBug::KeepsWorkloadsAfterLeaseLoss,
+        PlantedBug::SnapshotInstallDropsEntries,
     ];
 
     pub fn name(self) -> &'static str {
@@ -153,6 +162,7 @@ impl PlantedBug {
             PlantedBug::StaleLeaderServesReads => "stale-leader-reads",
             PlantedBug::AckBeforeCommit => "ack-before-commit",
             PlantedBug::KeepsWorkloadsAfterLeaseLoss => "keeps-workloads-after-lease-loss",
+            PlantedBug::SnapshotInstallDropsEntries => "snapshot-install-drops-entries",
         }
     }
 }

@@ -211,8 +211,14 @@ impl Node {
             command: Arc::new(Command::Noop),
         };
         let term_start = noop.index;
-        self.log.push(noop.clone());
-        out.push(Output::Persist(Persist::Entries(vec![noop])));
+        #[cfg(feature = "planted-bugs")]
+        let append_noop = !self.planted(crate::config::PlantedBug::CommitEarlierTermByCounting);
+        #[cfg(not(feature = "planted-bugs"))]
+        let append_noop = true;
+        if append_noop {
+            self.log.push(noop.clone());
+            out.push(Output::Persist(Persist::Entries(vec![noop])));
+        }
         self.lead = Some(Leadership::new(&self.peers, term_start, now, &self.cfg));
         self.start_orchestrator(now);
         self.trace(Event::BecameLeader { term: self.term }, out);

@@ -393,13 +393,26 @@ impl Node {
     pub fn snapshot(&self) -> Option<&Snapshot> {
         self.snapshot.as_ref()
     }
-    /// Client writes admitted and not yet answered.
     /// True when running with the planted bug `bug` (feature `planted-bugs`; never otherwise).
     #[cfg(feature = "planted-bugs")]
     pub(crate) fn planted(&self, bug: crate::config::PlantedBug) -> bool {
         self.cfg.planted_bug == Some(bug)
     }
 
+    /// True when running with any planted bug (never without the `planted-bugs` feature): the
+    /// protocol's own assertions then give way to the simulator's checkers.
+    #[cfg(feature = "planted-bugs")]
+    pub(crate) fn bug_planted(&self) -> bool {
+        self.cfg.planted_bug.is_some()
+    }
+
+    /// Without the `planted-bugs` feature no bug is ever planted.
+    #[cfg(not(feature = "planted-bugs"))]
+    pub(crate) fn bug_planted(&self) -> bool {
+        false
+    }
+
+    /// Client writes admitted and not yet answered.
     pub fn pending_proposals(&self) -> usize {
         self.proposals.len()
     }

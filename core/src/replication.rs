@@ -354,9 +354,10 @@ impl Node {
             let from_index = entries[k].index;
             if from_index <= self.commit {
                 // A leader asked us to overwrite a committed entry: impossible unless the protocol
-                // is broken. Refuse rather than corrupt the state machine.
+                // is broken (a planted bug breaks it on purpose: the simulator's checkers are to
+                // report that). Refuse rather than corrupt the state machine.
                 debug_assert!(
-                    false,
+                    self.bug_planted(),
                     "leader {from} conflicts with committed index {from_index}"
                 );
                 return;

@@ -105,7 +105,13 @@ impl Node {
             } else {
                 self.log.reset(last_index, snapshot.last_term);
             }
-            self.sm = StateMachine::clone(&snapshot.state);
+            #[cfg(feature = "planted-bugs")]
+            let load_state = !self.planted(crate::config::PlantedBug::SnapshotInstallDropsEntries);
+            #[cfg(not(feature = "planted-bugs"))]
+            let load_state = true;
+            if load_state {
+                self.sm = StateMachine::clone(&snapshot.state);
+            }
             self.commit = last_index;
             self.applied = last_index;
             self.registry_changed();

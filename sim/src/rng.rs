@@ -16,6 +16,9 @@ pub(crate) mod tag {
     pub const OVERLOAD: u64 = 4;
     /// Scenario generation for swarm seeds.
     pub const SWARM: u64 = 5;
+    /// The targeted window a swarm seed may end its fault phase with (its own stream, so the
+    /// windows drawn before it stay those of earlier versions).
+    pub const SWARM_TARGETED: u64 = 6;
     /// Plus the node number: node `n` uses `NODE_CORE + n`.
     pub const NODE_CORE: u64 = 0x100;
     /// Plus the node number.

@@ -21,6 +21,10 @@
 //! `count` instances are named `web-1`..`web-6` (`web` alone when the count is 1); `watchdog`
 //! defaults to 1 s (`"0s"`: none), `backoff` to ("100ms", "2s"). Workload faults name a workload
 //! (any running instance) or one instance: `CrashWorkload("web")`, `HangWorkload("web-3")`.
+//! Armed faults wait for a moment rather than a time: `CrashAfterVote(Leader, "2ms")` (that node
+//! crashes right after its next granted vote has left it, and restarts 2 ms later) and
+//! `IsolateLeaderOnAppend("800ms")` (the next leader to append is cut off right after that step,
+//! for 800 ms); each is disarmed if its moment does not come within 3 s.
 //! Workload expectations: `WorkloadsRecoveredWithin("2s")`, `AtMostOneRunningCopy`,
 //! `NoFalseReschedules`, `MaxReplacements(0)`, `WorkloadEnds("web", "failed-permanently")`.
 //!
@@ -178,7 +182,22 @@ pub enum Fault {
     /// The operator asks the leader to hand leadership to its most caught-up follower (what a
     /// node does when it shuts down gracefully). Nothing happens if no node leads.
     TransferLeadership,
+    /// Arm the selected node (resolved when the fault fires; `LastCrashed` arms a node that is
+    /// down, for when it is back): the next time it grants a vote, it crashes right after the
+    /// answer has left it, and restarts from its durable state the given time later. A node that
+    /// grants no vote within [`ARMED_FAULT_PATIENCE`] is disarmed.
+    /// RON: `CrashAfterVote(Leader, "2ms")`.
+    CrashAfterVote(Selector, Duration),
+    /// Arm the cluster: the next leader to append entries while it is not cut off is cut off
+    /// from every node right after that step (its entries of that step reach no one), for the
+    /// given time; then its links come back. Several armed at once hit successive leaders, which
+    /// is how the Raft paper's figure 8 happens. Disarmed after [`ARMED_FAULT_PATIENCE`].
+    /// RON: `IsolateLeaderOnAppend("800ms")`.
+    IsolateLeaderOnAppend(Duration),
 }
+
+/// How long an armed fault (`CrashAfterVote`, `IsolateLeaderOnAppend`) waits for its moment.
+pub const ARMED_FAULT_PATIENCE: Duration = Duration::from_secs(3);
 
 /// What must hold at the end of a run (safety checkers run whether listed or not).
 #[derive(Clone, Debug, PartialEq)]
@@ -378,6 +397,8 @@ enum RawFault {
     CrashWorkload(String),
     HangWorkload(String),
     TransferLeadership,
+    CrashAfterVote(RawSelector, String),
+    IsolateLeaderOnAppend(String),
 }
 
 #[derive(Deserialize)]
@@ -854,6 +875,10 @@ pub(crate) fn fault_ron(f: &Fault) -> String {
         Fault::CrashWorkload(w) => format!("CrashWorkload({w:?})"),
         Fault::HangWorkload(w) => format!("HangWorkload({w:?})"),
         Fault::TransferLeadership => "TransferLeadership".into(),
+        Fault::CrashAfterVote(s, down) => {
+            format!("CrashAfterVote({}, {})", selector_ron(s), d(down))
+        }
+        Fault::IsolateLeaderOnAppend(t) => format!("IsolateLeaderOnAppend({})", d(t)),
     }
 }
 
@@ -1123,6 +1148,12 @@ fn convert(loc: &Locator<'_>, raw: RawScenario) -> Result<Scenario, ScenarioErro
             }
             RawFault::CrashWorkload(w) => Fault::CrashWorkload(workload(w)?),
             RawFault::HangWorkload(w) => Fault::HangWorkload(workload(w)?),
+            RawFault::CrashAfterVote(s, down) => {
+                Fault::CrashAfterVote(sel(s)?, positive(&path, &down)?)
+            }
+            RawFault::IsolateLeaderOnAppend(t) => {
+                Fault::IsolateLeaderOnAppend(positive(&path, &t)?)
+            }
         };
         faults.push(TimedFault { at, fault });
     }
@@ -1480,6 +1511,57 @@ mod tests {
         assert_eq!(
             s.faults[1].fault,
             Fault::Slow(Selector::Random, 3.0, Duration::from_secs(2))
+        );
+    }
+
+    #[test]
+    fn armed_faults_parse_and_bad_ones_are_located() {
+        let s = Scenario::parse(
+            &format!("{BASE}    faults: [\n        (at: \"1s\", fault: CrashAfterVote(LastCrashed, \"2ms\")),\n        (at: \"2s\", fault: IsolateLeaderOnAppend(\"800ms\")),\n    ],\n)\n"),
+            "t.ron",
+        )
+        .expect("parses");
+        assert_eq!(
+            s.faults[0].fault,
+            Fault::CrashAfterVote(Selector::LastCrashed, Duration::from_millis(2))
+        );
+        assert_eq!(
+            s.faults[1].fault,
+            Fault::IsolateLeaderOnAppend(Duration::from_millis(800))
+        );
+        assert_eq!(Scenario::parse(&s.to_ron(), "again.ron"), Ok(s));
+        let e = err(&format!(
+            "{BASE}    faults: [\n        (at: \"1s\", fault: Heal),\n        (at: \"2s\", fault: CrashAfterVote(Node(\"n4\"), \"1ms\")),\n    ],\n)\n"
+        ));
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (7, Some("faults[1].fault")),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{BASE}    faults: [\n        (at: \"1s\", fault: IsolateLeaderOnAppend(\"0s\")),\n    ],\n)\n"
+        ));
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (6, Some("faults[0].fault")),
+            "{e}"
+        );
+        assert!(e.message.contains("above zero"), "{e}");
+        let e = err(&format!(
+            "{BASE}    faults: [\n        (at: \"1s\", fault: CrashAfterVote(Leader, \"soon\")),\n    ],\n)\n"
+        ));
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (6, Some("faults[0].fault")),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{BASE}    faults: [\n        (at: \"1s\", fault: CrashAfterVote(\"1ms\")),\n    ],\n)\n"
+        ));
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (6, Some("faults[0].fault")),
+            "{e}"
         );
     }
 

@@ -6,7 +6,22 @@
 //! restarts of one node at a time, workload processes crashing or hanging), and a number of
 //! workloads, drawn
 //! from every fault kind. Windows never overlap, so at most one node (a minority) is impaired at a
-//! time: everything generated is survivable. A quiet phase follows in which the cluster must
+//! time: everything generated is survivable.
+//!
+//! Three seeds in four then add one targeted window, drawn from a stream of its own, aimed at
+//! the narrow moments classic consensus bugs need:
+//! - **vote crashes**: the leader is armed to crash right after its next granted vote (and back
+//!   2 ms later), then crashed and restarted quickly, several times: the restarted node votes in
+//!   the election its crash caused, and a second candidate of that term may ask it again after
+//!   its restart (a vote that did not survive the crash shows as two leaders in one term);
+//! - **leader churn** (the Raft paper's figure 8): successive leaders are cut off right after
+//!   they append, each for a while, so entries of different terms sit at the same index on
+//!   different minorities, and an old leader returns to replicate its old-term entries; two nodes
+//!   may be cut off at once for a few hundred milliseconds (the cluster stalls, then recovers);
+//! - **snapshot catch-up**: a follower is down during an overload burst, long enough for the
+//!   leader to compact its log past it, so it comes back to a snapshot install.
+//!
+//! A quiet phase follows in which the cluster must
 //! settle: a leader must be back within the failover bound, every workload must run again within
 //! its bound (never two copies at once), nothing acknowledged may be lost and the history must be
 //! linearizable.
@@ -19,6 +34,7 @@ use std::time::Duration;
 use crate::rng::{tag, Stream};
 use crate::scenario::{
     ClientSpec, Expectation, Fault, NetworkSpec, Scenario, Selector, TimedFault, WorkloadSpec,
+    ARMED_FAULT_PATIENCE,
 };
 
 /// How long the cluster gets after the last fault window to settle.
@@ -170,6 +186,7 @@ pub fn generate(seed: u64) -> Scenario {
         }
         t = end + r.between(500, 2_000);
     }
+    t = targeted_window(seed, &names, latency_max, t, &mut faults);
     // A crash loop outlasts its window; the file format wants faults in time order.
     faults.sort_by_key(|f| f.at);
     Scenario {
@@ -188,6 +205,92 @@ pub fn generate(seed: u64) -> Scenario {
             Expectation::NoLostWrites,
             Expectation::Linearizable,
         ],
+    }
+}
+
+/// Appends the seed's targeted window (if it has one) to `faults`, starting at `t` ms; returns
+/// when the window is over.
+fn targeted_window(
+    seed: u64,
+    names: &[String],
+    latency_max: u64,
+    t: u64,
+    faults: &mut Vec<TimedFault>,
+) -> u64 {
+    let nodes = names.len();
+    let mut r = Stream::new(seed, tag::SWARM_TARGETED);
+    let mut at = |at: u64, fault: Fault| faults.push(TimedFault { at: ms(at), fault });
+    let patience = ARMED_FAULT_PATIENCE.as_millis() as u64;
+    match r.below(4) {
+        0 => {
+            // Vote crashes: each round arms the leader, crashes it and restarts it before the
+            // followers time out; the election that follows finds it back, and it crashes right
+            // after its vote, back a moment later. Two times in three every node is slowed down so
+            // messages take up to about 50 ms: candidates then often overlap, and the second
+            // one's request reaches the restarted voter late.
+            let mut x = t;
+            let mut rounds = Vec::new();
+            for _ in 0..6 + r.below(5) {
+                let down = r.between(20, 80);
+                rounds.push((x, down, r.between(100, 1_000)));
+                x += down + r.between(300, 600);
+            }
+            if r.below(3) != 0 {
+                let factor = (50.0 / latency_max as f64).clamp(1.0_f64, 10.0);
+                for name in names {
+                    at(
+                        t,
+                        Fault::Slow(Selector::Node(name.clone()), factor, ms(x - t)),
+                    );
+                }
+            }
+            for (x, down, vote_down_us) in rounds {
+                at(
+                    x,
+                    Fault::CrashAfterVote(Selector::Leader, Duration::from_micros(vote_down_us)),
+                );
+                at(x, Fault::Crash(Selector::Leader));
+                at(x + down, Fault::Restart(Selector::LastCrashed));
+            }
+            x + 1_000
+        }
+        1 => {
+            // Figure 8: the leader is cut off right after it appends (an entry of its term on
+            // it alone); the next leaders too, until no majority is left (one more leader in a
+            // cluster of five), each of them still away when the first comes back. The first
+            // then leads again, may replicate its old-term entries, and is cut off right after
+            // its next append, until the others are back and have elected one of them.
+            let first = r.between(1_000, 1_600);
+            at(t, Fault::IsolateLeaderOnAppend(ms(first)));
+            let mut longest = first;
+            for k in 1..nodes.div_ceil(2) as u64 {
+                let lasting = first + r.between(900, 1_500);
+                longest = longest.max(lasting);
+                at(t + 20 * k, Fault::IsolateLeaderOnAppend(ms(lasting)));
+            }
+            // The last cut-off outlasts the others: they are back before the first leader is.
+            let back = t + first - 50;
+            let last = longest - first + r.between(600, 1_200);
+            at(back, Fault::IsolateLeaderOnAppend(ms(last)));
+            back + patience + last + 500
+        }
+        2 => {
+            // A follower misses a burst long enough to be caught up by a snapshot.
+            let lasting = r.between(1_500, 2_500);
+            let rate = [5_000.0, 10_000.0][r.below(2)];
+            at(t, Fault::Crash(Selector::Follower));
+            at(
+                t + 100,
+                Fault::Overload {
+                    rate_per_sec: rate,
+                    lasting: ms(lasting),
+                },
+            );
+            let back = t + 100 + lasting + r.between(200, 800);
+            at(back, Fault::Restart(Selector::LastCrashed));
+            back + 500
+        }
+        _ => t,
     }
 }
 
@@ -223,8 +326,8 @@ mod tests {
                 );
             }
         }
-        // Crash, Restart, Isolate, Heal, Hang, Slow, OneWay, Partition, Overload, and the two
-        // workload faults.
-        assert_eq!(kinds.len(), 11);
+        // Crash, Restart, Isolate, Heal, Hang, Slow, OneWay, Partition, Overload, the two
+        // workload faults and the two armed ones.
+        assert_eq!(kinds.len(), 13, "{kinds:?}");
     }
 }

@@ -34,9 +34,9 @@ use std::time::Duration;
 
 use keel_core::{
     ClientError, ClientOp, ClientReply, ClientRequest, ClientResponse, Config, DurableState, Event,
-    ExitOutcome, Input, Key, LogIndex, Message, Node, NodeId, Output, Persist, RequestId,
-    WorkloadAction, WorkloadDecision, WorkloadEvent, WorkloadEventKind, WorkloadOp, WorkloadSpec,
-    Write,
+    ExitOutcome, Input, Key, LogIndex, Message, MessageBody, Node, NodeId, Output, Persist,
+    RequestId, WorkloadAction, WorkloadDecision, WorkloadEvent, WorkloadEventKind, WorkloadOp,
+    WorkloadSpec, Write,
 };
 
 use crate::checkers::SafetyCheckers;
@@ -51,7 +51,7 @@ const MAX_EVENTS_PER_SIM_SECOND: u64 = 500_000;
 use crate::history::{Completion, History, Op, OpId};
 use crate::report::{Failover, RunStats};
 use crate::rng::{self, tag, Stream};
-use crate::scenario::{Fault, Scenario, Selector};
+use crate::scenario::{Fault, Scenario, Selector, ARMED_FAULT_PATIENCE};
 use crate::trace::TraceHasher;
 use crate::workloads::{self as wl, FinalWorkload, Processes};
 
@@ -168,6 +168,22 @@ enum Ev {
     /// The operator submits scenario workload `spec` (again, until it is accepted).
     AdminSubmit {
         spec: usize,
+    },
+    /// An armed `CrashAfterVote` strikes: the vote has left the node by now.
+    VoteCrash {
+        node: usize,
+        incarnation: u64,
+        down: u64,
+    },
+    /// The node a `CrashAfterVote` crashed comes back (unless something restarted it already).
+    ArmedRestart {
+        node: usize,
+        incarnation: u64,
+    },
+    /// A leader cut off by `IsolateLeaderOnAppend` gets its links back.
+    IsolationEnd {
+        node: usize,
+        token: u64,
     },
     End,
 }
@@ -314,6 +330,16 @@ pub(crate) struct World<'a> {
     disturbed_at: Vec<u64>,
     /// Per node: when the leader last declared it dead.
     dead_declared: BTreeMap<NodeId, u64>,
+    /// Per node: an armed `CrashAfterVote` (downtime, disarmed after).
+    vote_crash: Vec<Option<(u64, u64)>>,
+    /// Armed `IsolateLeaderOnAppend`s in firing order: (cut-off time, disarmed after).
+    append_isolations: VecDeque<(u64, u64)>,
+    /// True while any fault is armed: the only cost armed faults add to a step otherwise.
+    armed: bool,
+    /// Per node: bumped at each timed isolation, so only the latest one's end heals it.
+    isolation_token: Vec<u64>,
+    /// The latest election started: (term, node), to notice two candidates in one term.
+    last_election: (u64, usize),
     /// Workloads re-placed after a node was declared dead, waiting to run: name -> declared at.
     awaiting_replacement: BTreeMap<String, u64>,
 }
@@ -430,6 +456,11 @@ impl<'a> World<'a> {
             disturbed_at: vec![0; n],
             dead_declared: BTreeMap::new(),
             awaiting_replacement: BTreeMap::new(),
+            vote_crash: vec![None; n],
+            append_isolations: VecDeque::new(),
+            armed: false,
+            isolation_token: vec![0; n],
+            last_election: (0, 0),
         }
     }
 
@@ -647,6 +678,19 @@ impl<'a> World<'a> {
             Ev::WorkloadProgress { token } => self.workload_progress(token),
             Ev::LeaseExpiry { node } => self.lease_expiry(node),
             Ev::AdminSubmit { spec } => self.admin_submit(spec),
+            Ev::VoteCrash {
+                node,
+                incarnation,
+                down,
+            } => self.vote_crash_strikes(node, incarnation, down),
+            Ev::ArmedRestart { node, incarnation } => {
+                if !self.nodes[node].up() && self.nodes[node].incarnation == incarnation {
+                    self.last_fault_at = self.now;
+                    self.restart(node);
+                    self.update_leadership();
+                }
+            }
+            Ev::IsolationEnd { node, token } => self.isolation_ends(node, token),
             Ev::End => {}
         }
     }
@@ -811,6 +855,11 @@ impl<'a> World<'a> {
         let cost = us(self.cfg.step_cost) + us(self.cfg.output_cost) * out.len() as u64;
         let t = now + (cost as f64 * slow) as u64;
         n.busy_until = t;
+        let moment = if self.armed && cut.is_none() {
+            self.armed_moment(i, &out)
+        } else {
+            (false, false)
+        };
 
         let mut role_changed = false;
         for (k, o) in out.drain(..).enumerate() {
@@ -827,6 +876,9 @@ impl<'a> World<'a> {
             }
         }
         self.out = out;
+        if moment != (false, false) {
+            self.armed_faults_strike(i, t, moment);
+        }
         if let Some(k) = cut {
             // The crash strikes at the cut: what was released by then left, the rest is lost.
             self.crash_at(i, t, Some(k));
@@ -953,8 +1005,12 @@ impl<'a> World<'a> {
                 true
             }
             Event::BecameFollower { .. } => true,
-            Event::ElectionStarted { .. } => {
+            Event::ElectionStarted { term } => {
                 self.cover("election started");
+                if self.last_election.0 == term.0 && self.last_election.1 != i {
+                    self.cover("two candidates in one term");
+                }
+                self.last_election = (term.0, i);
                 false
             }
             Event::PreVoteRejected { .. } => {
@@ -1299,6 +1355,8 @@ impl<'a> World<'a> {
             Fault::CrashWorkload(_) => "fault CrashWorkload",
             Fault::HangWorkload(_) => "fault HangWorkload",
             Fault::TransferLeadership => "fault TransferLeadership",
+            Fault::CrashAfterVote(..) => "fault CrashAfterVote",
+            Fault::IsolateLeaderOnAppend(_) => "fault IsolateLeaderOnAppend",
         });
         self.hasher.u64(0xFA17);
         self.hasher.u64(index as u64);
@@ -1417,6 +1475,21 @@ impl<'a> World<'a> {
                 }
                 _ => "nobody (no leader)".to_string(),
             },
+            Fault::CrashAfterVote(sel, down) => match self.select(sel) {
+                Some(i) => {
+                    let until = self.now + us(ARMED_FAULT_PATIENCE);
+                    self.vote_crash[i] = Some((us(*down), until));
+                    self.armed = true;
+                    format!("{} (armed until its next vote)", name(self, i))
+                }
+                None => "nobody (no such node)".to_string(),
+            },
+            Fault::IsolateLeaderOnAppend(lasting) => {
+                let until = self.now + us(ARMED_FAULT_PATIENCE);
+                self.append_isolations.push_back((us(*lasting), until));
+                self.armed = true;
+                "the next leader to append (armed)".to_string()
+            }
         };
         self.note_disturbance(&fault);
         let line = format!(
@@ -1428,6 +1501,118 @@ impl<'a> World<'a> {
         if self.trace.is_some() {
             self.trace_json(serde_json::json!({
                 "t_us": self.now, "kind": "fault", "fault": describe_fault(&fault), "target": text,
+            }));
+        }
+        self.update_leadership();
+    }
+
+    /// Whether node `i`'s step, with outputs `out`, is the moment of an armed fault: (it granted
+    /// a vote and is armed to crash, it leads, is not cut off itself and appended entries).
+    fn armed_moment(&self, i: usize, out: &[Output]) -> (bool, bool) {
+        let voted = self.vote_crash[i].is_some()
+            && out.iter().any(|o| {
+                matches!(o, Output::Send(m)
+                    if matches!(m.body, MessageBody::RequestVoteResponse { granted: true }))
+            });
+        let appended = !self.append_isolations.is_empty()
+            && self.nodes[i].node.as_ref().is_some_and(Node::is_leader)
+            && !self.isolated.contains(&i)
+            && out
+                .iter()
+                .any(|o| matches!(o, Output::Persist(Persist::Entries(_))));
+        (voted, appended)
+    }
+
+    /// Node `i` just took the step (ending at `t`) an armed fault waited for.
+    fn armed_faults_strike(&mut self, i: usize, t: u64, (voted, appended): (bool, bool)) {
+        let now = self.now;
+        if voted {
+            if let Some((down, until)) = self.vote_crash[i].take() {
+                if now <= until {
+                    // The vote leaves once every persist before it is durable: crash then.
+                    let at = self.nodes[i].sync_barrier.max(t);
+                    let incarnation = self.nodes[i].incarnation;
+                    self.schedule(
+                        at,
+                        Ev::VoteCrash {
+                            node: i,
+                            incarnation,
+                            down,
+                        },
+                    );
+                }
+            }
+        }
+        if appended {
+            while let Some((lasting, until)) = self.append_isolations.pop_front() {
+                if now > until {
+                    continue; // disarmed: its moment never came
+                }
+                self.isolated.insert(i);
+                self.recompute_links();
+                self.isolation_token[i] += 1;
+                let token = self.isolation_token[i];
+                self.schedule(now + lasting, Ev::IsolationEnd { node: i, token });
+                self.last_fault_at = now;
+                self.disturbed_at[i] = now;
+                self.cover("leader cut off right after an append");
+                let id = self.members[i];
+                self.condensed(format!(
+                    "{id} (leader) is cut off right after appending, for {} ms",
+                    lasting / 1_000
+                ));
+                self.hasher.u64(0x150A);
+                self.hasher.u64(u64::from(id.0));
+                if self.trace.is_some() {
+                    self.trace_json(serde_json::json!({
+                        "t_us": now, "kind": "isolate", "node": id.to_string(), "lasting_us": lasting,
+                    }));
+                }
+                self.update_leadership();
+                break;
+            }
+        }
+        self.armed =
+            self.vote_crash.iter().any(Option::is_some) || !self.append_isolations.is_empty();
+    }
+
+    /// An armed `CrashAfterVote` found its vote: the node crashes now, its answer gone out.
+    fn vote_crash_strikes(&mut self, i: usize, incarnation: u64, down: u64) {
+        if !self.nodes[i].up() || self.nodes[i].incarnation != incarnation {
+            return;
+        }
+        self.last_fault_at = self.now;
+        self.cover("crash right after a vote");
+        let id = self.members[i];
+        self.condensed(format!("{id} crashes right after granting a vote"));
+        self.crash(i, None);
+        let incarnation = self.nodes[i].incarnation;
+        let at = self.now + down;
+        self.schedule(
+            at,
+            Ev::ArmedRestart {
+                node: i,
+                incarnation,
+            },
+        );
+    }
+
+    /// The cut-off of an `IsolateLeaderOnAppend` ends (unless a `Heal` or a later cut-off of the
+    /// same node superseded it).
+    fn isolation_ends(&mut self, i: usize, token: u64) {
+        if self.isolation_token[i] != token || !self.isolated.remove(&i) {
+            return;
+        }
+        self.recompute_links();
+        self.last_fault_at = self.now;
+        self.disturbed_at.fill(self.now);
+        let id = self.members[i];
+        self.condensed(format!("{id}'s links come back"));
+        self.hasher.u64(0x4EA1);
+        self.hasher.u64(u64::from(id.0));
+        if self.trace.is_some() {
+            self.trace_json(serde_json::json!({
+                "t_us": self.now, "kind": "links-back", "node": id.to_string(),
             }));
         }
         self.update_leadership();

@@ -137,6 +137,8 @@ impl World<'_> {
             Fault::Partition(_) | Fault::Heal => self.disturbed_at.fill(now),
             Fault::Crash(_) | Fault::Restart(_) | Fault::Overload { .. } => {}
             Fault::CrashWorkload(_) | Fault::HangWorkload(_) | Fault::TransferLeadership => {}
+            // Armed faults mark the nodes they hit when they strike.
+            Fault::CrashAfterVote(..) | Fault::IsolateLeaderOnAppend(_) => {}
             Fault::Isolate(_) | Fault::OneWay(..) | Fault::Hang(..) | Fault::Slow(..) => {
                 // The selector was resolved when the fault fired; every node it may have hit is
                 // marked (cut links and hangs affect how both sides hear each other).
