@@ -19,6 +19,8 @@ pub(crate) mod tag {
     /// The targeted window a swarm seed may end its fault phase with (its own stream, so the
     /// windows drawn before it stay those of earlier versions).
     pub const SWARM_TARGETED: u64 = 6;
+    /// Leadership handovers scattered over a swarm seed's fault phase (a stream of their own).
+    pub const SWARM_TRANSFERS: u64 = 7;
     /// Plus the node number: node `n` uses `NODE_CORE + n`.
     pub const NODE_CORE: u64 = 0x100;
     /// Plus the node number.

@@ -26,6 +26,9 @@
 //! its bound (never two copies at once), nothing acknowledged may be lost and the history must be
 //! linearizable.
 //!
+//! One seed in two also hands leadership over (a graceful transfer) a few times at random moments
+//! of the fault phase, from a stream of its own.
+//!
 //! Generation draws from its own stream of the seed, so a swarm seed is replayed by generating the
 //! same scenario again (or from the RON file `cargo xtask soak --swarm --save-failing` writes).
 
@@ -187,6 +190,18 @@ pub fn generate(seed: u64) -> Scenario {
         t = end + r.between(500, 2_000);
     }
     t = targeted_window(seed, &names, latency_max, t, &mut faults);
+    // One seed in two: graceful leadership handovers at random moments of the fault phase, in
+    // the middle of whatever else happens (they may be given up, or race an election).
+    let mut handovers = Stream::new(seed, tag::SWARM_TRANSFERS);
+    if handovers.below(2) == 0 {
+        for _ in 0..1 + handovers.below(3) {
+            let when = handovers.between(0, t.max(1));
+            faults.push(TimedFault {
+                at: ms(when),
+                fault: Fault::TransferLeadership,
+            });
+        }
+    }
     // A crash loop outlasts its window; the file format wants faults in time order.
     faults.sort_by_key(|f| f.at);
     Scenario {
