@@ -587,9 +587,11 @@ impl Node {
             let at = *orch.backoff_due.entry(name.clone()).or_insert(now + delay);
             if at <= now && !orch.inflight.contains_key(name) {
                 due.push(name.clone());
-            } else {
+            } else if at > now {
                 orch.next_run = orch.next_run.min(at);
             }
+            // Due but its previous decision is still in flight: it is looked at again when that
+            // decision applies (which wakes the orchestrator), not on a timer in the past.
         }
         let window = self.cfg.restart_window;
         let max = self.cfg.max_restarts_in_window as usize;

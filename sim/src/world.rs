@@ -307,6 +307,8 @@ pub(crate) struct World<'a> {
     overload_burst: u64,
     pub(crate) history: History,
     pub(crate) checkers: SafetyCheckers,
+    /// Set when a run must stop at once (a node broke the timer contract).
+    halted: bool,
     hasher: TraceHasher,
     out: Vec<Output>,
     pub(crate) stats: RunStats,
@@ -419,6 +421,7 @@ impl<'a> World<'a> {
             free_slots: Vec::new(),
             nodes,
             checkers: SafetyCheckers::new(&members),
+            halted: false,
             members,
             blocked: vec![false; n * n],
             groups: None,
@@ -533,10 +536,17 @@ impl<'a> World<'a> {
                 continue;
             };
             self.free_slots.push(q.slot);
-            at_instant = if q.time == self.now { at_instant + 1 } else { 0 };
+            at_instant = if q.time == self.now {
+                at_instant + 1
+            } else {
+                0
+            };
             self.now = q.time;
             self.stats.events += 1;
             let budget = (self.now / 1_000_000 + 1) * MAX_EVENTS_PER_SIM_SECOND;
+            if self.halted {
+                break;
+            }
             if at_instant > MAX_EVENTS_AT_ONE_INSTANT || self.stats.events > budget {
                 let why = if at_instant > MAX_EVENTS_AT_ONE_INSTANT {
                     format!("{at_instant} events at one instant: simulated time stopped")
@@ -836,9 +846,21 @@ impl<'a> World<'a> {
         self.hasher.u64(now);
         self.hasher.u64(u64::from(n.id.0));
         self.hasher.input(&input);
+        let tick = matches!(input, Input::Tick);
         node.step(keel_core::Instant(now), input, &mut out);
         self.stats.steps += 1;
         self.checkers.after_step(now, node, &out);
+        // The timer contract: a Tick handles everything due, so the next deadline lies ahead.
+        // A node that asks to be woken again at once would spin for ever.
+        if tick && node.next_deadline().0 <= now {
+            let why = format!(
+                "{} handled a tick at {now} us and asked to be woken at {} us: it would spin",
+                n.id,
+                node.next_deadline().0
+            );
+            self.checkers.no_progress(now, why);
+            self.halted = true;
+        }
 
         // A pending mid-step crash strikes in the first step that persists something, after
         // that persist and a random number of the outputs behind it: the persist was issued
