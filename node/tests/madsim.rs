@@ -421,7 +421,11 @@ fn run(seed: u64) -> Vec<String> {
 
 #[test]
 fn kills_pauses_and_clogs_lose_no_acknowledged_write_and_repeat_per_seed() {
-    let seed = 42;
+    // `MADSIM_TEST_SEED=N cargo xtask madsim` tries another seed.
+    let seed = std::env::var("MADSIM_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(42);
     let a = run(seed);
     let b = run(seed);
     assert!(!a.is_empty());
