@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use keel_core::NodeId;
 use keel_node::config::FileConfig;
-use keel_node::server::{self, NodeSpec};
+use keel_node::server::NodeSpec;
 
 #[derive(Parser)]
 #[command(
@@ -554,28 +554,42 @@ fn main() -> anyhow::Result<()> {
                 shutdown: file.shutdown.clone(),
                 ..NodeSpec::new(id, listen, http, peers, data_dir)
             };
-            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            rt.block_on(async move {
-                // Ctrl-C or SIGTERM: stop taking requests, hand leadership over if leading,
-                // stop the workloads, leave.
-                let shutdown = async {
-                    let mut term =
-                        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                            .ok();
-                    tokio::select! {
-                        biased;
-                        _ = tokio::signal::ctrl_c() => {}
-                        _ = async {
-                            match term.as_mut() {
-                                Some(t) => { t.recv().await; }
-                                None => std::future::pending::<()>().await,
-                            }
-                        } => {}
-                    }
-                };
-                server::run(spec, shutdown).await
-            })?;
-            Ok(())
+            serve(spec)
         }
     }
+}
+
+/// Runs the node until Ctrl-C or SIGTERM.
+#[cfg(not(madsim))]
+fn serve(spec: NodeSpec) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    rt.block_on(async move {
+        // Ctrl-C or SIGTERM: stop taking requests, hand leadership over if leading,
+        // stop the workloads, leave.
+        let shutdown = async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                biased;
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async {
+                    match term.as_mut() {
+                        Some(t) => { t.recv().await; }
+                        None => std::future::pending::<()>().await,
+                    }
+                } => {}
+            }
+        };
+        keel_node::server::run(spec, shutdown).await
+    })?;
+    Ok(())
+}
+
+/// Under `--cfg madsim` the binary builds (cargo builds it for the package's tests) but serves
+/// nothing: a node runs only inside a madsim simulation (`node/tests/madsim.rs`).
+#[cfg(madsim)]
+fn serve(_spec: NodeSpec) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "this keel was built with --cfg madsim: `keel node` runs only inside madsim's simulator"
+    )
 }

@@ -111,6 +111,50 @@ pub struct ClusterInfo {
     pub members: Vec<String>,
 }
 
+/// The node's API in the same process: the operations the HTTP API carries, without HTTP (tests,
+/// and under madsim, where the HTTP server does not run). Clones share the node; every call
+/// answers `None` once the node has stopped.
+#[derive(Clone, Debug)]
+pub struct ApiHandle(mpsc::Sender<ApiRequest>);
+
+/// The node's end of an [`ApiHandle`], for [`run_with_api`].
+#[derive(Debug)]
+pub struct ApiInbox {
+    tx: mpsc::Sender<ApiRequest>,
+    rx: mpsc::Receiver<ApiRequest>,
+}
+
+/// A new in-process API: the handle for callers, the inbox for [`run_with_api`].
+pub fn api_channel() -> (ApiHandle, ApiInbox) {
+    let (tx, rx) = mpsc::channel::<ApiRequest>(1024);
+    (ApiHandle(tx.clone()), ApiInbox { tx, rx })
+}
+
+impl ApiHandle {
+    /// Carries out `op` as a client request to this node (forwarded or redirected as over
+    /// HTTP); `None` if the node stopped before it answered.
+    pub async fn op(&self, op: ClientOp) -> Option<ClientResult> {
+        let (reply, rx) = oneshot::channel();
+        self.0.send(ApiRequest::Op { op, reply }).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// The cluster as this node sees it (`GET /v1/cluster`).
+    pub async fn cluster(&self) -> Option<ClusterInfo> {
+        let (reply, rx) = oneshot::channel();
+        self.0.send(ApiRequest::Cluster { reply }).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// This node's metrics in Prometheus text format (`GET /metrics`).
+    pub async fn metrics(&self) -> Option<String> {
+        let (reply, rx) = oneshot::channel();
+        self.0.send(ApiRequest::Metrics { reply }).await.ok()?;
+        rx.await.ok()
+    }
+}
+
+#[derive(Debug)]
 enum ApiRequest {
     Op {
         op: ClientOp,
@@ -147,6 +191,17 @@ pub async fn run_on<N: Net>(
     spec: NodeSpec,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServerError> {
+    run_with_api::<N>(spec, shutdown, api_channel().1).await
+}
+
+/// [`run_on`], also taking requests from the [`ApiHandle`] of `api`. Under `--cfg madsim` this
+/// is the node's only API: axum's server spawns its connections onto the real tokio runtime,
+/// which a madsim simulation does not have, so there the node serves no HTTP.
+pub async fn run_with_api<N: Net>(
+    spec: NodeSpec,
+    shutdown: impl std::future::Future<Output = ()>,
+    api: ApiInbox,
+) -> Result<(), ServerError> {
     let mut members: Vec<NodeId> = spec.peers.keys().copied().collect();
     members.push(spec.id);
     members.sort();
@@ -174,12 +229,7 @@ pub async fn run_on<N: Net>(
             addr: spec.listen,
             source,
         })?;
-    let http_listener = N::bind(spec.http)
-        .await
-        .map_err(|source| ServerError::Bind {
-            addr: spec.http,
-            source,
-        })?;
+    let http_listener = bind_http::<N>(spec.http).await?;
     let (inbound_tx, mut inbound) = mpsc::channel::<Message>(4096);
     let outbound = Outbound::start::<N>(spec.id, &spec.peers, &spec.transport, seed);
     let _listener = AbortOnDrop(tokio::spawn(transport::listen::<N>(
@@ -189,11 +239,11 @@ pub async fn run_on<N: Net>(
         spec.transport.clone(),
         inbound_tx,
     )));
-    let (api_tx, mut api) = mpsc::channel::<ApiRequest>(1024);
-    let mut http = Some(AbortOnDrop(tokio::spawn(serve_http::<N>(
-        http_listener,
-        api_tx,
-    ))));
+    let ApiInbox {
+        tx: api_tx,
+        rx: mut api,
+    } = api;
+    let mut http = http_listener.map(|l| AbortOnDrop(tokio::spawn(serve_http::<N>(l, api_tx))));
     let id = spec.id;
     let pulse = spec.watchdog.clone().map(|w| {
         watchdog::start(w, move |stalled| {
@@ -309,6 +359,8 @@ pub async fn run_on<N: Net>(
         };
         // Group commit: the fsync runs on a blocking thread so that the HTTP API and the
         // transport keep running meanwhile; nothing of the step leaves before it is done.
+        // (madsim has no blocking threads: its spawn_blocking runs the fsync as a task.)
+        #[cfg_attr(madsim, allow(deprecated))]
         let effects = match gated {
             Ok(mut g) if g.needs_sync() => {
                 for m in g.take_early() {
@@ -376,6 +428,22 @@ fn clock_seed() -> u64 {
 }
 
 // ------------------------------------------------------------------ HTTP API
+
+/// The HTTP API's listener on `addr`.
+#[cfg(not(madsim))]
+async fn bind_http<N: Net>(addr: SocketAddr) -> Result<Option<N::Listener>, ServerError> {
+    match N::bind(addr).await {
+        Ok(l) => Ok(Some(l)),
+        Err(source) => Err(ServerError::Bind { addr, source }),
+    }
+}
+
+/// Under madsim there is no HTTP API (see [`run_with_api`]): requests come through
+/// [`ApiHandle`]s only.
+#[cfg(madsim)]
+async fn bind_http<N: Net>(_addr: SocketAddr) -> Result<Option<N::Listener>, ServerError> {
+    Ok(None)
+}
 
 async fn serve_http<N: Net>(listener: N::Listener, api: mpsc::Sender<ApiRequest>) {
     let app = Router::new()

@@ -119,10 +119,9 @@ async fn writer<N: Net>(
                 let _ = N::set_nodelay(&stream);
                 let mut buf = Vec::new();
                 if codec::encode(&Hello::new(&cfg.cluster, me), &mut buf).is_ok()
-                    && matches!(
-                        tokio::time::timeout(cfg.io_timeout, stream.write_all(&buf)).await,
-                        Ok(Ok(()))
-                    )
+                    && write_with_progress(&mut stream, &buf, cfg.io_timeout)
+                        .await
+                        .is_ok()
                 {
                     delay = cfg.reconnect_min;
                     tracing::info!(%peer, %addr, "connected");
@@ -171,16 +170,20 @@ async fn writer<N: Net>(
 
 /// Writes `buf` in pieces, each of which must be taken within `timeout`: a large frame (a
 /// snapshot) to a slow but live peer goes through, a peer that takes nothing does not hold the
-/// writer up for longer than `timeout`.
+/// writer up for longer than `timeout`. Each piece is flushed: a stream may hold written bytes
+/// until then (madsim's simulated TCP sends nothing before a flush; tokio's flush is a no-op).
 async fn write_with_progress(
     stream: &mut (impl AsyncWrite + Unpin),
     buf: &[u8],
     timeout: Duration,
 ) -> std::io::Result<()> {
     for piece in buf.chunks(64 * 1024) {
-        tokio::time::timeout(timeout, stream.write_all(piece))
-            .await
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        tokio::time::timeout(timeout, async {
+            stream.write_all(piece).await?;
+            stream.flush().await
+        })
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
     }
     Ok(())
 }

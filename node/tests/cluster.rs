@@ -1,6 +1,8 @@
 //! Three real nodes in one process, over loopback TCP and the HTTP API: they elect a leader, a
 //! write sent to a follower is acknowledged, the leader is killed, and the new leader serves the
 //! acknowledged write; the killed node restarts from its data directory and catches up.
+//! (Real sockets and the HTTP API: not under `--cfg madsim`, see `madsim.rs`.)
+#![cfg(not(madsim))]
 
 mod common;
 

@@ -1,6 +1,8 @@
 //! End to end: three real `keel node` processes on loopback ports. Writes go through the HTTP
 //! API (to any node); the leader is killed with SIGKILL; a new leader must serve every write that
 //! was acknowledged, with its value. Then the killed node restarts from its data directory.
+//! (Real sockets and the HTTP API: not under `--cfg madsim`, see `madsim.rs`.)
+#![cfg(not(madsim))]
 
 mod common;
 

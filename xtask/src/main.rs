@@ -15,6 +15,7 @@ use keel_sim::{RunOptions, Scenario};
 
 mod bench_node;
 mod cluster;
+mod madsim;
 mod mutants;
 
 #[derive(Parser)]
@@ -70,6 +71,13 @@ enum Command {
         /// Where cargo-mutants writes its results (mutants.out/).
         #[arg(long, default_value = "target/mutants")]
         output: PathBuf,
+    },
+    /// The real node code as a 3-node cluster in madsim's deterministic simulator (kills,
+    /// pauses, clogged links; one seed, run twice): built with `--cfg madsim` in target/madsim.
+    Madsim {
+        /// Passed to the test binary (after `--`), e.g. `-- --nocapture`.
+        #[arg(last = true)]
+        test_args: Vec<String>,
     },
     /// A real local cluster of `keel` processes under target/cluster/.
     Cluster {
@@ -187,6 +195,7 @@ fn main() -> ExitCode {
         Command::Bench { what, runs, write } => bench(&what, runs, write),
         Command::Planted { seeds } => planted(seeds),
         Command::Mutants { all, output } => mutants::run(all, &output),
+        Command::Madsim { test_args } => madsim::run(&test_args),
         Command::Cluster { action } => cluster::cluster(action),
         Command::Chaos { action } => cluster::chaos(action),
     };
