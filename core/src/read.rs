@@ -79,10 +79,8 @@ impl Node {
         if lead.reads.is_empty() {
             return;
         }
-        let mut rounds: Vec<u64> = lead.progress.values().map(|p| p.acked_round).collect();
-        rounds.push(lead.round);
-        rounds.sort_unstable_by(|a, b| b.cmp(a));
-        let confirmed = rounds[quorum - 1];
+        let own = lead.round;
+        let confirmed = lead.quorum_value(quorum, own, |p| p.acked_round);
         let mut ready = Vec::new();
         while lead
             .reads

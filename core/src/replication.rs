@@ -60,6 +60,9 @@ pub(crate) struct Leadership {
     /// Index of this leader's no-op: reads must wait until it is committed.
     pub term_start: LogIndex,
     pub reads: VecDeque<PendingRead>,
+    /// Reused for quorum arithmetic (the k-th highest match index or acknowledged round), so
+    /// the hot path of every acknowledgement allocates nothing.
+    scratch: Vec<u64>,
 }
 
 impl Leadership {
@@ -86,7 +89,33 @@ impl Leadership {
             quorum_check_at: now + cfg.election_timeout_min,
             term_start,
             reads: VecDeque::new(),
+            scratch: Vec::with_capacity(peers.len() + 1),
         }
+    }
+
+    /// The `k`-th highest (1-based) of every follower's `field` and `own`: the value a quorum of
+    /// `k` members (this one included) has reached.
+    pub(crate) fn quorum_value(
+        &mut self,
+        k: usize,
+        own: u64,
+        field: impl Fn(&Progress) -> u64,
+    ) -> u64 {
+        let v = &mut self.scratch;
+        v.clear();
+        v.push(own);
+        // Insertion sort, descending: clusters are a handful of nodes.
+        for p in self.progress.values() {
+            let x = field(p);
+            let mut i = v.len();
+            v.push(x);
+            while i > 0 && v[i - 1] < x {
+                v[i] = v[i - 1];
+                i -= 1;
+            }
+            v[i] = x;
+        }
+        v.get(k.saturating_sub(1)).copied().unwrap_or_default()
     }
 
     /// Starts the next round at `now`, forgetting rounds older than `keep`.
@@ -453,13 +482,12 @@ impl Node {
     /// §5.3, §5.4.2: the highest index stored on a majority becomes committed, but only if its
     /// entry is of the current term (earlier-term entries commit indirectly).
     pub(crate) fn maybe_commit(&mut self, now: Instant, out: &mut Vec<Output>) {
-        let Some(lead) = self.lead.as_ref() else {
+        let quorum = self.quorum();
+        let last = self.log.last_index();
+        let Some(lead) = self.lead.as_mut() else {
             return;
         };
-        let mut matched: Vec<LogIndex> = lead.progress.values().map(|p| p.matched).collect();
-        matched.push(self.log.last_index());
-        matched.sort_unstable_by(|a, b| b.cmp(a));
-        let candidate = matched[self.quorum() - 1];
+        let candidate = LogIndex(lead.quorum_value(quorum, last.0, |p| p.matched.0));
         let current_term = self.log.term_at(candidate) == Some(self.term);
         #[cfg(feature = "planted-bugs")]
         let current_term =
