@@ -196,13 +196,22 @@ impl KvState {
     }
 
     fn put(&mut self, key: &Key, value: &Value, index: LogIndex) {
-        self.entries.insert(
-            key.clone(),
-            Versioned {
-                value: value.clone(),
-                mod_revision: index,
-            },
-        );
+        // An existing key keeps its entry (and the value's buffer): no key clone per write.
+        match self.entries.get_mut(key) {
+            Some(v) => {
+                v.value.clone_from(value);
+                v.mod_revision = index;
+            }
+            None => {
+                self.entries.insert(
+                    key.clone(),
+                    Versioned {
+                        value: value.clone(),
+                        mod_revision: index,
+                    },
+                );
+            }
+        }
     }
 }
 

@@ -52,18 +52,28 @@ fn same(a: &Arc<Command>, b: &Arc<Command>) -> bool {
 #[derive(Default)]
 struct ElectionSafety {
     leaders: BTreeMap<Term, NodeId>,
+    /// The pair recorded last: a leader observed again in the same term (every step it takes)
+    /// needs no lookup.
+    last: Option<(Term, NodeId)>,
 }
 
 impl ElectionSafety {
     fn observe_leader(&mut self, term: Term, node: NodeId) -> Result<(), String> {
+        if self.last == Some((term, node)) {
+            return Ok(());
+        }
         match self.leaders.get(&term) {
             Some(other) if *other != node => Err(format!(
                 "{node} and {other} are both leaders of term {}",
                 term.0
             )),
-            Some(_) => Ok(()),
+            Some(_) => {
+                self.last = Some((term, node));
+                Ok(())
+            }
             None => {
                 self.leaders.insert(term, node);
+                self.last = Some((term, node));
                 Ok(())
             }
         }
@@ -73,12 +83,16 @@ impl ElectionSafety {
 /// A node's term never goes back.
 #[derive(Default)]
 struct TermMonotonic {
-    terms: BTreeMap<NodeId, Term>,
+    /// By member slot (see [`SafetyCheckers::slot`]); `None` until first seen (or restarted).
+    terms: Vec<Option<Term>>,
 }
 
 impl TermMonotonic {
-    fn observe_term(&mut self, node: NodeId, term: Term) -> Result<(), String> {
-        let last = self.terms.entry(node).or_insert(term);
+    fn observe_term(&mut self, slot: usize, node: NodeId, term: Term) -> Result<(), String> {
+        if self.terms.len() <= slot {
+            self.terms.resize(slot + 1, None);
+        }
+        let last = self.terms[slot].get_or_insert(term);
         if term < *last {
             let was = *last;
             *last = term;
@@ -241,10 +255,12 @@ pub struct SafetyCheckers {
     terms: TermMonotonic,
     matching: LogMatching,
     committed: CommittedLog,
-    /// Per node: the highest commit index already observed (reset on restart).
-    observed_commit: BTreeMap<NodeId, LogIndex>,
-    /// Per node: the term in which it was last seen leading.
-    led_in: BTreeMap<NodeId, Term>,
+    /// The members, in the order of the per-node vectors below.
+    members: Vec<NodeId>,
+    /// Per node slot: the highest commit index already observed (reset on restart).
+    observed_commit: Vec<LogIndex>,
+    /// Per node slot: the term in which it was last seen leading.
+    led_in: Vec<Option<Term>>,
     acked: u64,
     violations: Vec<Violation>,
     checks: u64,
@@ -257,11 +273,31 @@ impl SafetyCheckers {
             terms: TermMonotonic::default(),
             matching: LogMatching::default(),
             committed: CommittedLog::default(),
-            observed_commit: members.iter().map(|m| (*m, LogIndex(0))).collect(),
-            led_in: BTreeMap::new(),
+            members: members.to_vec(),
+            observed_commit: vec![LogIndex(0); members.len()],
+            led_in: vec![None; members.len()],
             acked: 0,
             violations: Vec::new(),
             checks: 0,
+        }
+    }
+
+    /// The slot of `node` in the per-node vectors: members are `n1..` in order in the
+    /// simulator, so the first guess is almost always right; a node outside the member list gets
+    /// a slot of its own past the members.
+    fn slot(&mut self, node: NodeId) -> usize {
+        let guess = (node.0 as usize).wrapping_sub(1);
+        if self.members.get(guess) == Some(&node) {
+            return guess;
+        }
+        match self.members.iter().position(|m| *m == node) {
+            Some(i) => i,
+            None => {
+                self.members.push(node);
+                self.observed_commit.push(LogIndex(0));
+                self.led_in.push(None);
+                self.members.len() - 1
+            }
         }
     }
 
@@ -288,7 +324,8 @@ impl SafetyCheckers {
     /// After node `node` took one step at `now_us`, producing `outputs`.
     pub fn after_step(&mut self, now_us: u64, node: &Node, outputs: &[Output]) {
         let id = node.id();
-        let r = self.terms.observe_term(id, node.term());
+        let slot = self.slot(id);
+        let r = self.terms.observe_term(slot, id, node.term());
         self.record(TERM_MONOTONIC, now_us, Some(id), r);
 
         for o in outputs {
@@ -301,7 +338,7 @@ impl SafetyCheckers {
         }
 
         let commit = node.commit_index();
-        let seen = self.observed_commit.get(&id).copied().unwrap_or_default();
+        let seen = self.observed_commit[slot];
         if commit > seen {
             let from = seen.0.max(node.log().offset().0) + 1;
             for i in from..=commit.0 {
@@ -310,7 +347,7 @@ impl SafetyCheckers {
                     self.record(COMMITTED_NEVER_LOST, now_us, Some(id), r);
                 }
             }
-            self.observed_commit.insert(id, commit);
+            self.observed_commit[slot] = commit;
             let max = self.committed.max();
             if max.0 > MATCH_WINDOW {
                 self.matching.prune_below(LogIndex(max.0 - MATCH_WINDOW));
@@ -321,8 +358,8 @@ impl SafetyCheckers {
             let term = node.term();
             let r = self.election.observe_leader(term, id);
             self.record(ELECTION_SAFETY, now_us, Some(id), r);
-            if self.led_in.get(&id) != Some(&term) {
-                self.led_in.insert(id, term);
+            if self.led_in[slot] != Some(term) {
+                self.led_in[slot] = Some(term);
                 let r = self.committed.check_leader(node);
                 self.record(COMMITTED_NEVER_LOST, now_us, Some(id), r);
             }
@@ -340,9 +377,12 @@ impl SafetyCheckers {
     /// every send waits for the sync, so a forgotten term or vote shows up as two leaders in one
     /// term, which election safety catches).
     pub fn node_restarted(&mut self, node: NodeId) {
-        self.observed_commit.insert(node, LogIndex(0));
-        self.led_in.remove(&node);
-        self.terms.terms.remove(&node);
+        let slot = self.slot(node);
+        self.observed_commit[slot] = LogIndex(0);
+        self.led_in[slot] = None;
+        if let Some(t) = self.terms.terms.get_mut(slot) {
+            *t = None;
+        }
     }
 
     /// A client received a successful answer for `write`, applied at `revision`.
@@ -431,10 +471,10 @@ mod tests {
     #[test]
     fn a_term_going_back_fires() {
         let mut c = TermMonotonic::default();
-        assert!(c.observe_term(NodeId(1), Term(3)).is_ok());
-        assert!(c.observe_term(NodeId(1), Term(3)).is_ok());
-        assert!(c.observe_term(NodeId(2), Term(1)).is_ok());
-        assert!(c.observe_term(NodeId(1), Term(2)).is_err());
+        assert!(c.observe_term(0, NodeId(1), Term(3)).is_ok());
+        assert!(c.observe_term(0, NodeId(1), Term(3)).is_ok());
+        assert!(c.observe_term(1, NodeId(2), Term(1)).is_ok());
+        assert!(c.observe_term(0, NodeId(1), Term(2)).is_err());
     }
 
     #[test]

@@ -275,6 +275,8 @@ pub(crate) struct World<'a> {
     clients: Vec<Client>,
     next_process: u64,
     next_request: u64,
+    /// `user/k{k}` and its text, by `k` (see [`World::client_key`]).
+    client_keys: Vec<Option<(Key, String)>>,
     pending: BTreeMap<RequestId, Pending>,
     /// (deadline, request) in deadline order; answered requests are skipped when they come up.
     deadlines: VecDeque<(u64, RequestId)>,
@@ -398,6 +400,7 @@ impl<'a> World<'a> {
             next_process: scenario.clients.count as u64,
             clients,
             next_request: 1,
+            client_keys: Vec::new(),
             pending: BTreeMap::new(),
             deadlines: VecDeque::new(),
             timeouts_armed: false,
@@ -1420,8 +1423,7 @@ impl<'a> World<'a> {
         }
         let keys = self.scenario.clients.keys.max(1);
         let k = self.client_rng.below(keys);
-        let key = Key::user(format!("k{k}"));
-        let key_text = key.to_string();
+        let (key, key_text) = self.client_key(k);
         let roll = self.client_rng.below(100);
         let client = &mut self.clients[c];
         client.ops_issued += 1;
@@ -1514,6 +1516,19 @@ impl<'a> World<'a> {
         }
     }
 
+    /// Client key `k` (`user/k{k}`) and its text, formatted once per run.
+    fn client_key(&mut self, k: usize) -> (Key, String) {
+        if self.client_keys.len() <= k {
+            self.client_keys.resize_with(k + 1, || None);
+        }
+        let (key, text) = self.client_keys[k].get_or_insert_with(|| {
+            let key = Key::user(format!("k{k}"));
+            let text = key.to_string();
+            (key, text)
+        });
+        (key.clone(), text.clone())
+    }
+
     fn overload_arrival(&mut self, burst: u64) {
         let Some((current, until, interval)) = self.overload else {
             return;
@@ -1559,15 +1574,18 @@ impl<'a> World<'a> {
         };
         self.hasher.u64(0xA5);
         self.hasher.u64(id.0);
+        if self.trace.is_some() {
+            self.trace_json(serde_json::json!({
+                "t_us": self.now, "kind": "answer", "id": id.0, "result": format!("{answer:?}"),
+            }));
+        }
         let mut retry_after = None;
         let mut new_target = None;
         let mut new_process = false;
-        let completion = match &answer {
+        let completion = match answer {
             Answer::Reply(Ok(ClientResponse::Value { value, .. })) => {
                 self.hasher.byte(1);
-                Completion::Ok {
-                    read: value.clone(),
-                }
+                Completion::Ok { read: value }
             }
             // Only the operator reads workloads, and its answers never reach here.
             Answer::Reply(Ok(
@@ -1580,7 +1598,7 @@ impl<'a> World<'a> {
                 self.hasher.byte(2);
                 self.hasher.u64(revision.0);
                 if let Some(w) = p.write.as_ref() {
-                    self.checkers.write_acknowledged(self.now, *revision, w);
+                    self.checkers.write_acknowledged(self.now, revision, w);
                 }
                 Completion::Ok { read: None }
             }
@@ -1593,7 +1611,7 @@ impl<'a> World<'a> {
                     }
                     ClientError::Overloaded { retry_after: r } => {
                         self.stats.client_rejected += 1;
-                        retry_after = Some(us(*r));
+                        retry_after = Some(us(r));
                         Completion::Fail
                     }
                     ClientError::NotCommitted => {
@@ -1629,31 +1647,32 @@ impl<'a> World<'a> {
                 self.cover("client outcome unknown");
             }
         }
-        if self.trace.is_some() {
-            self.trace_json(serde_json::json!({
-                "t_us": self.now, "kind": "answer", "id": id.0, "result": format!("{answer:?}"),
-            }));
-        }
-        let op = self.history.operations().get(p.op.0).map(|o| o.op.clone());
-        self.history.complete(self.now, p.op, completion.clone());
+        // Remember what the client saw, for its next compare-and-set on that key.
+        let seen = match (p.owner, &completion) {
+            (Owner::Client(_), Completion::Ok { read }) => {
+                self.history.operations().get(p.op.0).and_then(|o| {
+                    let k = o
+                        .op
+                        .key()
+                        .strip_prefix("user/k")
+                        .and_then(|k| k.parse::<usize>().ok())?;
+                    let seen = match &o.op {
+                        Op::Get { .. } => read.clone(),
+                        Op::Put { value, .. } => Some(value.clone()),
+                        Op::Cas { to, .. } => Some(to.clone()),
+                        Op::Delete { .. } => None,
+                    };
+                    Some((k, seen))
+                })
+            }
+            _ => None,
+        };
+        self.history.complete(self.now, p.op, completion);
         let Owner::Client(c) = p.owner else {
             return;
         };
-        // Remember what the client saw, for its next compare-and-set on that key.
-        if let (Some(op), Completion::Ok { read }) = (op, &completion) {
-            if let Some(k) = op
-                .key()
-                .strip_prefix("user/k")
-                .and_then(|k| k.parse::<usize>().ok())
-            {
-                let seen = match op {
-                    Op::Get { .. } => read.clone(),
-                    Op::Put { value, .. } => Some(value),
-                    Op::Cas { to, .. } => Some(to),
-                    Op::Delete { .. } => None,
-                };
-                self.clients[c].seen.insert(k, seen);
-            }
+        if let Some((k, v)) = seen {
+            self.clients[c].seen.insert(k, v);
         }
         let client = &mut self.clients[c];
         client.in_flight = None;
