@@ -5,7 +5,7 @@
 //! messages, advancing the commit index by counting only current-term entries, and applying
 //! committed entries in order. Never: deciding elections.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use crate::config::Config;
 use crate::io::{ClientError, ClientResponse, Output, Persist};
@@ -48,7 +48,7 @@ pub(crate) enum Mode {
 /// Leader-only state, dropped on step-down.
 #[derive(Debug)]
 pub(crate) struct Leadership {
-    pub progress: BTreeMap<NodeId, Progress>,
+    pub progress: crate::peer_map::PeerMap<Progress>,
     /// Heartbeat round: every message to followers carries it and their answers echo it. Bumped
     /// at every heartbeat and to confirm waiting reads.
     pub round: u64,
