@@ -349,7 +349,7 @@ impl Node {
             out.push(Output::Workload(WorkloadAction::Start {
                 name,
                 epoch,
-                spec,
+                spec: Box::new(spec),
             }));
             self.agent.report_now = true;
         }

@@ -98,7 +98,7 @@ impl Node {
                 ClientOp::Get { key } => self.leader_read(now, origin, Query::Key(key), out),
                 ClientOp::Write(w) => self.propose(now, origin, Command::Write(w), out),
                 ClientOp::Workload(WorkloadOp::Submit(spec)) => {
-                    self.propose(now, origin, Command::Orch(OrchCommand::Submit(spec)), out)
+                    self.propose(now, origin, Command::Orch(OrchCommand::Submit(*spec)), out)
                 }
                 ClientOp::Workload(WorkloadOp::Stop { name }) => {
                     self.propose(now, origin, Command::Orch(OrchCommand::Stop { name }), out)

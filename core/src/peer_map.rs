@@ -23,10 +23,23 @@ impl<V> PeerMap<V> {
 
     /// Inserts or replaces the value of `id`, keeping the ids in order.
     pub(crate) fn insert(&mut self, id: NodeId, value: V) {
+        if let Some(v) = self.get_mut(&id) {
+            *v = value;
+            return;
+        }
         match self.entries.binary_search_by(|(k, _)| k.cmp(&id)) {
             Ok(i) => self.entries[i].1 = value,
             Err(i) => self.entries.insert(i, (id, value)),
         }
+    }
+
+    pub(crate) fn contains_key(&self, id: &NodeId) -> bool {
+        self.entries.iter().any(|(k, _)| k == id)
+    }
+
+    /// Entries in id order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&NodeId, &V)> {
+        self.entries.iter().map(|(k, v)| (k, v))
     }
 
     /// Values in id order.
@@ -66,6 +79,11 @@ mod tests {
         m.insert(NodeId(2), 21);
         assert_eq!(m.get(&NodeId(2)), Some(&21));
         assert_eq!(m.get(&NodeId(4)), None);
+        assert!(m.contains_key(&NodeId(3)) && !m.contains_key(&NodeId(4)));
+        assert_eq!(
+            m.iter().map(|(k, _)| k.0).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
         if let Some(v) = m.get_mut(&NodeId(1)) {
             *v = 11;
         }

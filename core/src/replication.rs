@@ -384,11 +384,12 @@ impl Node {
                 self.log.truncate_from(from_index);
                 self.trace(Event::LogTruncated { from: from_index }, out);
             }
-            let new: Vec<Entry> = entries.split_off(k);
-            for e in &new {
+            // The message's own vector becomes the persisted batch: no second allocation.
+            entries.drain(..k);
+            for e in &entries {
                 self.log.push(e.clone());
             }
-            out.push(Output::Persist(Persist::Entries(new)));
+            out.push(Output::Persist(Persist::Entries(entries)));
         }
         let commit_to = leader_commit.min(match_index);
         if commit_to > self.commit {
