@@ -33,6 +33,10 @@ impl<V> PeerMap<V> {
         }
     }
 
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
     pub(crate) fn contains_key(&self, id: &NodeId) -> bool {
         self.entries.iter().any(|(k, _)| k == id)
     }

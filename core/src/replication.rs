@@ -60,8 +60,8 @@ pub(crate) struct Leadership {
     /// Index of this leader's no-op: reads must wait until it is committed.
     pub term_start: LogIndex,
     pub reads: VecDeque<PendingRead>,
-    /// Reused for quorum arithmetic (the k-th highest match index or acknowledged round), so
-    /// the hot path of every acknowledgement allocates nothing.
+    /// Room for quorum arithmetic in clusters too large for the stack buffer of
+    /// [`Leadership::quorum_value`] (more than 8 members).
     scratch: Vec<u64>,
 }
 
@@ -89,7 +89,7 @@ impl Leadership {
             quorum_check_at: now + cfg.election_timeout_min,
             term_start,
             reads: VecDeque::new(),
-            scratch: Vec::with_capacity(peers.len() + 1),
+            scratch: Vec::new(),
         }
     }
 
@@ -101,21 +101,30 @@ impl Leadership {
         own: u64,
         field: impl Fn(&Progress) -> u64,
     ) -> u64 {
-        let v = &mut self.scratch;
-        v.clear();
-        v.push(own);
-        // Insertion sort, descending: clusters are a handful of nodes.
-        for p in self.progress.values() {
-            let x = field(p);
-            let mut i = v.len();
-            v.push(x);
+        // Insertion sort, descending: clusters are a handful of nodes, which fit on the stack.
+        fn insert(v: &mut [u64], len: usize, x: u64) {
+            let mut i = len;
             while i > 0 && v[i - 1] < x {
                 v[i] = v[i - 1];
                 i -= 1;
             }
             v[i] = x;
         }
-        v.get(k.saturating_sub(1)).copied().unwrap_or_default()
+        let k = k.saturating_sub(1);
+        let mut small = [0u64; 8];
+        let n = self.progress.len() + 1;
+        let v: &mut [u64] = if n <= small.len() {
+            &mut small[..n]
+        } else {
+            self.scratch.clear();
+            self.scratch.resize(n, 0);
+            &mut self.scratch
+        };
+        v[0] = own;
+        for (len, p) in (1..).zip(self.progress.values()) {
+            insert(v, len, field(p));
+        }
+        v.get(k).copied().unwrap_or_default()
     }
 
     /// Starts the next round at `now`, forgetting rounds older than `keep`.

@@ -91,6 +91,16 @@ fn us(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 4)
 }
 
+/// `x` scaled by a slow node's `factor`: `(x as f64 * factor) as u64`, skipping the float
+/// round trip for the usual factor 1 (exact below 2^53, so the result is the same).
+fn scaled(x: u64, factor: f64) -> u64 {
+    if factor == 1.0 && x < (1 << 53) {
+        x
+    } else {
+        (x as f64 * factor) as u64
+    }
+}
+
 /// What the event queue holds.
 #[derive(Debug)]
 enum Ev {
@@ -790,7 +800,7 @@ impl<'a> World<'a> {
         };
         let slow = n.slow_factor;
         let cost = us(self.cfg.step_cost) + us(self.cfg.output_cost) * out.len() as u64;
-        let t = now + (cost as f64 * slow) as u64;
+        let t = now + scaled(cost, slow);
         n.busy_until = t;
 
         let mut role_changed = false;
@@ -834,13 +844,13 @@ impl<'a> World<'a> {
         }
         let done = if n.running_sync_end <= t {
             let latency = n.storage_rng.between(us(lo), us(hi));
-            n.running_sync_end = t + (latency as f64 * n.slow_factor) as u64;
+            n.running_sync_end = t + scaled(latency, n.slow_factor);
             n.running_sync_end
         } else if let Some(next) = n.next_sync_end {
             next
         } else {
             let latency = n.storage_rng.between(us(lo), us(hi));
-            let next = n.running_sync_end + (latency as f64 * n.slow_factor) as u64;
+            let next = n.running_sync_end + scaled(latency, n.slow_factor);
             n.next_sync_end = Some(next);
             next
         };
@@ -873,7 +883,7 @@ impl<'a> World<'a> {
         let incarnation = self.nodes[i].incarnation;
         if copies == 2 {
             let latency = self.net_rng.between(us(lo), us(hi));
-            let at = released_at + (latency as f64 * slow) as u64;
+            let at = released_at + scaled(latency, slow);
             self.schedule(
                 at,
                 Ev::Deliver {
@@ -884,7 +894,7 @@ impl<'a> World<'a> {
             );
         }
         let latency = self.net_rng.between(us(lo), us(hi));
-        let at = released_at + (latency as f64 * slow) as u64;
+        let at = released_at + scaled(latency, slow);
         self.schedule(
             at,
             Ev::Deliver {
