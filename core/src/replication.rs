@@ -93,6 +93,19 @@ impl Leadership {
         }
     }
 
+    /// Whether `k` members (this one with `own`, the followers with their `field`) have reached
+    /// `x`: the same as `quorum_value(k, own, field) >= x`, without sorting.
+    pub(crate) fn quorum_reached(
+        &self,
+        k: usize,
+        own: u64,
+        x: u64,
+        field: impl Fn(&Progress) -> u64,
+    ) -> bool {
+        let reached = usize::from(own >= x) + self.progress.values().filter(|p| field(p) >= x).count();
+        reached >= k
+    }
+
     /// The `k`-th highest (1-based) of every follower's `field` and `own`: the value a quorum of
     /// `k` members (this one included) has reached.
     pub(crate) fn quorum_value(
@@ -494,9 +507,15 @@ impl Node {
     pub(crate) fn maybe_commit(&mut self, now: Instant, out: &mut Vec<Output>) {
         let quorum = self.quorum();
         let last = self.log.last_index();
+        let commit = self.commit;
         let Some(lead) = self.lead.as_mut() else {
             return;
         };
+        // Nothing to do unless a quorum holds something beyond the commit index (the usual case
+        // of an acknowledgement): a count, cheaper than finding the quorum's match index.
+        if !lead.quorum_reached(quorum, last.0, commit.0 + 1, |p| p.matched.0) {
+            return;
+        }
         let candidate = LogIndex(lead.quorum_value(quorum, last.0, |p| p.matched.0));
         let current_term = self.log.term_at(candidate) == Some(self.term);
         #[cfg(feature = "planted-bugs")]
