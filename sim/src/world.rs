@@ -29,7 +29,7 @@
 //!   request is recorded in the history (invoke, then ok / fail / info).
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::time::Duration;
 
 use keel_core::{
@@ -41,6 +41,7 @@ use keel_core::{
 
 use crate::checkers::SafetyCheckers;
 use crate::history::{Completion, History, Op, OpId};
+use crate::linearizability::BuildKeyHasher;
 use crate::report::{Failover, RunStats};
 use crate::rng::{self, tag, Stream};
 use crate::scenario::{Fault, Scenario, Selector};
@@ -287,7 +288,8 @@ pub(crate) struct World<'a> {
     next_request: u64,
     /// `user/k{k}` and its text, by `k` (see [`World::client_key`]).
     client_keys: Vec<Option<(Key, String)>>,
-    pending: BTreeMap<RequestId, Pending>,
+    /// Requests in flight. Looked up by id only, never iterated: a hash map.
+    pending: HashMap<RequestId, Pending, BuildKeyHasher>,
     /// (deadline, request) in deadline order; answered requests are skipped when they come up.
     deadlines: VecDeque<(u64, RequestId)>,
     timeouts_armed: bool,
@@ -335,6 +337,32 @@ const ADMIN_RETRY_US: u64 = 200_000;
 const MID_STEP_CRASH_PATIENCE_US: u64 = 50_000;
 /// Keys an overload burst writes and reads (`user/ov0`..), apart from the clients' keys.
 const OVERLOAD_KEYS: usize = 1024;
+
+/// `format!("c{client}.{n}")`, the value a client writes, without the formatting machinery (one
+/// per client operation).
+fn client_value(client: usize, n: u64) -> String {
+    fn push_decimal(s: &mut String, mut x: u64) {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (x % 10) as u8;
+            x /= 10;
+            if x == 0 {
+                break;
+            }
+        }
+        for &d in &digits[i..] {
+            s.push(char::from(d));
+        }
+    }
+    let mut s = String::with_capacity(24);
+    s.push('c');
+    push_decimal(&mut s, client as u64);
+    s.push('.');
+    push_decimal(&mut s, n);
+    s
+}
 
 fn fmt_time(t: u64) -> String {
     format!("{:>4}.{:03}s", t / 1_000_000, (t / 1_000) % 1_000)
@@ -411,7 +439,7 @@ impl<'a> World<'a> {
             clients,
             next_request: 1,
             client_keys: Vec::new(),
-            pending: BTreeMap::new(),
+            pending: HashMap::default(),
             deadlines: VecDeque::new(),
             timeouts_armed: false,
             overload: None,
@@ -1438,7 +1466,7 @@ impl<'a> World<'a> {
         let client = &mut self.clients[c];
         client.ops_issued += 1;
         client.last_invoke = self.now;
-        let value = format!("c{c}.{}", client.ops_issued);
+        let value = client_value(c, client.ops_issued);
         let (op, hop, write) = if roll < 45 {
             get_op(key, key_text)
         } else if roll < 80 {
@@ -1734,6 +1762,16 @@ impl<'a> World<'a> {
         self.stats.final_commit_index = self.max_commit;
         self.hasher.u64(0xE7D);
         self.hasher.u64(end);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn client_values_read_as_formatted() {
+        for (c, n) in [(0, 0), (0, 1), (7, 10), (11, 12345), (123, u64::MAX)] {
+            assert_eq!(super::client_value(c, n), format!("c{c}.{n}"));
+        }
     }
 }
 
