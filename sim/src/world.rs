@@ -28,8 +28,7 @@
 //!   not partitioned from the nodes. Overload bursts are open-loop requests at a fixed rate. Every
 //!   request is recorded in the history (invoke, then ok / fail / info).
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 use keel_core::{
@@ -175,30 +174,6 @@ enum Ev {
     End,
 }
 
-/// A heap entry: the event itself waits in a slab, so the heap moves 24 bytes, not a message.
-struct Queued {
-    time: u64,
-    seq: u64,
-    slot: usize,
-}
-
-impl PartialEq for Queued {
-    fn eq(&self, other: &Self) -> bool {
-        (self.time, self.seq) == (other.time, other.seq)
-    }
-}
-impl Eq for Queued {}
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Queued {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.time, self.seq).cmp(&(other.time, other.seq))
-    }
-}
-
 struct SimNode {
     id: NodeId,
     node: Option<Node>,
@@ -267,10 +242,7 @@ pub(crate) struct World<'a> {
     cfg: SimConfig,
     now: u64,
     end: u64,
-    seq: u64,
-    queue: BinaryHeap<Reverse<Queued>>,
-    slab: Vec<Option<Ev>>,
-    free_slots: Vec<usize>,
+    queue: queue::EventQueue<Ev>,
     nodes: Vec<SimNode>,
     members: Vec<NodeId>,
     /// `blocked[from * n + to]`: messages from `from` to `to` are lost.
@@ -324,6 +296,7 @@ pub(crate) struct World<'a> {
     awaiting_replacement: BTreeMap<String, u64>,
 }
 
+mod queue;
 mod workload_driver;
 
 const WINDOW_US: u64 = 5_000_000;
@@ -419,10 +392,7 @@ impl<'a> World<'a> {
             cfg,
             now: 0,
             end: us(scenario.duration),
-            seq: 0,
-            queue: BinaryHeap::new(),
-            slab: Vec::new(),
-            free_slots: Vec::new(),
+            queue: queue::EventQueue::new(),
             nodes,
             checkers: SafetyCheckers::new(&members),
             members,
@@ -467,22 +437,7 @@ impl<'a> World<'a> {
     }
 
     fn schedule(&mut self, time: u64, ev: Ev) {
-        self.seq += 1;
-        let slot = match self.free_slots.pop() {
-            Some(slot) => {
-                self.slab[slot] = Some(ev);
-                slot
-            }
-            None => {
-                self.slab.push(Some(ev));
-                self.slab.len() - 1
-            }
-        };
-        self.queue.push(Reverse(Queued {
-            time,
-            seq: self.seq,
-            slot,
-        }));
+        self.queue.push(time, ev);
     }
 
     fn trace_json(&mut self, value: serde_json::Value) {
@@ -527,12 +482,11 @@ impl<'a> World<'a> {
         let end = self.end;
         self.schedule(end, Ev::End);
 
-        while let Some(Reverse(q)) = self.queue.pop() {
-            let Some(ev) = self.slab.get_mut(q.slot).and_then(Option::take) else {
+        while let Some((time, slot)) = self.queue.pop() {
+            let Some(ev) = self.queue.take(slot) else {
                 continue;
             };
-            self.free_slots.push(q.slot);
-            self.now = q.time;
+            self.now = time;
             self.stats.events += 1;
             self.roll_window();
             if matches!(ev, Ev::End) {
