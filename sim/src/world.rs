@@ -101,6 +101,15 @@ fn scaled(x: u64, factor: f64) -> u64 {
     }
 }
 
+/// The durations the engine uses on every step, in microseconds (converted once per run).
+struct Micros {
+    step_cost: u64,
+    output_cost: u64,
+    fsync_latency: (u64, u64),
+    latency: (u64, u64),
+    client_timeout: u64,
+}
+
 /// What the event queue holds.
 #[derive(Debug)]
 enum Ev {
@@ -240,6 +249,7 @@ pub(crate) struct World<'a> {
     scenario: &'a Scenario,
     seed: u64,
     cfg: SimConfig,
+    us: Micros,
     now: u64,
     end: u64,
     queue: queue::EventQueue<Ev>,
@@ -389,6 +399,13 @@ impl<'a> World<'a> {
         World {
             scenario,
             seed,
+            us: Micros {
+                step_cost: us(cfg.step_cost),
+                output_cost: us(cfg.output_cost),
+                fsync_latency: (us(cfg.fsync_latency.0), us(cfg.fsync_latency.1)),
+                latency: (us(scenario.network.latency.0), us(scenario.network.latency.1)),
+                client_timeout: us(scenario.clients.timeout),
+            },
             cfg,
             now: 0,
             end: us(scenario.duration),
@@ -633,8 +650,8 @@ impl<'a> World<'a> {
     }
 
     fn client_latency(&mut self) -> u64 {
-        let (lo, hi) = self.scenario.network.latency;
-        self.net_rng.between(us(lo), us(hi))
+        let (lo, hi) = self.us.latency;
+        self.net_rng.between(lo, hi)
     }
 
     // ---------------------------------------------------------------- nodes
@@ -781,7 +798,7 @@ impl<'a> World<'a> {
             _ => None,
         };
         let slow = n.slow_factor;
-        let cost = us(self.cfg.step_cost) + us(self.cfg.output_cost) * out.len() as u64;
+        let cost = self.us.step_cost + self.us.output_cost * out.len() as u64;
         let t = now + scaled(cost, slow);
         n.busy_until = t;
 
@@ -815,7 +832,7 @@ impl<'a> World<'a> {
     /// joins the next one, which starts when the running one completes and covers every persist
     /// that joined it.
     fn persist(&mut self, i: usize, t: u64, p: Persist) {
-        let (lo, hi) = self.cfg.fsync_latency;
+        let (lo, hi) = self.us.fsync_latency;
         let n = &mut self.nodes[i];
         if let Some(next) = n.next_sync_end {
             if n.sync_barrier <= t || n.running_sync_end <= t {
@@ -825,13 +842,13 @@ impl<'a> World<'a> {
             }
         }
         let done = if n.running_sync_end <= t {
-            let latency = n.storage_rng.between(us(lo), us(hi));
+            let latency = n.storage_rng.between(lo, hi);
             n.running_sync_end = t + scaled(latency, n.slow_factor);
             n.running_sync_end
         } else if let Some(next) = n.next_sync_end {
             next
         } else {
-            let latency = n.storage_rng.between(us(lo), us(hi));
+            let latency = n.storage_rng.between(lo, hi);
             let next = n.running_sync_end + scaled(latency, n.slow_factor);
             n.next_sync_end = Some(next);
             next
@@ -860,11 +877,11 @@ impl<'a> World<'a> {
         } else {
             1
         };
-        let (lo, hi) = self.scenario.network.latency;
+        let (lo, hi) = self.us.latency;
         let slow = self.nodes[i].slow_factor;
         let incarnation = self.nodes[i].incarnation;
         if copies == 2 {
-            let latency = self.net_rng.between(us(lo), us(hi));
+            let latency = self.net_rng.between(lo, hi);
             let at = released_at + scaled(latency, slow);
             self.schedule(
                 at,
@@ -875,7 +892,7 @@ impl<'a> World<'a> {
                 },
             );
         }
-        let latency = self.net_rng.between(us(lo), us(hi));
+        let latency = self.net_rng.between(lo, hi);
         let at = released_at + scaled(latency, slow);
         self.schedule(
             at,
@@ -1484,7 +1501,7 @@ impl<'a> World<'a> {
                 req: ClientRequest { id, op },
             },
         );
-        let timeout = self.now + us(self.scenario.clients.timeout);
+        let timeout = self.now + self.us.client_timeout;
         // Every request has the same timeout, so deadlines arrive in order: one queue, one event.
         self.deadlines.push_back((timeout, id));
         self.arm_timeouts();
