@@ -250,13 +250,28 @@ mod tests {
 
     #[test]
     fn keys_order_as_partition_then_name_bytes() {
-        let names = ["", "a", "ab", "b", "k1", "k10", "k2", "a-very-long-key-name-1", "a-very-long-key-name-2", "zz"];
+        let names = [
+            "",
+            "a",
+            "ab",
+            "b",
+            "k1",
+            "k10",
+            "k2",
+            "a-very-long-key-name-1",
+            "a-very-long-key-name-2",
+            "zz",
+        ];
         for p in [Partition::Tasks, Partition::User] {
             for q in [Partition::Tasks, Partition::User] {
                 for x in names {
                     for y in names {
                         let (a, b) = (Key::new(p, x), Key::new(q, y));
-                        assert_eq!(a.cmp(&b), (p, x.as_bytes()).cmp(&(q, y.as_bytes())), "{a} vs {b}");
+                        assert_eq!(
+                            a.cmp(&b),
+                            (p, x.as_bytes()).cmp(&(q, y.as_bytes())),
+                            "{a} vs {b}"
+                        );
                     }
                 }
             }

@@ -95,8 +95,8 @@ impl Node {
                 ready.push(r);
             }
         }
-        let start_round = lead.reads.back().is_some_and(|r| r.round > lead.round)
-            && confirmed(lead, lead.round);
+        let start_round =
+            lead.reads.back().is_some_and(|r| r.round > lead.round) && confirmed(lead, lead.round);
         if start_round {
             lead.start_round(now, keep);
         }

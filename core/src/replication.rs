@@ -102,7 +102,8 @@ impl Leadership {
         x: u64,
         field: impl Fn(&Progress) -> u64,
     ) -> bool {
-        let reached = usize::from(own >= x) + self.progress.values().filter(|p| field(p) >= x).count();
+        let reached =
+            usize::from(own >= x) + self.progress.values().filter(|p| field(p) >= x).count();
         reached >= k
     }
 

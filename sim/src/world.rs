@@ -403,7 +403,10 @@ impl<'a> World<'a> {
                 step_cost: us(cfg.step_cost),
                 output_cost: us(cfg.output_cost),
                 fsync_latency: (us(cfg.fsync_latency.0), us(cfg.fsync_latency.1)),
-                latency: (us(scenario.network.latency.0), us(scenario.network.latency.1)),
+                latency: (
+                    us(scenario.network.latency.0),
+                    us(scenario.network.latency.1),
+                ),
                 client_timeout: us(scenario.clients.timeout),
             },
             cfg,
@@ -789,13 +792,15 @@ impl<'a> World<'a> {
         // A pending mid-step crash strikes in the first step that persists something, after
         // that persist and a random number of the outputs behind it: the persist was issued
         // but not synced, so it is lost, and so is everything queued behind it.
-        let first_persist = out.iter().position(|o| matches!(o, Output::Persist(_)));
-        let cut = match (n.crash_in_next_step, first_persist) {
-            (Some(k), Some(p)) => {
-                n.crash_in_next_step = None;
-                Some(p + 1 + (k as usize) % (out.len() - p))
-            }
-            _ => None,
+        let cut = match n.crash_in_next_step {
+            None => None,
+            Some(k) => match out.iter().position(|o| matches!(o, Output::Persist(_))) {
+                Some(p) => {
+                    n.crash_in_next_step = None;
+                    Some(p + 1 + (k as usize) % (out.len() - p))
+                }
+                None => None,
+            },
         };
         let slow = n.slow_factor;
         let cost = self.us.step_cost + self.us.output_cost * out.len() as u64;
@@ -1660,11 +1665,10 @@ impl<'a> World<'a> {
         let seen = match (p.owner, &completion) {
             (Owner::Client(_), Completion::Ok { read }) => {
                 self.history.operations().get(p.op.0).and_then(|o| {
-                    let k = o
-                        .op
-                        .key()
-                        .strip_prefix("user/k")
-                        .and_then(|k| k.parse::<usize>().ok())?;
+                    let k =
+                        o.op.key()
+                            .strip_prefix("user/k")
+                            .and_then(|k| k.parse::<usize>().ok())?;
                     let seen = match &o.op {
                         Op::Get { .. } => read.clone(),
                         Op::Put { value, .. } => Some(value.clone()),
