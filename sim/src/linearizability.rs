@@ -175,9 +175,7 @@ fn check_key(history: &History, key: &str, ids: &[OpId], budget: u64) -> (Verdic
         return (Verdict::Linearizable, 0, n_ops);
     }
     // Calls before returns at equal times; then by op for determinism.
-    // Every key is distinct (each op has one call and one return), so an unstable sort gives the
-    // same order.
-    timed.sort_unstable();
+    timed.sort_by_key(|&(t, kind, op)| (t, kind, op));
 
     // A doubly linked list over events; node 0 is the head sentinel.
     let n = timed.len();
