@@ -111,7 +111,31 @@ impl TermMonotonic {
 #[derive(Default)]
 struct LogMatching {
     base: u64,
-    by_index: std::collections::VecDeque<Vec<(Term, Arc<Command>)>>,
+    by_index: std::collections::VecDeque<Persisted>,
+}
+
+/// The (term, command) pairs persisted at one index, one per term: almost always a single one,
+/// kept inline (no allocation per index).
+#[derive(Default)]
+struct Persisted {
+    first: Option<(Term, Arc<Command>)>,
+    more: Vec<(Term, Arc<Command>)>,
+}
+
+impl Persisted {
+    fn find(&self, term: Term) -> Option<&Arc<Command>> {
+        match &self.first {
+            Some((t, c)) if *t == term => Some(c),
+            _ => self.more.iter().find(|(t, _)| *t == term).map(|(_, c)| c),
+        }
+    }
+
+    fn add(&mut self, term: Term, command: Arc<Command>) {
+        match self.first {
+            None => self.first = Some((term, command)),
+            Some(_) => self.more.push((term, command)),
+        }
+    }
 }
 
 impl LogMatching {
@@ -129,17 +153,17 @@ impl LogMatching {
         }
         let slot = (index.0 - self.base) as usize;
         while self.by_index.len() <= slot {
-            self.by_index.push_back(Vec::new());
+            self.by_index.push_back(Persisted::default());
         }
         let seen = &mut self.by_index[slot];
-        match seen.iter().find(|(t, _)| *t == term) {
-            Some((_, c)) if !same(c, command) => Err(format!(
+        match seen.find(term) {
+            Some(c) if !same(c, command) => Err(format!(
                 "two entries at index {} of term {} differ: {c:?} vs {command:?}",
                 index.0, term.0
             )),
             Some(_) => Ok(()),
             None => {
-                seen.push((term, command.clone()));
+                seen.add(term, command.clone());
                 Ok(())
             }
         }
