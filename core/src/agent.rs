@@ -75,10 +75,11 @@ impl Agent {
 
     /// The earliest time the agent needs a step.
     pub(crate) fn deadline(&self) -> Instant {
-        let mut at = self.renew_at;
-        if !self.copies.is_empty() {
-            at = at.min(self.lease_until);
+        // Asked after every step: a node without copies (the usual case) has only its renewal.
+        if self.copies.is_empty() {
+            return self.renew_at;
         }
+        let mut at = self.renew_at.min(self.lease_until);
         for c in self.copies.values() {
             if let Some(w) = c.watchdog {
                 at = at.min(c.last_progress + w);
@@ -349,7 +350,7 @@ impl Node {
             out.push(Output::Workload(WorkloadAction::Start {
                 name,
                 epoch,
-                spec,
+                spec: Box::new(spec),
             }));
             self.agent.report_now = true;
         }

@@ -6,6 +6,8 @@
 //! one that does not answers `NotLeader` at once. Every admitted request is answered exactly once,
 //! at the latest `request_timeout` after it arrived.
 
+use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use crate::io::{ClientError, ClientOp, ClientReply, ClientResult, Output, Persist, WorkloadOp};
@@ -49,10 +51,40 @@ pub(crate) struct Proposal {
 /// window is volatile: a duplicate delivered after this node restarted is not recognised; TCP
 /// (the production transport) never duplicates, the simulator's duplicates arrive within one
 /// latency bound.
+///
+/// Membership only (never iterated), so a hash set serves, with a fixed hasher: no per-process
+/// random keys, and nothing about its layout can reach an output.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct SeenForwards {
-    seen: std::collections::BTreeSet<(NodeId, RequestId)>,
+    seen: HashSet<(NodeId, RequestId), BuildHasherDefault<PairHasher>>,
     expiry: std::collections::VecDeque<(Instant, NodeId, RequestId)>,
+}
+
+/// A fixed multiply-xor hasher for small integer keys (FxHash's step).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct PairHasher(u64);
+
+impl PairHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl Hasher for PairHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.add(u64::from(*b));
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.add(u64::from(n));
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 impl SeenForwards {
@@ -107,7 +139,7 @@ impl Node {
                 ClientOp::Get { key } => self.leader_read(now, origin, Query::Key(key), out),
                 ClientOp::Write(w) => self.propose(now, origin, Command::Write(w), out),
                 ClientOp::Workload(WorkloadOp::Submit(spec)) => {
-                    self.propose(now, origin, Command::Orch(OrchCommand::Submit(spec)), out)
+                    self.propose(now, origin, Command::Orch(OrchCommand::Submit(*spec)), out)
                 }
                 ClientOp::Workload(WorkloadOp::Stop { name }) => {
                     self.propose(now, origin, Command::Orch(OrchCommand::Stop { name }), out)

@@ -56,7 +56,8 @@ pub enum WorkloadAction {
     Start {
         name: String,
         epoch: LogIndex,
-        spec: WorkloadSpec,
+        /// Boxed: see [`WorkloadOp::Submit`].
+        spec: Box<WorkloadSpec>,
     },
     /// Stop the copy of `epoch` (kill it if it does not stop).
     Stop {
@@ -116,8 +117,9 @@ pub enum ClientOp {
 /// Client operations on the workload registry.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum WorkloadOp {
-    /// Create or update a workload and want it running (a write).
-    Submit(WorkloadSpec),
+    /// Create or update a workload and want it running (a write). Boxed: a spec is large and
+    /// rare, and every message and output is as large as its largest variant.
+    Submit(Box<WorkloadSpec>),
     /// Want it stopped (a write).
     Stop { name: String },
     /// Start or stop draining a node: no new placements go to a draining node (a write).

@@ -66,11 +66,40 @@ impl FromStr for Partition {
     }
 }
 
-/// A key: a partition and a name inside it. Written `partition/name`.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+/// A key: a partition and a name inside it. Written `partition/name`. Ordered by partition, then
+/// name (bytewise), as a derived order would be.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
 pub struct Key {
     pub partition: Partition,
     pub name: String,
+}
+
+impl Ord for Key {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.partition
+            .cmp(&other.partition)
+            .then_with(|| cmp_name(self.name.as_bytes(), other.name.as_bytes()))
+    }
+}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// `a.cmp(b)` (lexicographic bytes, then length), without a `memcmp` call for the short names
+/// keys usually have: the state machine compares keys on every write it applies.
+fn cmp_name(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    if a.len() > 16 || b.len() > 16 {
+        return a.cmp(b);
+    }
+    for (x, y) in a.iter().zip(b) {
+        if x != y {
+            return x.cmp(y);
+        }
+    }
+    a.len().cmp(&b.len())
 }
 
 impl Key {
@@ -196,19 +225,58 @@ impl KvState {
     }
 
     fn put(&mut self, key: &Key, value: &Value, index: LogIndex) {
-        self.entries.insert(
-            key.clone(),
-            Versioned {
-                value: value.clone(),
-                mod_revision: index,
-            },
-        );
+        // An existing key keeps its entry (and the value's buffer): no key clone per write.
+        match self.entries.get_mut(key) {
+            Some(v) => {
+                v.value.clone_from(value);
+                v.mod_revision = index;
+            }
+            None => {
+                self.entries.insert(
+                    key.clone(),
+                    Versioned {
+                        value: value.clone(),
+                        mod_revision: index,
+                    },
+                );
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_order_as_partition_then_name_bytes() {
+        let names = [
+            "",
+            "a",
+            "ab",
+            "b",
+            "k1",
+            "k10",
+            "k2",
+            "a-very-long-key-name-1",
+            "a-very-long-key-name-2",
+            "zz",
+        ];
+        for p in [Partition::Tasks, Partition::User] {
+            for q in [Partition::Tasks, Partition::User] {
+                for x in names {
+                    for y in names {
+                        let (a, b) = (Key::new(p, x), Key::new(q, y));
+                        assert_eq!(
+                            a.cmp(&b),
+                            (p, x.as_bytes()).cmp(&(q, y.as_bytes())),
+                            "{a} vs {b}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn partitions_parse_and_print() {

@@ -22,6 +22,7 @@ pub mod log;
 pub mod message;
 pub mod node;
 mod orchestrator;
+mod peer_map;
 pub mod read;
 pub mod replication;
 mod rng;

@@ -21,13 +21,14 @@
 //! - a new leader re-places nothing during its first `lease_duration + lease_margin`, which covers
 //!   leases granted by its predecessors.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::io::{Output, Persist};
 use crate::message::{Command, Entry, MessageBody};
 use crate::node::Node;
+use crate::peer_map::PeerMap;
 use crate::trace::{BreakerState, Event, WorkloadDecision};
 use crate::types::{Instant, LogIndex, NodeId};
 use crate::workload::{Desired, ExitOutcome, Health, OrchCommand, Status};
@@ -55,8 +56,8 @@ pub(crate) struct Orchestrator {
     term_started: Instant,
     next_run: Instant,
     /// When each member was last heard (directly this term, or from the previous leader's grants).
-    heard: BTreeMap<NodeId, Instant>,
-    heard_this_term: BTreeSet<NodeId>,
+    heard: PeerMap<Instant>,
+    heard_this_term: PeerMap<()>,
     /// Orchestration entries appended and not yet applied, by workload.
     inflight: BTreeMap<String, LogIndex>,
     /// Placements appended and not yet applied: workload -> (node, resources), counted as used.
@@ -83,7 +84,7 @@ impl Orchestrator {
 
     pub(crate) fn heard(&mut self, from: NodeId, now: Instant) {
         self.heard.insert(from, now);
-        self.heard_this_term.insert(from);
+        self.heard_this_term.insert(from, ());
     }
 
     /// Run again at `at` at the latest.
@@ -99,7 +100,7 @@ fn micros(d: Duration) -> u64 {
 impl Node {
     /// Builds the orchestrator of a new leader.
     pub(crate) fn start_orchestrator(&mut self, now: Instant) {
-        let mut heard = BTreeMap::new();
+        let mut heard = PeerMap::default();
         for &m in &self.cfg.members {
             let at = match self.agent.heard.get(&m) {
                 Some(t) => *t,
@@ -112,7 +113,7 @@ impl Node {
             term_started: now,
             next_run: now,
             heard,
-            heard_this_term: BTreeSet::new(),
+            heard_this_term: PeerMap::default(),
             inflight: BTreeMap::new(),
             assigning: BTreeMap::new(),
             health_inflight: BTreeMap::new(),
@@ -375,7 +376,7 @@ impl Node {
             return Health::Alive;
         }
         let recorded = self.sm.registry.health(node);
-        if !orch.heard_this_term.contains(&node) {
+        if !orch.heard_this_term.contains_key(&node) {
             // A node the registry records dead stays dead until this leader hears it. Any other
             // node gets two renewal intervals after the election to find the new leader before
             // the silences passed on by the previous leader count against it.
@@ -677,7 +678,7 @@ impl Node {
                 || self
                     .orch
                     .as_ref()
-                    .is_some_and(|o| o.heard_this_term.contains(&node));
+                    .is_some_and(|o| o.heard_this_term.contains_key(&node));
             if alive && heard && self.breaker_allows(now, node, out) {
                 eligible.push(node);
             }

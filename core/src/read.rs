@@ -79,22 +79,24 @@ impl Node {
         if lead.reads.is_empty() {
             return;
         }
-        let mut rounds: Vec<u64> = lead.progress.values().map(|p| p.acked_round).collect();
-        rounds.push(lead.round);
-        rounds.sort_unstable_by(|a, b| b.cmp(a));
-        let confirmed = rounds[quorum - 1];
+        // A round is confirmed when a quorum (this leader included) acknowledged it or a later
+        // one.
+        let own = lead.round;
+        let confirmed = |lead: &crate::replication::Leadership, round: u64| {
+            lead.quorum_reached(quorum, own, round, |p| p.acked_round)
+        };
         let mut ready = Vec::new();
         while lead
             .reads
             .front()
-            .is_some_and(|r| r.round <= confirmed && r.read_index <= applied)
+            .is_some_and(|r| r.read_index <= applied && confirmed(lead, r.round))
         {
             if let Some(r) = lead.reads.pop_front() {
                 ready.push(r);
             }
         }
         let start_round =
-            confirmed >= lead.round && lead.reads.back().is_some_and(|r| r.round > lead.round);
+            lead.reads.back().is_some_and(|r| r.round > lead.round) && confirmed(lead, lead.round);
         if start_round {
             lead.start_round(now, keep);
         }

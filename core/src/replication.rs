@@ -5,7 +5,7 @@
 //! messages, advancing the commit index by counting only current-term entries, and applying
 //! committed entries in order. Never: deciding elections.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use crate::config::Config;
 use crate::io::{ClientError, ClientResponse, Output, Persist};
@@ -48,7 +48,7 @@ pub(crate) enum Mode {
 /// Leader-only state, dropped on step-down.
 #[derive(Debug)]
 pub(crate) struct Leadership {
-    pub progress: BTreeMap<NodeId, Progress>,
+    pub progress: crate::peer_map::PeerMap<Progress>,
     /// Heartbeat round: every message to followers carries it and their answers echo it. Bumped
     /// at every heartbeat and to confirm waiting reads.
     pub round: u64,
@@ -62,6 +62,9 @@ pub(crate) struct Leadership {
     pub reads: VecDeque<PendingRead>,
     /// A leadership transfer in progress.
     pub transfer: Option<crate::transfer::Transfer>,
+    /// Room for quorum arithmetic in clusters too large for the stack buffer of
+    /// [`Leadership::quorum_value`] (more than 8 members).
+    scratch: Vec<u64>,
 }
 
 impl Leadership {
@@ -89,7 +92,56 @@ impl Leadership {
             term_start,
             reads: VecDeque::new(),
             transfer: None,
+            scratch: Vec::new(),
         }
+    }
+
+    /// Whether `k` members (this one with `own`, the followers with their `field`) have reached
+    /// `x`: the same as `quorum_value(k, own, field) >= x`, without sorting.
+    pub(crate) fn quorum_reached(
+        &self,
+        k: usize,
+        own: u64,
+        x: u64,
+        field: impl Fn(&Progress) -> u64,
+    ) -> bool {
+        let reached =
+            usize::from(own >= x) + self.progress.values().filter(|p| field(p) >= x).count();
+        reached >= k
+    }
+
+    /// The `k`-th highest (1-based) of every follower's `field` and `own`: the value a quorum of
+    /// `k` members (this one included) has reached.
+    pub(crate) fn quorum_value(
+        &mut self,
+        k: usize,
+        own: u64,
+        field: impl Fn(&Progress) -> u64,
+    ) -> u64 {
+        // Insertion sort, descending: clusters are a handful of nodes, which fit on the stack.
+        fn insert(v: &mut [u64], len: usize, x: u64) {
+            let mut i = len;
+            while i > 0 && v[i - 1] < x {
+                v[i] = v[i - 1];
+                i -= 1;
+            }
+            v[i] = x;
+        }
+        let k = k.saturating_sub(1);
+        let mut small = [0u64; 8];
+        let n = self.progress.len() + 1;
+        let v: &mut [u64] = if n <= small.len() {
+            &mut small[..n]
+        } else {
+            self.scratch.clear();
+            self.scratch.resize(n, 0);
+            &mut self.scratch
+        };
+        v[0] = own;
+        for (len, p) in (1..).zip(self.progress.values()) {
+            insert(v, len, field(p));
+        }
+        v.get(k).copied().unwrap_or_default()
     }
 
     /// Starts the next round at `now`, forgetting rounds older than `keep`.
@@ -366,11 +418,12 @@ impl Node {
                 self.log.truncate_from(from_index);
                 self.trace(Event::LogTruncated { from: from_index }, out);
             }
-            let new: Vec<Entry> = entries.split_off(k);
-            for e in &new {
+            // The message's own vector becomes the persisted batch: no second allocation.
+            entries.drain(..k);
+            for e in &entries {
                 self.log.push(e.clone());
             }
-            out.push(Output::Persist(Persist::Entries(new)));
+            out.push(Output::Persist(Persist::Entries(entries)));
         }
         let commit_to = leader_commit.min(match_index);
         if commit_to > self.commit {
@@ -465,13 +518,18 @@ impl Node {
     /// §5.3, §5.4.2: the highest index stored on a majority becomes committed, but only if its
     /// entry is of the current term (earlier-term entries commit indirectly).
     pub(crate) fn maybe_commit(&mut self, now: Instant, out: &mut Vec<Output>) {
-        let Some(lead) = self.lead.as_ref() else {
+        let quorum = self.quorum();
+        let last = self.log.last_index();
+        let commit = self.commit;
+        let Some(lead) = self.lead.as_mut() else {
             return;
         };
-        let mut matched: Vec<LogIndex> = lead.progress.values().map(|p| p.matched).collect();
-        matched.push(self.log.last_index());
-        matched.sort_unstable_by(|a, b| b.cmp(a));
-        let candidate = matched[self.quorum() - 1];
+        // Nothing to do unless a quorum holds something beyond the commit index (the usual case
+        // of an acknowledgement): a count, cheaper than finding the quorum's match index.
+        if !lead.quorum_reached(quorum, last.0, commit.0 + 1, |p| p.matched.0) {
+            return;
+        }
+        let candidate = LogIndex(lead.quorum_value(quorum, last.0, |p| p.matched.0));
         let current_term = self.log.term_at(candidate) == Some(self.term);
         #[cfg(feature = "planted-bugs")]
         let current_term =

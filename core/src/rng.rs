@@ -18,10 +18,11 @@ impl NodeRng {
             return lo;
         }
         let span = hi - lo;
-        let zone = u64::MAX - (u64::MAX % span);
         loop {
             let x = self.0.next_u64();
-            if x < zone {
+            // Accept below `zone = MAX - MAX % span`, which is above `MAX - span`: only a draw in
+            // the top `span` values needs the zone (a second division) to decide.
+            if x <= u64::MAX - span || x < u64::MAX - (u64::MAX % span) {
                 return lo + x % span;
             }
         }

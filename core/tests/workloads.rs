@@ -11,7 +11,10 @@ use common::Cluster;
 use keel_core::*;
 
 fn submit(c: &mut Cluster, leader: NodeId, spec: WorkloadSpec) {
-    let id = c.request(leader, ClientOp::Workload(WorkloadOp::Submit(spec)));
+    let id = c.request(
+        leader,
+        ClientOp::Workload(WorkloadOp::Submit(Box::new(spec))),
+    );
     c.deliver_all();
     c.advance(Duration::from_millis(50));
     assert!(

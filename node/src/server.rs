@@ -796,7 +796,7 @@ async fn workload_submit(
             json!({"error": "bad_request", "detail": problem}),
         ));
     }
-    let op = ClientOp::Workload(keel_core::WorkloadOp::Submit(spec));
+    let op = ClientOp::Workload(keel_core::WorkloadOp::Submit(Box::new(spec)));
     Ok(written(call(&api, op).await))
 }
 

@@ -113,7 +113,7 @@ impl Supervisor {
             WorkloadAction::Start { name, epoch, spec } => {
                 // A copy of an older assignment must not outlive its replacement's start.
                 self.copies.remove(&name);
-                self.start(now, name, epoch, spec);
+                self.start(now, name, epoch, *spec);
             }
             WorkloadAction::Stop {
                 name,

@@ -55,18 +55,28 @@ fn same(a: &Arc<Command>, b: &Arc<Command>) -> bool {
 #[derive(Default)]
 struct ElectionSafety {
     leaders: BTreeMap<Term, NodeId>,
+    /// The pair recorded last: a leader observed again in the same term (every step it takes)
+    /// needs no lookup.
+    last: Option<(Term, NodeId)>,
 }
 
 impl ElectionSafety {
     fn observe_leader(&mut self, term: Term, node: NodeId) -> Result<(), String> {
+        if self.last == Some((term, node)) {
+            return Ok(());
+        }
         match self.leaders.get(&term) {
             Some(other) if *other != node => Err(format!(
                 "{node} and {other} are both leaders of term {}",
                 term.0
             )),
-            Some(_) => Ok(()),
+            Some(_) => {
+                self.last = Some((term, node));
+                Ok(())
+            }
             None => {
                 self.leaders.insert(term, node);
+                self.last = Some((term, node));
                 Ok(())
             }
         }
@@ -76,12 +86,16 @@ impl ElectionSafety {
 /// A node's term never goes back.
 #[derive(Default)]
 struct TermMonotonic {
-    terms: BTreeMap<NodeId, Term>,
+    /// By member slot (see [`SafetyCheckers::slot`]); `None` until first seen (or restarted).
+    terms: Vec<Option<Term>>,
 }
 
 impl TermMonotonic {
-    fn observe_term(&mut self, node: NodeId, term: Term) -> Result<(), String> {
-        let last = self.terms.entry(node).or_insert(term);
+    fn observe_term(&mut self, slot: usize, node: NodeId, term: Term) -> Result<(), String> {
+        if self.terms.len() <= slot {
+            self.terms.resize(slot + 1, None);
+        }
+        let last = self.terms[slot].get_or_insert(term);
         if term < *last {
             let was = *last;
             *last = term;
@@ -100,7 +114,31 @@ impl TermMonotonic {
 #[derive(Default)]
 struct LogMatching {
     base: u64,
-    by_index: std::collections::VecDeque<Vec<(Term, Arc<Command>)>>,
+    by_index: std::collections::VecDeque<Persisted>,
+}
+
+/// The (term, command) pairs persisted at one index, one per term: almost always a single one,
+/// kept inline (no allocation per index).
+#[derive(Default)]
+struct Persisted {
+    first: Option<(Term, Arc<Command>)>,
+    more: Vec<(Term, Arc<Command>)>,
+}
+
+impl Persisted {
+    fn find(&self, term: Term) -> Option<&Arc<Command>> {
+        match &self.first {
+            Some((t, c)) if *t == term => Some(c),
+            _ => self.more.iter().find(|(t, _)| *t == term).map(|(_, c)| c),
+        }
+    }
+
+    fn add(&mut self, term: Term, command: Arc<Command>) {
+        match self.first {
+            None => self.first = Some((term, command)),
+            Some(_) => self.more.push((term, command)),
+        }
+    }
 }
 
 impl LogMatching {
@@ -118,17 +156,17 @@ impl LogMatching {
         }
         let slot = (index.0 - self.base) as usize;
         while self.by_index.len() <= slot {
-            self.by_index.push_back(Vec::new());
+            self.by_index.push_back(Persisted::default());
         }
         let seen = &mut self.by_index[slot];
-        match seen.iter().find(|(t, _)| *t == term) {
-            Some((_, c)) if !same(c, command) => Err(format!(
+        match seen.find(term) {
+            Some(c) if !same(c, command) => Err(format!(
                 "two entries at index {} of term {} differ: {c:?} vs {command:?}",
                 index.0, term.0
             )),
             Some(_) => Ok(()),
             None => {
-                seen.push((term, command.clone()));
+                seen.add(term, command.clone());
                 Ok(())
             }
         }
@@ -244,10 +282,12 @@ pub struct SafetyCheckers {
     terms: TermMonotonic,
     matching: LogMatching,
     committed: CommittedLog,
-    /// Per node: the highest commit index already observed (reset on restart).
-    observed_commit: BTreeMap<NodeId, LogIndex>,
-    /// Per node: the term in which it was last seen leading.
-    led_in: BTreeMap<NodeId, Term>,
+    /// The members, in the order of the per-node vectors below.
+    members: Vec<NodeId>,
+    /// Per node slot: the highest commit index already observed (reset on restart).
+    observed_commit: Vec<LogIndex>,
+    /// Per node slot: the term in which it was last seen leading.
+    led_in: Vec<Option<Term>>,
     acked: u64,
     violations: Vec<Violation>,
     checks: u64,
@@ -260,11 +300,31 @@ impl SafetyCheckers {
             terms: TermMonotonic::default(),
             matching: LogMatching::default(),
             committed: CommittedLog::default(),
-            observed_commit: members.iter().map(|m| (*m, LogIndex(0))).collect(),
-            led_in: BTreeMap::new(),
+            members: members.to_vec(),
+            observed_commit: vec![LogIndex(0); members.len()],
+            led_in: vec![None; members.len()],
             acked: 0,
             violations: Vec::new(),
             checks: 0,
+        }
+    }
+
+    /// The slot of `node` in the per-node vectors: members are `n1..` in order in the
+    /// simulator, so the first guess is almost always right; a node outside the member list gets
+    /// a slot of its own past the members.
+    fn slot(&mut self, node: NodeId) -> usize {
+        let guess = (node.0 as usize).wrapping_sub(1);
+        if self.members.get(guess) == Some(&node) {
+            return guess;
+        }
+        match self.members.iter().position(|m| *m == node) {
+            Some(i) => i,
+            None => {
+                self.members.push(node);
+                self.observed_commit.push(LogIndex(0));
+                self.led_in.push(None);
+                self.members.len() - 1
+            }
         }
     }
 
@@ -291,7 +351,8 @@ impl SafetyCheckers {
     /// After node `node` took one step at `now_us`, producing `outputs`.
     pub fn after_step(&mut self, now_us: u64, node: &Node, outputs: &[Output]) {
         let id = node.id();
-        let r = self.terms.observe_term(id, node.term());
+        let slot = self.slot(id);
+        let r = self.terms.observe_term(slot, id, node.term());
         self.record(TERM_MONOTONIC, now_us, Some(id), r);
 
         for o in outputs {
@@ -304,7 +365,7 @@ impl SafetyCheckers {
         }
 
         let commit = node.commit_index();
-        let seen = self.observed_commit.get(&id).copied().unwrap_or_default();
+        let seen = self.observed_commit[slot];
         if commit > seen {
             let from = seen.0.max(node.log().offset().0) + 1;
             for i in from..=commit.0 {
@@ -313,7 +374,7 @@ impl SafetyCheckers {
                     self.record(COMMITTED_NEVER_LOST, now_us, Some(id), r);
                 }
             }
-            self.observed_commit.insert(id, commit);
+            self.observed_commit[slot] = commit;
             let max = self.committed.max();
             if max.0 > MATCH_WINDOW {
                 self.matching.prune_below(LogIndex(max.0 - MATCH_WINDOW));
@@ -324,8 +385,8 @@ impl SafetyCheckers {
             let term = node.term();
             let r = self.election.observe_leader(term, id);
             self.record(ELECTION_SAFETY, now_us, Some(id), r);
-            if self.led_in.get(&id) != Some(&term) {
-                self.led_in.insert(id, term);
+            if self.led_in[slot] != Some(term) {
+                self.led_in[slot] = Some(term);
                 let r = self.committed.check_leader(node);
                 self.record(COMMITTED_NEVER_LOST, now_us, Some(id), r);
             }
@@ -343,9 +404,12 @@ impl SafetyCheckers {
     /// every send waits for the sync, so a forgotten term or vote shows up as two leaders in one
     /// term, which election safety catches).
     pub fn node_restarted(&mut self, node: NodeId) {
-        self.observed_commit.insert(node, LogIndex(0));
-        self.led_in.remove(&node);
-        self.terms.terms.remove(&node);
+        let slot = self.slot(node);
+        self.observed_commit[slot] = LogIndex(0);
+        self.led_in[slot] = None;
+        if let Some(t) = self.terms.terms.get_mut(slot) {
+            *t = None;
+        }
     }
 
     /// A client received a successful answer for `write`, applied at `revision`.
@@ -439,10 +503,10 @@ mod tests {
     #[test]
     fn a_term_going_back_fires() {
         let mut c = TermMonotonic::default();
-        assert!(c.observe_term(NodeId(1), Term(3)).is_ok());
-        assert!(c.observe_term(NodeId(1), Term(3)).is_ok());
-        assert!(c.observe_term(NodeId(2), Term(1)).is_ok());
-        assert!(c.observe_term(NodeId(1), Term(2)).is_err());
+        assert!(c.observe_term(0, NodeId(1), Term(3)).is_ok());
+        assert!(c.observe_term(0, NodeId(1), Term(3)).is_ok());
+        assert!(c.observe_term(1, NodeId(2), Term(1)).is_ok());
+        assert!(c.observe_term(0, NodeId(1), Term(2)).is_err());
     }
 
     #[test]

@@ -304,10 +304,10 @@ fn check_key(history: &History, key: &str, ids: &[OpId], budget: u64) -> (Verdic
 /// hashes), and the value tables hash short strings the simulator wrote. Lookups only: no
 /// iteration order of these tables reaches an output.
 #[derive(Default, Clone, Copy)]
-struct BuildKeyHasher;
+pub(crate) struct BuildKeyHasher;
 
 #[derive(Default)]
-struct KeyHasher(u64);
+pub(crate) struct KeyHasher(u64);
 
 impl std::hash::Hasher for KeyHasher {
     fn finish(&self) -> u64 {

@@ -28,8 +28,7 @@
 //!   not partitioned from the nodes. Overload bursts are open-loop requests at a fixed rate. Every
 //!   request is recorded in the history (invoke, then ok / fail / info).
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 use keel_core::{
@@ -49,6 +48,7 @@ const MAX_EVENTS_AT_ONE_INSTANT: u64 = 1_000_000;
 /// under 50,000).
 const MAX_EVENTS_PER_SIM_SECOND: u64 = 500_000;
 use crate::history::{Completion, History, Op, OpId};
+use crate::linearizability::BuildKeyHasher;
 use crate::report::{Failover, RunStats};
 use crate::rng::{self, tag, Stream};
 use crate::scenario::{Fault, Scenario, Selector, ARMED_FAULT_PATIENCE};
@@ -97,6 +97,25 @@ impl Default for SimConfig {
 
 fn us(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 4)
+}
+
+/// `x` scaled by a slow node's `factor`: `(x as f64 * factor) as u64`, skipping the float
+/// round trip for the usual factor 1 (exact below 2^53, so the result is the same).
+fn scaled(x: u64, factor: f64) -> u64 {
+    if factor == 1.0 && x < (1 << 53) {
+        x
+    } else {
+        (x as f64 * factor) as u64
+    }
+}
+
+/// The durations the engine uses on every step, in microseconds (converted once per run).
+struct Micros {
+    step_cost: u64,
+    output_cost: u64,
+    fsync_latency: (u64, u64),
+    latency: (u64, u64),
+    client_timeout: u64,
 }
 
 /// What the event queue holds.
@@ -188,30 +207,6 @@ enum Ev {
     End,
 }
 
-/// A heap entry: the event itself waits in a slab, so the heap moves 24 bytes, not a message.
-struct Queued {
-    time: u64,
-    seq: u64,
-    slot: usize,
-}
-
-impl PartialEq for Queued {
-    fn eq(&self, other: &Self) -> bool {
-        (self.time, self.seq) == (other.time, other.seq)
-    }
-}
-impl Eq for Queued {}
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Queued {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.time, self.seq).cmp(&(other.time, other.seq))
-    }
-}
-
 struct SimNode {
     id: NodeId,
     node: Option<Node>,
@@ -278,12 +273,10 @@ pub(crate) struct World<'a> {
     scenario: &'a Scenario,
     seed: u64,
     cfg: SimConfig,
+    us: Micros,
     now: u64,
     end: u64,
-    seq: u64,
-    queue: BinaryHeap<Reverse<Queued>>,
-    slab: Vec<Option<Ev>>,
-    free_slots: Vec<usize>,
+    queue: queue::EventQueue<Ev>,
     nodes: Vec<SimNode>,
     members: Vec<NodeId>,
     /// `blocked[from * n + to]`: messages from `from` to `to` are lost.
@@ -299,7 +292,10 @@ pub(crate) struct World<'a> {
     clients: Vec<Client>,
     next_process: u64,
     next_request: u64,
-    pending: BTreeMap<RequestId, Pending>,
+    /// `user/k{k}` and its text, by `k` (see [`World::client_key`]).
+    client_keys: Vec<Option<(Key, String)>>,
+    /// Requests in flight. Looked up by id only, never iterated: a hash map.
+    pending: HashMap<RequestId, Pending, BuildKeyHasher>,
     /// (deadline, request) in deadline order; answered requests are skipped when they come up.
     deadlines: VecDeque<(u64, RequestId)>,
     timeouts_armed: bool,
@@ -346,6 +342,7 @@ pub(crate) struct World<'a> {
     awaiting_replacement: BTreeMap<String, u64>,
 }
 
+mod queue;
 mod workload_driver;
 
 const WINDOW_US: u64 = 5_000_000;
@@ -359,6 +356,32 @@ const ADMIN_RETRY_US: u64 = 200_000;
 const MID_STEP_CRASH_PATIENCE_US: u64 = 50_000;
 /// Keys an overload burst writes and reads (`user/ov0`..), apart from the clients' keys.
 const OVERLOAD_KEYS: usize = 1024;
+
+/// `format!("c{client}.{n}")`, the value a client writes, without the formatting machinery (one
+/// per client operation).
+fn client_value(client: usize, n: u64) -> String {
+    fn push_decimal(s: &mut String, mut x: u64) {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (x % 10) as u8;
+            x /= 10;
+            if x == 0 {
+                break;
+            }
+        }
+        for &d in &digits[i..] {
+            s.push(char::from(d));
+        }
+    }
+    let mut s = String::with_capacity(24);
+    s.push('c');
+    push_decimal(&mut s, client as u64);
+    s.push('.');
+    push_decimal(&mut s, n);
+    s
+}
 
 fn fmt_time(t: u64) -> String {
     format!("{:>4}.{:03}s", t / 1_000_000, (t / 1_000) % 1_000)
@@ -412,13 +435,20 @@ impl<'a> World<'a> {
         World {
             scenario,
             seed,
+            us: Micros {
+                step_cost: us(cfg.step_cost),
+                output_cost: us(cfg.output_cost),
+                fsync_latency: (us(cfg.fsync_latency.0), us(cfg.fsync_latency.1)),
+                latency: (
+                    us(scenario.network.latency.0),
+                    us(scenario.network.latency.1),
+                ),
+                client_timeout: us(scenario.clients.timeout),
+            },
             cfg,
             now: 0,
             end: us(scenario.duration),
-            seq: 0,
-            queue: BinaryHeap::new(),
-            slab: Vec::new(),
-            free_slots: Vec::new(),
+            queue: queue::EventQueue::new(),
             nodes,
             checkers: SafetyCheckers::new(&members),
             halted: false,
@@ -435,7 +465,8 @@ impl<'a> World<'a> {
             next_process: scenario.clients.count as u64,
             clients,
             next_request: 1,
-            pending: BTreeMap::new(),
+            client_keys: Vec::new(),
+            pending: HashMap::default(),
             deadlines: VecDeque::new(),
             timeouts_armed: false,
             overload: None,
@@ -468,22 +499,7 @@ impl<'a> World<'a> {
     }
 
     fn schedule(&mut self, time: u64, ev: Ev) {
-        self.seq += 1;
-        let slot = match self.free_slots.pop() {
-            Some(slot) => {
-                self.slab[slot] = Some(ev);
-                slot
-            }
-            None => {
-                self.slab.push(Some(ev));
-                self.slab.len() - 1
-            }
-        };
-        self.queue.push(Reverse(Queued {
-            time,
-            seq: self.seq,
-            slot,
-        }));
+        self.queue.push(time, ev);
     }
 
     fn trace_json(&mut self, value: serde_json::Value) {
@@ -531,22 +547,22 @@ impl<'a> World<'a> {
         // simulated second, far beyond anything a working cluster produces.
         let mut at_instant = 0u64;
 
-        while let Some(Reverse(q)) = self.queue.pop() {
-            let Some(ev) = self.slab.get_mut(q.slot).and_then(Option::take) else {
+        while let Some((time, slot)) = self.queue.pop() {
+            let Some(ev) = self.queue.take(slot) else {
                 continue;
             };
-            self.free_slots.push(q.slot);
-            at_instant = if q.time == self.now {
-                at_instant + 1
-            } else {
-                0
-            };
-            self.now = q.time;
+            at_instant = if time == self.now { at_instant + 1 } else { 0 };
+            self.now = time;
             self.stats.events += 1;
-            let budget = (self.now / 1_000_000 + 1) * MAX_EVENTS_PER_SIM_SECOND;
             if self.halted {
                 break;
             }
+            // The budget is looked at every 4096 events: it only has to stop a spin eventually.
+            let budget = if self.stats.events & 0xfff == 0 {
+                (self.now / 1_000_000 + 1) * MAX_EVENTS_PER_SIM_SECOND
+            } else {
+                u64::MAX
+            };
             if at_instant > MAX_EVENTS_AT_ONE_INSTANT || self.stats.events > budget {
                 let why = if at_instant > MAX_EVENTS_AT_ONE_INSTANT {
                     format!("{at_instant} events at one instant: simulated time stopped")
@@ -714,8 +730,8 @@ impl<'a> World<'a> {
     }
 
     fn client_latency(&mut self) -> u64 {
-        let (lo, hi) = self.scenario.network.latency;
-        self.net_rng.between(us(lo), us(hi))
+        let (lo, hi) = self.us.latency;
+        self.net_rng.between(lo, hi)
     }
 
     // ---------------------------------------------------------------- nodes
@@ -865,17 +881,19 @@ impl<'a> World<'a> {
         // A pending mid-step crash strikes in the first step that persists something, after
         // that persist and a random number of the outputs behind it: the persist was issued
         // but not synced, so it is lost, and so is everything queued behind it.
-        let first_persist = out.iter().position(|o| matches!(o, Output::Persist(_)));
-        let cut = match (n.crash_in_next_step, first_persist) {
-            (Some(k), Some(p)) => {
-                n.crash_in_next_step = None;
-                Some(p + 1 + (k as usize) % (out.len() - p))
-            }
-            _ => None,
+        let cut = match n.crash_in_next_step {
+            None => None,
+            Some(k) => match out.iter().position(|o| matches!(o, Output::Persist(_))) {
+                Some(p) => {
+                    n.crash_in_next_step = None;
+                    Some(p + 1 + (k as usize) % (out.len() - p))
+                }
+                None => None,
+            },
         };
         let slow = n.slow_factor;
-        let cost = us(self.cfg.step_cost) + us(self.cfg.output_cost) * out.len() as u64;
-        let t = now + (cost as f64 * slow) as u64;
+        let cost = self.us.step_cost + self.us.output_cost * out.len() as u64;
+        let t = now + scaled(cost, slow);
         n.busy_until = t;
         let moment = if self.armed && cut.is_none() {
             self.armed_moment(i, &out)
@@ -916,7 +934,7 @@ impl<'a> World<'a> {
     /// joins the next one, which starts when the running one completes and covers every persist
     /// that joined it.
     fn persist(&mut self, i: usize, t: u64, p: Persist) {
-        let (lo, hi) = self.cfg.fsync_latency;
+        let (lo, hi) = self.us.fsync_latency;
         let n = &mut self.nodes[i];
         if let Some(next) = n.next_sync_end {
             if n.sync_barrier <= t || n.running_sync_end <= t {
@@ -926,14 +944,14 @@ impl<'a> World<'a> {
             }
         }
         let done = if n.running_sync_end <= t {
-            let latency = n.storage_rng.between(us(lo), us(hi));
-            n.running_sync_end = t + (latency as f64 * n.slow_factor) as u64;
+            let latency = n.storage_rng.between(lo, hi);
+            n.running_sync_end = t + scaled(latency, n.slow_factor);
             n.running_sync_end
         } else if let Some(next) = n.next_sync_end {
             next
         } else {
-            let latency = n.storage_rng.between(us(lo), us(hi));
-            let next = n.running_sync_end + (latency as f64 * n.slow_factor) as u64;
+            let latency = n.storage_rng.between(lo, hi);
+            let next = n.running_sync_end + scaled(latency, n.slow_factor);
             n.next_sync_end = Some(next);
             next
         };
@@ -961,12 +979,12 @@ impl<'a> World<'a> {
         } else {
             1
         };
-        let (lo, hi) = self.scenario.network.latency;
+        let (lo, hi) = self.us.latency;
         let slow = self.nodes[i].slow_factor;
         let incarnation = self.nodes[i].incarnation;
         if copies == 2 {
-            let latency = self.net_rng.between(us(lo), us(hi));
-            let at = released_at + (latency as f64 * slow) as u64;
+            let latency = self.net_rng.between(lo, hi);
+            let at = released_at + scaled(latency, slow);
             self.schedule(
                 at,
                 Ev::Deliver {
@@ -976,8 +994,8 @@ impl<'a> World<'a> {
                 },
             );
         }
-        let latency = self.net_rng.between(us(lo), us(hi));
-        let at = released_at + (latency as f64 * slow) as u64;
+        let latency = self.net_rng.between(lo, hi);
+        let at = released_at + scaled(latency, slow);
         self.schedule(
             at,
             Ev::Deliver {
@@ -1670,13 +1688,12 @@ impl<'a> World<'a> {
         }
         let keys = self.scenario.clients.keys.max(1);
         let k = self.client_rng.below(keys);
-        let key = Key::user(format!("k{k}"));
-        let key_text = key.to_string();
+        let (key, key_text) = self.client_key(k);
         let roll = self.client_rng.below(100);
         let client = &mut self.clients[c];
         client.ops_issued += 1;
         client.last_invoke = self.now;
-        let value = format!("c{c}.{}", client.ops_issued);
+        let value = client_value(c, client.ops_issued);
         let (op, hop, write) = if roll < 45 {
             get_op(key, key_text)
         } else if roll < 80 {
@@ -1740,7 +1757,7 @@ impl<'a> World<'a> {
                 req: ClientRequest { id, op },
             },
         );
-        let timeout = self.now + us(self.scenario.clients.timeout);
+        let timeout = self.now + self.us.client_timeout;
         // Every request has the same timeout, so deadlines arrive in order: one queue, one event.
         self.deadlines.push_back((timeout, id));
         self.arm_timeouts();
@@ -1762,6 +1779,19 @@ impl<'a> World<'a> {
             self.timeouts_armed = true;
             self.schedule(at, Ev::ClientTimeouts);
         }
+    }
+
+    /// Client key `k` (`user/k{k}`) and its text, formatted once per run.
+    fn client_key(&mut self, k: usize) -> (Key, String) {
+        if self.client_keys.len() <= k {
+            self.client_keys.resize_with(k + 1, || None);
+        }
+        let (key, text) = self.client_keys[k].get_or_insert_with(|| {
+            let key = Key::user(format!("k{k}"));
+            let text = key.to_string();
+            (key, text)
+        });
+        (key.clone(), text.clone())
     }
 
     fn overload_arrival(&mut self, burst: u64) {
@@ -1809,15 +1839,18 @@ impl<'a> World<'a> {
         };
         self.hasher.u64(0xA5);
         self.hasher.u64(id.0);
+        if self.trace.is_some() {
+            self.trace_json(serde_json::json!({
+                "t_us": self.now, "kind": "answer", "id": id.0, "result": format!("{answer:?}"),
+            }));
+        }
         let mut retry_after = None;
         let mut new_target = None;
         let mut new_process = false;
-        let completion = match &answer {
+        let completion = match answer {
             Answer::Reply(Ok(ClientResponse::Value { value, .. })) => {
                 self.hasher.byte(1);
-                Completion::Ok {
-                    read: value.clone(),
-                }
+                Completion::Ok { read: value }
             }
             // Only the operator reads workloads, and its answers never reach here.
             Answer::Reply(Ok(
@@ -1830,7 +1863,7 @@ impl<'a> World<'a> {
                 self.hasher.byte(2);
                 self.hasher.u64(revision.0);
                 if let Some(w) = p.write.as_ref() {
-                    self.checkers.write_acknowledged(self.now, *revision, w);
+                    self.checkers.write_acknowledged(self.now, revision, w);
                 }
                 Completion::Ok { read: None }
             }
@@ -1843,7 +1876,7 @@ impl<'a> World<'a> {
                     }
                     ClientError::Overloaded { retry_after: r } => {
                         self.stats.client_rejected += 1;
-                        retry_after = Some(us(*r));
+                        retry_after = Some(us(r));
                         Completion::Fail
                     }
                     ClientError::NotCommitted => {
@@ -1879,31 +1912,31 @@ impl<'a> World<'a> {
                 self.cover("client outcome unknown");
             }
         }
-        if self.trace.is_some() {
-            self.trace_json(serde_json::json!({
-                "t_us": self.now, "kind": "answer", "id": id.0, "result": format!("{answer:?}"),
-            }));
-        }
-        let op = self.history.operations().get(p.op.0).map(|o| o.op.clone());
-        self.history.complete(self.now, p.op, completion.clone());
+        // Remember what the client saw, for its next compare-and-set on that key.
+        let seen = match (p.owner, &completion) {
+            (Owner::Client(_), Completion::Ok { read }) => {
+                self.history.operations().get(p.op.0).and_then(|o| {
+                    let k =
+                        o.op.key()
+                            .strip_prefix("user/k")
+                            .and_then(|k| k.parse::<usize>().ok())?;
+                    let seen = match &o.op {
+                        Op::Get { .. } => read.clone(),
+                        Op::Put { value, .. } => Some(value.clone()),
+                        Op::Cas { to, .. } => Some(to.clone()),
+                        Op::Delete { .. } => None,
+                    };
+                    Some((k, seen))
+                })
+            }
+            _ => None,
+        };
+        self.history.complete(self.now, p.op, completion);
         let Owner::Client(c) = p.owner else {
             return;
         };
-        // Remember what the client saw, for its next compare-and-set on that key.
-        if let (Some(op), Completion::Ok { read }) = (op, &completion) {
-            if let Some(k) = op
-                .key()
-                .strip_prefix("user/k")
-                .and_then(|k| k.parse::<usize>().ok())
-            {
-                let seen = match op {
-                    Op::Get { .. } => read.clone(),
-                    Op::Put { value, .. } => Some(value),
-                    Op::Cas { to, .. } => Some(to),
-                    Op::Delete { .. } => None,
-                };
-                self.clients[c].seen.insert(k, seen);
-            }
+        if let Some((k, v)) = seen {
+            self.clients[c].seen.insert(k, v);
         }
         let client = &mut self.clients[c];
         client.in_flight = None;
@@ -1955,6 +1988,16 @@ impl<'a> World<'a> {
         self.stats.final_commit_index = self.max_commit;
         self.hasher.u64(0xE7D);
         self.hasher.u64(end);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn client_values_read_as_formatted() {
+        for (c, n) in [(0, 0), (0, 1), (7, 10), (11, 12345), (123, u64::MAX)] {
+            assert_eq!(super::client_value(c, n), format!("c{c}.{n}"));
+        }
     }
 }
 

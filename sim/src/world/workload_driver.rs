@@ -15,7 +15,11 @@ impl World<'_> {
         let id = self.new_request();
         self.admin.insert(id, spec);
         let target = self.client_rng.below(self.nodes.len());
-        self.send_request(target, id, ClientOp::Workload(WorkloadOp::Submit(s)));
+        self.send_request(
+            target,
+            id,
+            ClientOp::Workload(WorkloadOp::Submit(Box::new(s))),
+        );
     }
 
     /// The operator's submit got an answer: done, or try again a little later.
