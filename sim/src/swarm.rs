@@ -342,7 +342,7 @@ mod tests {
             }
         }
         // Crash, Restart, Isolate, Heal, Hang, Slow, OneWay, Partition, Overload, the two
-        // workload faults and the two armed ones.
-        assert_eq!(kinds.len(), 13, "{kinds:?}");
+        // workload faults, the two armed ones and TransferLeadership.
+        assert_eq!(kinds.len(), 14, "{kinds:?}");
     }
 }
