@@ -76,20 +76,27 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// resolution.
 const TRY_TIMEOUT: Duration = Duration::from_millis(20);
 
+/// Whom node `n` takes for the leader, if it is running and answers.
+fn leader_seen_by(n: &Node) -> Option<String> {
+    if n.child.is_none() {
+        return None;
+    }
+    let a = request(
+        n.http,
+        "GET",
+        "/v1/cluster",
+        None,
+        Duration::from_millis(500),
+    )
+    .ok()?;
+    a.body["leader"].as_str().map(String::from)
+}
+
 /// The index of the node that leads (by its own account), among running ones.
 fn leader(nodes: &[Node]) -> Option<usize> {
-    nodes.iter().position(|n| {
-        n.child.is_some()
-            && request(
-                n.http,
-                "GET",
-                "/v1/cluster",
-                None,
-                Duration::from_millis(500),
-            )
-            .ok()
-            .is_some_and(|a| a.body["leader"].as_str() == Some(n.id.as_str()))
-    })
+    nodes
+        .iter()
+        .position(|n| leader_seen_by(n).as_deref() == Some(n.id.as_str()))
 }
 
 /// Waits until every running node follows one leader; returns it.
@@ -97,17 +104,10 @@ fn settled(nodes: &[Node]) -> Result<usize> {
     let until = Instant::now() + Duration::from_secs(30);
     while Instant::now() < until {
         if let Some(l) = leader(nodes) {
-            let all = nodes.iter().filter(|n| n.child.is_some()).all(|n| {
-                request(
-                    n.http,
-                    "GET",
-                    "/v1/cluster",
-                    None,
-                    Duration::from_millis(500),
-                )
-                .ok()
-                .is_some_and(|a| a.body["leader"].as_str() == Some(nodes[l].id.as_str()))
-            });
+            let all = nodes
+                .iter()
+                .filter(|n| n.child.is_some())
+                .all(|n| leader_seen_by(n).as_deref() == Some(nodes[l].id.as_str()));
             if all {
                 return Ok(l);
             }
