@@ -78,9 +78,7 @@ const TRY_TIMEOUT: Duration = Duration::from_millis(20);
 
 /// Whom node `n` takes for the leader, if it is running and answers.
 fn leader_seen_by(n: &Node) -> Option<String> {
-    if n.child.is_none() {
-        return None;
-    }
+    n.child.as_ref()?;
     let a = request(
         n.http,
         "GET",
