@@ -301,3 +301,63 @@ fn output_len(paths: &[PathBuf; 2]) -> u64 {
         .map(|m| m.len())
         .sum()
 }
+
+#[cfg(all(test, not(madsim)))]
+mod tests {
+    use super::*;
+
+    /// A shim that ignores its stdin closing is killed once `stop_grace` has passed, and its
+    /// exit is still reported.
+    #[tokio::test]
+    async fn a_shim_that_does_not_stop_is_killed_after_the_grace() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stubborn = dir.path().join("stubborn-shim");
+        std::fs::write(&stubborn, "#!/bin/sh\nexec sleep 30\n").expect("write");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&stubborn, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let cfg = SupervisorConfig {
+            shim_program: Some(stubborn),
+            progress_poll: Duration::from_millis(20),
+            stop_grace: Duration::from_millis(200),
+        };
+        let (mut sup, mut events) = Supervisor::new(cfg, dir.path()).expect("supervisor");
+        let epoch = LogIndex(7);
+        let spec = Box::new(WorkloadSpec::new("w", "true"));
+        sup.apply(
+            Instant(0),
+            WorkloadAction::LeaseUntil {
+                until: Instant(60_000_000),
+            },
+        );
+        sup.apply(
+            Instant(0),
+            WorkloadAction::Start {
+                name: "w".into(),
+                epoch,
+                spec,
+            },
+        );
+        assert_eq!(sup.running(), 1);
+        sup.apply(
+            Instant(0),
+            WorkloadAction::Stop {
+                name: "w".into(),
+                epoch,
+                reason: keel_core::StopReason::Unassigned,
+            },
+        );
+        assert_eq!(sup.running(), 0);
+        let ev = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("reported well before the shim's own 30 s")
+            .expect("an event");
+        assert_eq!(ev.epoch, epoch);
+        assert!(
+            matches!(
+                ev.kind,
+                WorkloadEventKind::Exited(ExitOutcome::Failed { .. })
+            ),
+            "{ev:?}"
+        );
+    }
+}
