@@ -10,6 +10,12 @@
 //!   [`Storage::append`] and made durable together by one `fsync` (group commit); when a segment
 //!   passes [`StorageOptions::segment_bytes`], the next write starts a new one (created and its
 //!   directory entry synced first). Only the last segment may end in a torn record.
+//! - Segments are *preallocated*: the file is extended with zeros in chunks of
+//!   [`StorageOptions::preallocate_bytes`] ahead of the records, and records overwrite those
+//!   zeros. An `fdatasync` then only has to flush data, not a change of the file's size and
+//!   block map (on this machine's ext4: about 70 us instead of 110 us per sync, and the sync is on
+//!   every write's critical path). The records end at the first all-zero record header followed
+//!   only by zeros.
 //! - A *base* segment (magic `KEELWALB`) is complete on its own, given the snapshot: the first
 //!   segment of a new directory, and the one written after each snapshot, holding the hard state
 //!   and the entries after the snapshot. Recovery replays from the newest base segment on and
@@ -28,6 +34,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use keel_core::{DurableState, Entry, LogIndex, Persist, Snapshot};
@@ -98,12 +105,19 @@ pub struct StorageOptions {
     /// A segment that reached this size is closed and the next write starts a new one.
     /// Default 64 MiB.
     pub segment_bytes: u64,
+    /// How far ahead of its records a segment is extended with zeros, at most, so that syncing
+    /// a write does not also sync a new file size. The first extension of a segment is 64 KiB
+    /// and each next one doubles up to this (a segment is often cut short by a snapshot: its
+    /// zeros are written for nothing). 0 turns preallocation off (every write grows the file).
+    /// Default 4 MiB.
+    pub preallocate_bytes: u64,
 }
 
 impl Default for StorageOptions {
     fn default() -> Self {
         StorageOptions {
             segment_bytes: 64 << 20,
+            preallocate_bytes: 4 << 20,
         }
     }
 }
@@ -142,9 +156,11 @@ pub struct Storage {
     /// The segment being written. Shared with the [`PendingSync`]s handed out, which fsync it
     /// off the event loop.
     wal: std::sync::Arc<File>,
-    /// Its sequence number and size.
+    /// Its sequence number, where its records end, and its length on disk (the records and
+    /// the zeros preallocated after them).
     seq: u64,
     seg_len: u64,
+    alloc_len: u64,
     /// Encoded records appended since the last sync.
     pending: Vec<u8>,
     /// What is durable once `pending` is synced: the mirror the log is rewritten from.
@@ -187,10 +203,12 @@ impl Storage {
             ..DurableState::default()
         };
         let mut recovery = Recovery::default();
+        let mut end = HEADER as u64;
         for (i, (_, path)) in live.iter().enumerate() {
             let last = i + 1 == live.len();
-            let (s, r) = replay(path, state, last)?;
+            let (s, r, e) = replay(path, state, last)?;
             state = s;
+            end = e;
             recovery.records += r.records;
             if r.truncated_tail.is_some() {
                 recovery.truncated_tail = r.truncated_tail;
@@ -205,16 +223,17 @@ impl Storage {
             .cloned()
             .unwrap_or((1, dir.join(segment_name(1))));
         let wal = OpenOptions::new()
-            .append(true)
+            .write(true)
             .open(&path)
             .map_err(io(&path))?;
-        let seg_len = wal.metadata().map_err(io(&path))?.len();
+        let alloc_len = wal.metadata().map_err(io(&path))?.len();
         let storage = Storage {
             dir: dir.to_path_buf(),
             options,
             wal: std::sync::Arc::new(wal),
             seq,
-            seg_len,
+            seg_len: end,
+            alloc_len,
             pending: Vec::new(),
             state: state.clone(),
         };
@@ -263,8 +282,23 @@ impl Storage {
             self.start_segment(WAL_MAGIC, &[])?;
         }
         let path = self.dir.join(segment_name(self.seq));
-        (&*self.wal).write_all(&self.pending).map_err(io(&path))?;
-        self.seg_len += self.pending.len() as u64;
+        let end = self.seg_len + self.pending.len() as u64;
+        if end > self.alloc_len && self.options.preallocate_bytes > 0 {
+            // Zeros first, then the records over them: both are durable after the one sync.
+            // The chunk grows with the segment (64 KiB, then doubling up to the setting): a
+            // segment cut short by the next snapshot, as most are, costs few zeros.
+            let chunk = self
+                .alloc_len
+                .clamp(64 << 10, self.options.preallocate_bytes.max(64 << 10));
+            let to = end + chunk.min(self.options.preallocate_bytes);
+            write_zeros(&self.wal, end, to).map_err(io(&path))?;
+            self.alloc_len = to;
+        }
+        self.wal
+            .write_all_at(&self.pending, self.seg_len)
+            .map_err(io(&path))?;
+        self.seg_len = end;
+        self.alloc_len = self.alloc_len.max(end);
         self.pending.clear();
         Ok(Some(PendingSync {
             wal: self.wal.clone(),
@@ -311,15 +345,17 @@ impl Storage {
         let name = segment_name(seq);
         let mut bytes = magic.to_vec();
         bytes.extend_from_slice(records);
+        let seg_len = bytes.len() as u64;
         replace_atomically(&self.dir, &name, &bytes)?;
         let path = self.dir.join(&name);
         let wal = OpenOptions::new()
-            .append(true)
+            .write(true)
             .open(&path)
             .map_err(io(&path))?;
         self.wal = std::sync::Arc::new(wal);
         self.seq = seq;
-        self.seg_len = bytes.len() as u64;
+        self.seg_len = seg_len;
+        self.alloc_len = bytes.len() as u64;
         Ok(())
     }
 }
@@ -336,6 +372,18 @@ fn magic_of(path: &Path) -> Result<Vec<u8>, StorageError> {
         }
     }
     Ok(buf[..n].to_vec())
+}
+
+/// Writes zeros over `from..to` of `file`.
+fn write_zeros(file: &File, from: u64, to: u64) -> std::io::Result<()> {
+    const ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(ZEROS.len() as u64);
+        file.write_all_at(&ZEROS[..n as usize], at)?;
+        at += n;
+    }
+    Ok(())
 }
 
 fn push_record(buf: &mut Vec<u8>, payload: &[u8]) {
@@ -407,12 +455,24 @@ fn next_record(bytes: &[u8], at: usize) -> Record<'_> {
         return Record::End;
     }
     if rest.len() < 8 {
+        if all_zero(rest) {
+            return Record::End; // the last few preallocated zeros
+        }
         return Record::Torn {
             reason: format!("a record header cut short ({} of 8 bytes)", rest.len()),
         };
     }
     let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
     let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
+    if len == 0 {
+        // No record is empty: this is where the records end, in zeros preallocated after them.
+        if all_zero(rest) {
+            return Record::End;
+        }
+        return Record::Bad {
+            reason: "an empty record before more data".to_string(),
+        };
+    }
     if len > MAX_RECORD_BYTES {
         return Record::Bad {
             reason: format!("record length {len} is beyond the {MAX_RECORD_BYTES}-byte limit"),
@@ -439,13 +499,18 @@ fn next_record(bytes: &[u8], at: usize) -> Record<'_> {
     }
 }
 
-/// Replays one segment into a durable state. In the `last` segment a torn tail is cut off; in
-/// any other, damage of any kind is an error (it was synced whole before the next one began).
+fn all_zero(bytes: &[u8]) -> bool {
+    bytes.iter().all(|b| *b == 0)
+}
+
+/// Replays one segment into a durable state; also returns where its records end. In the `last`
+/// segment a torn tail is cut off; in any other, damage of any kind is an error (it was synced
+/// whole before the next one began).
 fn replay(
     path: &Path,
     seed: DurableState,
     last: bool,
-) -> Result<(DurableState, Recovery), StorageError> {
+) -> Result<(DurableState, Recovery, u64), StorageError> {
     let mut bytes = Vec::new();
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
@@ -479,29 +544,33 @@ fn replay(
                     format!("{reason} (in a segment that was complete)"),
                 ))
             }
-            Record::Torn { reason } => {
-                // Only the last record can be torn: it runs to the end of the file by definition.
+            Record::Torn { .. } => {
+                // It runs to the end of the file: nothing was written after it.
                 truncate(path, at as u64)?;
                 recovery.truncated_tail = Some((at as u64, (bytes.len() - at) as u64));
-                let _ = reason;
                 break;
             }
             Record::Bad { reason } => {
-                // A bad record is a torn tail only if nothing valid could follow it: it must
-                // reach exactly to the end of the file.
+                // A bad record is a torn tail only if nothing was written after it: only zeros
+                // (preallocated, never written) may follow the space it claims, if anything.
                 let len =
                     u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
                         as usize;
-                if last && len <= MAX_RECORD_BYTES as usize && at + 8 + len == bytes.len() {
+                let claimed = at + 8 + len;
+                if last
+                    && len <= MAX_RECORD_BYTES as usize
+                    && claimed <= bytes.len()
+                    && all_zero(&bytes[claimed..])
+                {
                     truncate(path, at as u64)?;
-                    recovery.truncated_tail = Some((at as u64, (bytes.len() - at) as u64));
+                    recovery.truncated_tail = Some((at as u64, (claimed - at) as u64));
                     break;
                 }
                 return Err(corrupt(at, reason));
             }
         }
     }
-    Ok((state, recovery))
+    Ok((state, recovery, at as u64))
 }
 
 /// Entries must continue the log (or replace a suffix of it); anything else is damage.
@@ -625,11 +694,18 @@ mod tests {
         assert_eq!(state, DurableState::default());
     }
 
-    /// The storage test the issue asks for: cut the log at every byte of its last record.
+    /// The storage test the issue asks for: cut the log at every byte of its last record,
+    /// either at the end of the file (an append that grew the file) or with zeros after the cut
+    /// (a write into preallocated space that did not all reach the disk). Recovery keeps the
+    /// records before it, and the log takes new writes after it.
     #[test]
     fn a_log_cut_at_every_byte_of_its_last_record_recovers_the_records_before_it() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (mut s, _, _) = open(dir.path());
+        let options = StorageOptions {
+            preallocate_bytes: 512,
+            ..StorageOptions::default()
+        };
+        let (mut s, _, _) = Storage::open_with(dir.path(), options).expect("open");
         let before = [
             hs(1, Some(1)),
             Persist::Entries(vec![entry(1, 1), entry(1, 2)]),
@@ -639,34 +715,100 @@ mod tests {
         }
         s.sync().expect("sync");
         let seg = segment_name(1);
-        let good_len = fs::metadata(dir.path().join(&seg)).expect("meta").len();
+        let good_len = s.seg_len;
         s.append(&Persist::Entries(vec![entry(1, 3), entry(1, 4)]))
             .expect("append");
         s.sync().expect("sync");
+        let end = s.seg_len as usize;
         drop(s);
         let full = fs::read(dir.path().join(&seg)).expect("read");
+        assert!(full.len() > end, "preallocated");
+        assert!(all_zero(&full[end..]));
         let mut reference = DurableState::default();
         for w in &before {
             reference.apply(w);
         }
-        for cut in good_len as usize..full.len() {
-            let case = tempfile::tempdir().expect("tempdir");
-            fs::write(case.path().join(&seg), &full[..cut]).expect("write");
-            let (_, state, rec) = open(case.path());
-            assert_eq!(state, reference, "cut at {cut}");
-            if cut > good_len as usize {
-                assert_eq!(
-                    rec.truncated_tail,
-                    Some((good_len, cut as u64 - good_len)),
-                    "cut at {cut}"
-                );
+        let more = Persist::Entries(vec![entry(1, 3)]);
+        let mut after = reference.clone();
+        after.apply(&more);
+        for cut in good_len as usize..end {
+            for zeroed in [false, true] {
+                let case = tempfile::tempdir().expect("tempdir");
+                let mut bytes = full[..cut].to_vec();
+                if zeroed {
+                    bytes.resize(full.len(), 0);
+                }
+                fs::write(case.path().join(&seg), &bytes).expect("write");
+                let (mut s, state, rec) = Storage::open_with(case.path(), options)
+                    .unwrap_or_else(|e| panic!("cut at {cut} (zeroed {zeroed}): {e}"));
+                assert_eq!(state, reference, "cut at {cut}");
+                assert_eq!(s.seg_len, good_len, "cut at {cut}");
+                if !zeroed && cut > good_len as usize {
+                    assert_eq!(
+                        rec.truncated_tail,
+                        Some((good_len, cut as u64 - good_len)),
+                        "cut at {cut}"
+                    );
+                    assert_eq!(
+                        fs::metadata(case.path().join(&seg)).expect("meta").len(),
+                        good_len,
+                        "the torn tail is truncated away (cut at {cut})"
+                    );
+                }
+                s.append(&more).expect("append");
+                s.sync().expect("sync");
+                drop(s);
+                let (_, state, rec) = Storage::open_with(case.path(), options).expect("reopen");
+                assert_eq!(state, after, "cut at {cut} (zeroed {zeroed}), then a write");
+                assert_eq!(rec.truncated_tail, None);
             }
-            assert_eq!(
-                fs::metadata(case.path().join(&seg)).expect("meta").len(),
-                good_len,
-                "the torn tail is truncated away (cut at {cut})"
-            );
         }
+    }
+
+    /// Preallocated zeros are not records, and the file grows ahead of the records in chunks.
+    #[test]
+    fn a_preallocated_segment_ends_where_its_records_do() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = StorageOptions {
+            preallocate_bytes: 1000,
+            ..StorageOptions::default()
+        };
+        let (mut s, _, _) = Storage::open_with(dir.path(), options).expect("open");
+        let mut reference = DurableState::default();
+        for i in 1..=30 {
+            let w = Persist::Entries(vec![entry(1, i)]);
+            s.append(&w).expect("append");
+            s.sync().expect("sync");
+            reference.apply(&w);
+            let len = fs::metadata(dir.path().join(segment_name(1)))
+                .expect("meta")
+                .len();
+            assert!(len > s.seg_len && len <= s.seg_len + 1000 + 100, "{len}");
+        }
+        drop(s);
+        let (_, state, rec) = Storage::open_with(dir.path(), options).expect("reopen");
+        assert_eq!(state, reference);
+        assert_eq!((rec.records, rec.truncated_tail), (30, None));
+        // Without preallocation the same log reads the same.
+        let plain = StorageOptions {
+            preallocate_bytes: 0,
+            ..options
+        };
+        assert_eq!(
+            Storage::open_with(dir.path(), plain).expect("reopen").1,
+            reference
+        );
+        // Data after the zeros is damage, not a tail to cut.
+        let path = dir.path().join(segment_name(1));
+        let mut bytes = fs::read(&path).expect("read");
+        let n = bytes.len();
+        bytes[n - 1] = 7;
+        fs::write(&path, &bytes).expect("write");
+        let text = Storage::open_with(dir.path(), options)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(text.contains("empty record before more data"), "{text}");
     }
 
     #[test]
@@ -757,8 +899,12 @@ mod tests {
         assert_eq!(open(dir.path()).1, reference);
     }
 
+    /// Small segments; not preallocated, so that a segment's last byte is a record's.
     fn small() -> StorageOptions {
-        StorageOptions { segment_bytes: 300 }
+        StorageOptions {
+            segment_bytes: 300,
+            preallocate_bytes: 0,
+        }
     }
 
     #[test]
@@ -801,8 +947,10 @@ mod tests {
         #[test]
         fn recovery_agrees_with_the_reference(ops in prop::collection::vec((0u8..4, 1u64..4, 0u64..3), 1..40)) {
             let dir = tempfile::tempdir().expect("tempdir");
-            // Small segments, so that rolling and compaction happen within a few writes.
-            let (mut s, _, _) = Storage::open_with(dir.path(), small()).expect("open");
+            // Small segments, so that rolling and compaction happen within a few writes, and
+            // preallocation chunks smaller than some records.
+            let options = StorageOptions { preallocate_bytes: 64, ..small() };
+            let (mut s, _, _) = Storage::open_with(dir.path(), options).expect("open");
             let mut reference = DurableState::default();
             let mut term = 1;
             for (kind, n, back) in ops {
@@ -828,7 +976,7 @@ mod tests {
                 s.sync().expect("sync");
             }
             drop(s);
-            let (_, state, _) = Storage::open_with(dir.path(), small()).expect("reopen");
+            let (_, state, _) = Storage::open_with(dir.path(), options).expect("reopen");
             prop_assert_eq!(state, reference);
         }
     }
