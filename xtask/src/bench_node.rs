@@ -29,7 +29,7 @@ impl Node {
     fn start(&mut self) -> Result<()> {
         let log = std::fs::File::create(&self.log)
             .with_context(|| format!("creating {}", self.log.display()))?;
-        let child = Command::new("target/release/keel")
+        let child = Command::new(keel_bin())
             .args(&self.args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -207,7 +207,22 @@ fn failover_trial(nodes: &mut [Node], trial: usize) -> Result<f64> {
     Ok(took.as_secs_f64() * 1e3)
 }
 
+/// The binary measured: `KEEL_BIN` if set (to compare two builds back to back), else the
+/// release build of this tree.
+fn keel_bin() -> PathBuf {
+    std::env::var_os("KEEL_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target/release/keel"))
+}
+
 pub fn run(runs: u64, trials: usize, seconds: u64) -> Result<Vec<String>> {
+    if std::env::var_os("KEEL_BIN").is_none() {
+        build()?;
+    }
+    measure(runs, trials, seconds)
+}
+
+fn build() -> Result<()> {
     let built = Command::new("cargo")
         .args([
             "build",
@@ -223,6 +238,10 @@ pub fn run(runs: u64, trials: usize, seconds: u64) -> Result<Vec<String>> {
     if !built.success() {
         bail!("building keel failed");
     }
+    Ok(())
+}
+
+fn measure(runs: u64, trials: usize, seconds: u64) -> Result<Vec<String>> {
     let dir = Path::new("target/bench-node");
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).context("creating target/bench-node")?;
@@ -285,6 +304,9 @@ pub fn run(runs: u64, trials: usize, seconds: u64) -> Result<Vec<String>> {
             crate::median(p50),
             crate::median(p99)
         ));
+    }
+    if trials == 0 {
+        return Ok(lines);
     }
     let mut took = Vec::new();
     for t in 1..=trials {

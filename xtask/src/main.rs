@@ -61,6 +61,10 @@ enum Command {
         /// Replace the section of BENCHMARKS.md with the figures measured.
         #[arg(long)]
         write: bool,
+        /// `node` only: kill -9 failover trials (0 measures the writes alone; `--write`
+        /// needs at least 20).
+        #[arg(long, default_value_t = 20)]
+        trials: usize,
     },
     /// Mutation testing of the core (cargo-mutants): each mutant must be caught by a checker
     /// or expectation over every scenario and a short swarm soak (tests/mutation_gate.rs).
@@ -192,7 +196,12 @@ fn main() -> ExitCode {
             save_failing.as_deref(),
             &paths,
         ),
-        Command::Bench { what, runs, write } => bench(&what, runs, write),
+        Command::Bench {
+            what,
+            runs,
+            write,
+            trials,
+        } => bench(&what, runs, write, trials),
         Command::Planted { seeds } => planted(seeds),
         Command::Mutants { all, output } => mutants::run(all, &output),
         Command::Madsim { test_args } => madsim::run(&test_args),
@@ -563,9 +572,12 @@ fn machine() -> String {
     format!("{cpu}, {cores} cores available, {rustc}, release build")
 }
 
-fn bench(what: &str, runs: u64, write: bool) -> Result<ExitCode> {
+fn bench(what: &str, runs: u64, write: bool, trials: usize) -> Result<ExitCode> {
     if what == "node" {
-        let lines = bench_node::run(runs, 20, 5)?;
+        if write && trials < 20 {
+            bail!("--write records failover over at least 20 trials (--trials {trials} given)");
+        }
+        let lines = bench_node::run(runs, trials, 5)?;
         lines.iter().for_each(|l| println!("{l}"));
         lines_to_benchmarks(
             write,
