@@ -376,7 +376,7 @@ fn magic_of(path: &Path) -> Result<Vec<u8>, StorageError> {
 
 /// Writes zeros over `from..to` of `file`.
 fn write_zeros(file: &File, from: u64, to: u64) -> std::io::Result<()> {
-    const ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+    static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
     let mut at = from;
     while at < to {
         let n = (to - at).min(ZEROS.len() as u64);
