@@ -50,11 +50,6 @@ impl Gated {
         std::mem::take(&mut self.early)
     }
 
-    /// Whether [`Gated::wait`] will fsync (and so should run where blocking is fine).
-    pub fn needs_sync(&self) -> bool {
-        self.sync.is_some()
-    }
-
     /// Makes the step's persists durable, then releases its effects (with the early sends not
     /// taken, first, in order).
     pub fn wait(mut self) -> Result<Effects, RuntimeError> {
@@ -123,9 +118,9 @@ impl Runtime {
         self.step_gated(now, inputs)?.wait()
     }
 
-    /// As [`Runtime::step_batch`], but the fsync is left to the caller, who can run
-    /// [`Gated::wait`] off the async threads: the effects come out only through it, so they
-    /// cannot leave before their persists are durable.
+    /// As [`Runtime::step_batch`], but the fsync is left to the caller, who can send the
+    /// early messages first (see [`Gated::take_early`]): the effects come out only through
+    /// [`Gated::wait`], so they cannot leave before their persists are durable.
     pub fn step_gated(
         &mut self,
         now: Instant,
