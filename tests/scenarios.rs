@@ -91,6 +91,7 @@ scenario_tests!(
     leader_transfer,
     figure_8,
     vote_crash,
+    stale_leader_reads,
 );
 
 #[test]

@@ -16,6 +16,12 @@
 //! - **Acknowledged writes are durable** ([`ACKED_WRITES`]): a write acknowledged at revision `r` is
 //!   the committed entry at `r` (so it is in the final state, unless a later committed write
 //!   replaced it).
+//! - **Reads see what was committed** ([`FRESH_READS`]): a leader answers a read only with its
+//!   state applied at least up to every entry committed anywhere before the read was issued. A
+//!   read-index leader always can (Leader Completeness puts those entries at or below its no-op,
+//!   and a newer leader's commits keep it from confirming its round); a deposed leader that
+//!   still believes it leads cannot. This catches a stale read at once, where the
+//!   linearizability check needs a conflicting write on the same key to notice it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,6 +35,7 @@ pub const COMMITTED_NEVER_LOST: &str = "CommittedNeverLost";
 pub const STATE_MACHINE_SAFETY: &str = "StateMachineSafety";
 pub const ACKED_WRITES: &str = "AckedWritesDurable";
 pub const AT_MOST_ONE_COPY: &str = "AtMostOneRunningCopy";
+pub const FRESH_READS: &str = "ReadsSeeCommitted";
 /// Simulated time keeps moving at a sane event rate: a node that asks to be woken at the
 /// instant it is woken (or spins on microsecond timers) is a bug, and would hang the run.
 pub const PROGRESS: &str = "Progress";
@@ -412,6 +419,29 @@ impl SafetyCheckers {
         }
     }
 
+    /// The highest index seen committed anywhere so far: the floor of a read issued now.
+    pub fn committed_max(&self) -> LogIndex {
+        self.committed.max()
+    }
+
+    /// `node`, leading, answered a read issued when `floor` was the highest committed index.
+    pub fn read_answered(&mut self, now_us: u64, node: &Node, floor: LogIndex) {
+        let applied = node.applied_index();
+        let r = if applied >= floor {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} (leader of term {}) answered a read from its state applied to {}, but {} was \
+                 committed before the read was issued: a stale read",
+                node.id(),
+                node.term().0,
+                applied.0,
+                floor.0
+            ))
+        };
+        self.record(FRESH_READS, now_us, Some(node.id()), r);
+    }
+
     /// A client received a successful answer for `write`, applied at `revision`.
     pub fn write_acknowledged(&mut self, now_us: u64, revision: LogIndex, write: &Write) {
         self.acked += 1;
@@ -696,5 +726,16 @@ mod tests {
         checkers.write_acknowledged(now, revision, &forged);
         assert_eq!(checkers.violations().len(), 1);
         assert_eq!(checkers.violations()[0].checker, ACKED_WRITES);
+
+        // Reads: a leader that applied everything committed before the read was issued passes;
+        // one answering from a state behind that (a deposed leader unaware of it) fires.
+        let leader = nodes.iter().find(|n| n.is_leader()).expect("a leader");
+        let applied = leader.applied_index();
+        assert_eq!(checkers.committed_max(), applied);
+        checkers.read_answered(now, leader, applied);
+        assert_eq!(checkers.violations().len(), 1);
+        checkers.read_answered(now, leader, LogIndex(applied.0 + 1));
+        assert_eq!(checkers.violations().len(), 2);
+        assert_eq!(checkers.violations()[1].checker, FRESH_READS);
     }
 }

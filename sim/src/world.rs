@@ -256,6 +256,9 @@ struct Pending {
     op: OpId,
     /// The write, for acknowledged-write checking.
     write: Option<Write>,
+    /// A read: the highest index committed anywhere when it was issued (see
+    /// [`crate::checkers::FRESH_READS`]).
+    read_floor: Option<LogIndex>,
 }
 
 struct Client {
@@ -863,9 +866,39 @@ impl<'a> World<'a> {
         self.hasher.u64(u64::from(n.id.0));
         self.hasher.input(&input);
         let tick = matches!(input, Input::Tick);
+        // A follower passing a leader's answer on to its client answers nothing itself.
+        let passes_on = matches!(
+            &input,
+            Input::Message(Message {
+                body: MessageBody::ForwardReply { .. },
+                ..
+            })
+        );
         node.step(keel_core::Instant(now), input, &mut out);
         self.stats.steps += 1;
         self.checkers.after_step(now, node, &out);
+        if node.is_leader() && !passes_on {
+            for o in &out {
+                let id = match o {
+                    Output::Reply(ClientReply {
+                        id,
+                        result: Ok(ClientResponse::Value { .. }),
+                    })
+                    | Output::Send(Message {
+                        body:
+                            MessageBody::ForwardReply {
+                                id,
+                                result: Ok(ClientResponse::Value { .. }),
+                            },
+                        ..
+                    }) => id,
+                    _ => continue,
+                };
+                if let Some(floor) = self.pending.get(id).and_then(|p| p.read_floor) {
+                    self.checkers.read_answered(now, node, floor);
+                }
+            }
+        }
         // The timer contract: a Tick handles everything due, so the next deadline lies ahead.
         // A node that asks to be woken again at once would spin for ever.
         if tick && node.next_deadline().0 <= now {
@@ -1727,12 +1760,14 @@ impl<'a> World<'a> {
         let id = self.new_request();
         self.clients[c].in_flight = Some(id);
         let op_id = self.history.invoke(self.now, process, hop);
+        let read_floor = write.is_none().then(|| self.checkers.committed_max());
         self.pending.insert(
             id,
             Pending {
                 owner: Owner::Client(c),
                 op: op_id,
                 write,
+                read_floor,
             },
         );
         self.send_request(target, id, op);
@@ -1815,12 +1850,14 @@ impl<'a> World<'a> {
             put_op(key, key_text, format!("o{}", id.0))
         };
         let op_id = self.history.invoke(self.now, process, hop);
+        let read_floor = write.is_none().then(|| self.checkers.committed_max());
         self.pending.insert(
             id,
             Pending {
                 owner: Owner::Overload,
                 op: op_id,
                 write,
+                read_floor,
             },
         );
         self.send_request(target, id, op);
