@@ -449,6 +449,10 @@ pub(crate) fn judge(
                     let n = stats.workloads.replacements;
                     (n <= *max, format!("{n} re-placements (at most {max})"))
                 }
+                Expectation::MaxLeaderChanges(max) => {
+                    let n = stats.leader_changes;
+                    (n <= *max, format!("{n} leader changes (at most {max})"))
+                }
                 Expectation::WorkloadEnds(family, status) => {
                     let all: Vec<_> = stats
                         .workloads

@@ -27,6 +27,7 @@
 //! for 800 ms); each is disarmed if its moment does not come within 3 s.
 //! Workload expectations: `WorkloadsRecoveredWithin("2s")`, `AtMostOneRunningCopy`,
 //! `NoFalseReschedules`, `MaxReplacements(0)`, `WorkloadEnds("web", "failed-permanently")`.
+//! `MaxLeaderChanges(1)` bounds how often any node becomes leader (the first election counts).
 //!
 //! Every error names the file, the line and column, and the field by its path (`clients.keys`,
 //! `faults[2].at`): syntax errors, unknown, missing or mistyped fields, malformed durations, and
@@ -216,6 +217,10 @@ pub enum Expectation {
     NoFalseReschedules,
     /// At most this many copies are re-placed off dead nodes in the whole run.
     MaxReplacements(u64),
+    /// At most this many times a node becomes leader in the whole run (the first election
+    /// counts). A leader heard by a majority must not be deposed: a node that rejoins after a
+    /// partition, or a follower with a quick timer, stays quiet (pre-vote, leader stickiness).
+    MaxLeaderChanges(u64),
     /// Every instance of the workload ends the run in this status (`running`, `failed-permanently`,
     /// `backing-off`, `pending`, `assigned`, `completed`, `stopped`).
     WorkloadEnds(String, String),
@@ -410,6 +415,7 @@ enum RawExpectation {
     AtMostOneRunningCopy,
     NoFalseReschedules,
     MaxReplacements(u64),
+    MaxLeaderChanges(u64),
     WorkloadEnds(String, String),
 }
 
@@ -893,6 +899,7 @@ fn expectation_ron(e: &Expectation) -> String {
         Expectation::AtMostOneRunningCopy => "AtMostOneRunningCopy".into(),
         Expectation::NoFalseReschedules => "NoFalseReschedules".into(),
         Expectation::MaxReplacements(n) => format!("MaxReplacements({n})"),
+        Expectation::MaxLeaderChanges(n) => format!("MaxLeaderChanges({n})"),
         Expectation::WorkloadEnds(w, st) => format!("WorkloadEnds({w:?}, {st:?})"),
     }
 }
@@ -1173,6 +1180,7 @@ fn convert(loc: &Locator<'_>, raw: RawScenario) -> Result<Scenario, ScenarioErro
             RawExpectation::AtMostOneRunningCopy => Expectation::AtMostOneRunningCopy,
             RawExpectation::NoFalseReschedules => Expectation::NoFalseReschedules,
             RawExpectation::MaxReplacements(n) => Expectation::MaxReplacements(n),
+            RawExpectation::MaxLeaderChanges(n) => Expectation::MaxLeaderChanges(n),
             RawExpectation::WorkloadEnds(w, st) => {
                 if !workloads.iter().any(|x| x.name == w) {
                     return Err(loc.error(
