@@ -92,6 +92,7 @@ scenario_tests!(
     figure_8,
     vote_crash,
     stale_leader_reads,
+    write_latency,
 );
 
 #[test]

@@ -46,6 +46,8 @@ pub struct RunStats {
     pub log_truncations: u64,
     pub requests_shed: u64,
     pub client_rejected: u64,
+    /// For every write a client had acknowledged, the time from issuing it to the answer (us).
+    pub write_latency_us: Vec<u64>,
     pub final_commit_index: u64,
     /// Faults the simulator cannot inject yet (workload faults, until workloads exist).
     pub unsupported: Vec<String>,
@@ -58,6 +60,20 @@ pub struct RunStats {
     pub coverage: std::collections::BTreeMap<&'static str, u64>,
     /// Workload placements, recoveries and the records behind `--explain`.
     pub workloads: crate::workloads::WorkloadStats,
+}
+
+impl RunStats {
+    /// The median and 99th percentile of [`RunStats::write_latency_us`], if any write was
+    /// acknowledged.
+    pub fn write_latency(&self) -> Option<(u64, u64)> {
+        if self.write_latency_us.is_empty() {
+            return None;
+        }
+        let mut v = self.write_latency_us.clone();
+        v.sort_unstable();
+        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+        Some((at(0.5), at(0.99)))
+    }
 }
 
 /// Everything a soak expects to see happen at least once over many seeds; one that never happens
@@ -220,6 +236,17 @@ impl RunReport {
                 self.ops.info
             ),
         );
+        if let Some((p50, p99)) = s.write_latency() {
+            row(
+                "write latency",
+                format!(
+                    "p50 {:.1} ms, p99 {:.1} ms (issued to acknowledged, {} writes)",
+                    p50 as f64 / 1e3,
+                    p99 as f64 / 1e3,
+                    s.write_latency_us.len()
+                ),
+            );
+        }
         row(
             "shed under load",
             format!(
@@ -448,6 +475,20 @@ pub(crate) fn judge(
                 Expectation::MaxReplacements(max) => {
                     let n = stats.workloads.replacements;
                     (n <= *max, format!("{n} re-placements (at most {max})"))
+                }
+                Expectation::MedianWriteLatencyWithin(d) => {
+                    let bound = d.as_micros() as u64;
+                    match stats.write_latency() {
+                        Some((p50, _)) => (
+                            p50 <= bound,
+                            format!(
+                                "median write latency {:.1} ms (at most {:.1} ms)",
+                                p50 as f64 / 1e3,
+                                bound as f64 / 1e3
+                            ),
+                        ),
+                        None => (false, "no write was acknowledged".to_string()),
+                    }
                 }
                 Expectation::MaxLeaderChanges(max) => {
                     let n = stats.leader_changes;

@@ -27,7 +27,8 @@
 //! for 800 ms); each is disarmed if its moment does not come within 3 s.
 //! Workload expectations: `WorkloadsRecoveredWithin("2s")`, `AtMostOneRunningCopy`,
 //! `NoFalseReschedules`, `MaxReplacements(0)`, `WorkloadEnds("web", "failed-permanently")`.
-//! `MaxLeaderChanges(1)` bounds how often any node becomes leader (the first election counts).
+//! `MaxLeaderChanges(1)` bounds how often any node becomes leader (the first election counts);
+//! `MedianWriteLatencyWithin("15ms")` bounds the clients' median write latency.
 //!
 //! Every error names the file, the line and column, and the field by its path (`clients.keys`,
 //! `faults[2].at`): syntax errors, unknown, missing or mistyped fields, malformed durations, and
@@ -221,6 +222,10 @@ pub enum Expectation {
     /// counts). A leader heard by a majority must not be deposed: a node that rejoins after a
     /// partition, or a follower with a quick timer, stays quiet (pre-vote, leader stickiness).
     MaxLeaderChanges(u64),
+    /// The median time from a client issuing a write to its acknowledgement is within this
+    /// bound (over every write a client had acknowledged). A write must not wait for a timer:
+    /// the leader replicates new entries at once.
+    MedianWriteLatencyWithin(Duration),
     /// Every instance of the workload ends the run in this status (`running`, `failed-permanently`,
     /// `backing-off`, `pending`, `assigned`, `completed`, `stopped`).
     WorkloadEnds(String, String),
@@ -416,6 +421,7 @@ enum RawExpectation {
     NoFalseReschedules,
     MaxReplacements(u64),
     MaxLeaderChanges(u64),
+    MedianWriteLatencyWithin(String),
     WorkloadEnds(String, String),
 }
 
@@ -900,6 +906,9 @@ fn expectation_ron(e: &Expectation) -> String {
         Expectation::NoFalseReschedules => "NoFalseReschedules".into(),
         Expectation::MaxReplacements(n) => format!("MaxReplacements({n})"),
         Expectation::MaxLeaderChanges(n) => format!("MaxLeaderChanges({n})"),
+        Expectation::MedianWriteLatencyWithin(d) => {
+            format!("MedianWriteLatencyWithin({:?})", format_duration(*d))
+        }
         Expectation::WorkloadEnds(w, st) => format!("WorkloadEnds({w:?}, {st:?})"),
     }
 }
@@ -1181,6 +1190,9 @@ fn convert(loc: &Locator<'_>, raw: RawScenario) -> Result<Scenario, ScenarioErro
             RawExpectation::NoFalseReschedules => Expectation::NoFalseReschedules,
             RawExpectation::MaxReplacements(n) => Expectation::MaxReplacements(n),
             RawExpectation::MaxLeaderChanges(n) => Expectation::MaxLeaderChanges(n),
+            RawExpectation::MedianWriteLatencyWithin(d) => {
+                Expectation::MedianWriteLatencyWithin(positive(&path, &d)?)
+            }
             RawExpectation::WorkloadEnds(w, st) => {
                 if !workloads.iter().any(|x| x.name == w) {
                     return Err(loc.error(

@@ -256,6 +256,8 @@ struct Pending {
     op: OpId,
     /// The write, for acknowledged-write checking.
     write: Option<Write>,
+    /// When it was issued (us).
+    issued: u64,
     /// A read: the highest index committed anywhere when it was issued (see
     /// [`crate::checkers::FRESH_READS`]).
     read_floor: Option<LogIndex>,
@@ -1767,6 +1769,7 @@ impl<'a> World<'a> {
                 owner: Owner::Client(c),
                 op: op_id,
                 write,
+                issued: self.now,
                 read_floor,
             },
         );
@@ -1857,6 +1860,7 @@ impl<'a> World<'a> {
                 owner: Owner::Overload,
                 op: op_id,
                 write,
+                issued: self.now,
                 read_floor,
             },
         );
@@ -1901,6 +1905,9 @@ impl<'a> World<'a> {
                 self.hasher.u64(revision.0);
                 if let Some(w) = p.write.as_ref() {
                     self.checkers.write_acknowledged(self.now, revision, w);
+                }
+                if let Owner::Client(_) = p.owner {
+                    self.stats.write_latency_us.push(self.now - p.issued);
                 }
                 Completion::Ok { read: None }
             }
