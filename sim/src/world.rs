@@ -101,12 +101,21 @@ fn us(d: Duration) -> u64 {
 
 /// `x` scaled by a slow node's `factor`: `(x as f64 * factor) as u64`, skipping the float
 /// round trip for the usual factor 1 (exact below 2^53, so the result is the same).
+#[inline]
 fn scaled(x: u64, factor: f64) -> u64 {
     if factor == 1.0 && x < (1 << 53) {
         x
     } else {
-        (x as f64 * factor) as u64
+        scaled_slow(x, factor)
     }
+}
+
+/// The float path of [`scaled`], out of line: left inline, the compiler computes it on every
+/// call (branch-free) even though a node is almost never slow.
+#[cold]
+#[inline(never)]
+fn scaled_slow(x: u64, factor: f64) -> u64 {
+    (x as f64 * factor) as u64
 }
 
 /// The durations the engine uses on every step, in microseconds (converted once per run).
