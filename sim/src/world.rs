@@ -556,10 +556,7 @@ impl<'a> World<'a> {
         // simulated second, far beyond anything a working cluster produces.
         let mut at_instant = 0u64;
 
-        while let Some((time, slot)) = self.queue.pop() {
-            let Some(ev) = self.queue.take(slot) else {
-                continue;
-            };
+        while let Some((time, ev)) = self.queue.pop() {
             at_instant = if time == self.now { at_instant + 1 } else { 0 };
             self.now = time;
             self.stats.events += 1;
