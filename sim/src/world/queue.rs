@@ -62,16 +62,20 @@ pub(super) struct EventQueue<T> {
     base: u64,
     /// Events of buckets at or beyond `base + BUCKETS`.
     far: BinaryHeap<Reverse<Far<T>>>,
+    /// The bucket of the earliest far event (`u64::MAX` when there is none), so that advancing
+    /// the ring looks at the heap only when it reaches that bucket.
+    far_bucket: u64,
 }
 
 impl<T> EventQueue<T> {
     pub(super) fn new() -> Self {
         EventQueue {
             seq: 0,
-            ring: (0..BUCKETS).map(|_| VecDeque::new()).collect(),
+            ring: (0..BUCKETS).map(|_| VecDeque::with_capacity(4)).collect(),
             occupied: [0; WORDS],
             base: 0,
             far: BinaryHeap::new(),
+            far_bucket: u64::MAX,
         }
     }
 
@@ -82,6 +86,7 @@ impl<T> EventQueue<T> {
         let bucket = (time >> BUCKET_SHIFT).max(self.base);
         if bucket >= self.base + BUCKETS {
             self.seq += 1;
+            self.far_bucket = self.far_bucket.min(bucket);
             self.far.push(Reverse(Far {
                 time,
                 seq: self.seq,
@@ -130,6 +135,9 @@ impl<T> EventQueue<T> {
     /// Moves every far event that the ring now reaches into the ring, in (time, sequence)
     /// order.
     fn pull_far(&mut self) {
+        if self.far_bucket >= self.base + BUCKETS {
+            return;
+        }
         while self
             .far
             .peek()
@@ -140,6 +148,10 @@ impl<T> EventQueue<T> {
                 self.insert(bucket, f.time, f.ev);
             }
         }
+        self.far_bucket = self
+            .far
+            .peek()
+            .map_or(u64::MAX, |Reverse(f)| f.time >> BUCKET_SHIFT);
     }
 
     /// The earliest event and its time.
