@@ -312,6 +312,7 @@ impl SafetyCheckers {
     /// The slot of `node` in the per-node vectors: members are `n1..` in order in the
     /// simulator, so the first guess is almost always right; a node outside the member list gets
     /// a slot of its own past the members.
+    #[inline]
     fn slot(&mut self, node: NodeId) -> usize {
         let guess = (node.0 as usize).wrapping_sub(1);
         if self.members.get(guess) == Some(&node) {
