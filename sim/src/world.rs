@@ -610,6 +610,7 @@ impl<'a> World<'a> {
         }
     }
 
+    #[inline(always)]
     fn handle(&mut self, ev: Ev) {
         match ev {
             Ev::Tick { node, gen } => {
@@ -793,6 +794,7 @@ impl<'a> World<'a> {
     }
 
     /// Hands `input` to node `i` now, or queues it while the node is busy or hung.
+    #[inline(always)]
     fn input(&mut self, i: usize, input: Input) {
         let n = &mut self.nodes[i];
         if n.node.is_none() {
@@ -908,10 +910,12 @@ impl<'a> World<'a> {
         };
 
         let mut role_changed = false;
-        for (k, o) in out.drain(..).enumerate() {
-            if cut == Some(k) {
-                break;
-            }
+        if let Some(k) = cut {
+            // Outputs from the cut on are lost with the crash: never executed, never hashed.
+            out.truncate(k);
+        }
+        // Internal iteration: the compiler moves each output out of the buffer once.
+        out.drain(..).for_each(|o| {
             self.hasher.output(&o);
             match o {
                 Output::Persist(p) => self.persist(i, t, p),
@@ -920,7 +924,7 @@ impl<'a> World<'a> {
                 Output::Trace(e) => role_changed |= self.node_event(i, &e),
                 Output::Workload(a) => self.workload_action(i, t, a),
             }
-        }
+        });
         self.out = out;
         if moment != (false, false) {
             self.armed_faults_strike(i, t, moment);

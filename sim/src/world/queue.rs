@@ -155,6 +155,7 @@ impl<T> EventQueue<T> {
     }
 
     /// The earliest event and its time.
+    #[inline(always)]
     pub(super) fn pop(&mut self) -> Option<(u64, T)> {
         let from = (self.base % BUCKETS) as usize;
         let i = match self.next_occupied(from) {
