@@ -198,6 +198,7 @@ impl TraceHasher {
         }
     }
 
+    #[inline]
     pub fn message(&mut self, m: &Message) {
         self.u64(u64::from(m.from.0));
         self.u64(u64::from(m.to.0));
@@ -324,6 +325,7 @@ impl TraceHasher {
         }
     }
 
+    #[inline]
     pub fn input(&mut self, input: &Input) {
         match input {
             Input::Tick => self.byte(1),
@@ -358,6 +360,7 @@ impl TraceHasher {
         }
     }
 
+    #[inline]
     pub fn output(&mut self, output: &Output) {
         match output {
             Output::Persist(Persist::HardState(hs)) => {

@@ -98,6 +98,7 @@ impl<T> EventQueue<T> {
     }
 
     /// Puts `ev` into the ring's bucket `bucket`, after every event there at `time` or earlier.
+    #[inline(always)]
     fn insert(&mut self, bucket: u64, time: u64, ev: T) {
         let i = (bucket % BUCKETS) as usize;
         let v = &mut self.ring[i];
