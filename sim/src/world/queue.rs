@@ -135,10 +135,15 @@ impl<T> EventQueue<T> {
 
     /// Moves every far event that the ring now reaches into the ring, in (time, sequence)
     /// order.
+    #[inline(always)]
     fn pull_far(&mut self) {
-        if self.far_bucket >= self.base + BUCKETS {
-            return;
+        if self.far_bucket < self.base + BUCKETS {
+            self.pull_far_now();
         }
+    }
+
+    #[inline(never)]
+    fn pull_far_now(&mut self) {
         while self
             .far
             .peek()
