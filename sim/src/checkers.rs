@@ -91,7 +91,19 @@ struct TermMonotonic {
 }
 
 impl TermMonotonic {
+    #[inline]
     fn observe_term(&mut self, slot: usize, node: NodeId, term: Term) -> Result<(), String> {
+        // As a rule the node is in the term it was in at its last step.
+        if let Some(Some(last)) = self.terms.get(slot) {
+            if *last == term {
+                return Ok(());
+            }
+        }
+        self.observe_new_term(slot, node, term)
+    }
+
+    #[inline(never)]
+    fn observe_new_term(&mut self, slot: usize, node: NodeId, term: Term) -> Result<(), String> {
         if self.terms.len() <= slot {
             self.terms.resize(slot + 1, None);
         }
@@ -329,6 +341,7 @@ impl SafetyCheckers {
         }
     }
 
+    #[inline]
     fn record(
         &mut self,
         checker: &'static str,
@@ -338,14 +351,27 @@ impl SafetyCheckers {
     ) {
         self.checks += 1;
         if let Err(message) = r {
-            if self.violations.len() < MAX_VIOLATIONS {
-                self.violations.push(Violation {
-                    checker,
-                    at_us,
-                    node,
-                    message,
-                });
-            }
+            self.violation(checker, at_us, node, message);
+        }
+    }
+
+    /// Keeps a violation (the rare path of [`Self::record`], out of line).
+    #[cold]
+    #[inline(never)]
+    fn violation(
+        &mut self,
+        checker: &'static str,
+        at_us: u64,
+        node: Option<NodeId>,
+        message: String,
+    ) {
+        if self.violations.len() < MAX_VIOLATIONS {
+            self.violations.push(Violation {
+                checker,
+                at_us,
+                node,
+                message,
+            });
         }
     }
 
