@@ -1013,7 +1013,8 @@ impl<'a> World<'a> {
         }
         let latency = self.net_rng.between(lo, hi);
         let at = released_at + scaled(latency, slow);
-        self.schedule(
+        // Straight into the queue (inlined), for the message to be copied as little as can be.
+        self.queue.push_inline(
             at,
             Ev::Deliver {
                 msg: m,
