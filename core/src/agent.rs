@@ -74,6 +74,7 @@ impl Agent {
     }
 
     /// The earliest time the agent needs a step.
+    #[inline]
     pub(crate) fn deadline(&self) -> Instant {
         // Asked after every step: a node without copies (the usual case) has only its renewal.
         if self.copies.is_empty() {

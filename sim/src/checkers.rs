@@ -98,7 +98,19 @@ struct TermMonotonic {
 }
 
 impl TermMonotonic {
+    #[inline]
     fn observe_term(&mut self, slot: usize, node: NodeId, term: Term) -> Result<(), String> {
+        // As a rule the node is in the term it was in at its last step.
+        if let Some(Some(last)) = self.terms.get(slot) {
+            if *last == term {
+                return Ok(());
+            }
+        }
+        self.observe_new_term(slot, node, term)
+    }
+
+    #[inline(never)]
+    fn observe_new_term(&mut self, slot: usize, node: NodeId, term: Term) -> Result<(), String> {
         if self.terms.len() <= slot {
             self.terms.resize(slot + 1, None);
         }
@@ -319,6 +331,7 @@ impl SafetyCheckers {
     /// The slot of `node` in the per-node vectors: members are `n1..` in order in the
     /// simulator, so the first guess is almost always right; a node outside the member list gets
     /// a slot of its own past the members.
+    #[inline]
     fn slot(&mut self, node: NodeId) -> usize {
         let guess = (node.0 as usize).wrapping_sub(1);
         if self.members.get(guess) == Some(&node) {
@@ -335,6 +348,7 @@ impl SafetyCheckers {
         }
     }
 
+    #[inline]
     fn record(
         &mut self,
         checker: &'static str,
@@ -344,14 +358,27 @@ impl SafetyCheckers {
     ) {
         self.checks += 1;
         if let Err(message) = r {
-            if self.violations.len() < MAX_VIOLATIONS {
-                self.violations.push(Violation {
-                    checker,
-                    at_us,
-                    node,
-                    message,
-                });
-            }
+            self.violation(checker, at_us, node, message);
+        }
+    }
+
+    /// Keeps a violation (the rare path of [`Self::record`], out of line).
+    #[cold]
+    #[inline(never)]
+    fn violation(
+        &mut self,
+        checker: &'static str,
+        at_us: u64,
+        node: Option<NodeId>,
+        message: String,
+    ) {
+        if self.violations.len() < MAX_VIOLATIONS {
+            self.violations.push(Violation {
+                checker,
+                at_us,
+                node,
+                message,
+            });
         }
     }
 

@@ -106,15 +106,21 @@ struct Event {
     is_call: bool,
 }
 
-fn check_key(history: &History, key: &str, ids: &[OpId], budget: u64) -> (Verdict, u64, usize) {
+fn check_key<'h>(
+    history: &'h History,
+    key: &str,
+    ids: &[OpId],
+    budget: u64,
+) -> (Verdict, u64, usize) {
     let all = history.operations();
-    let mut values: HashMap<String, State, BuildKeyHasher> = HashMap::default();
-    let mut intern = |v: &Option<String>| -> State {
+    // Values borrowed from the history: no copy of a value per operation.
+    let mut values: HashMap<&str, State, BuildKeyHasher> = HashMap::default();
+    let mut intern = |v: Option<&'h str>| -> State {
         match v {
             None => 0,
             Some(s) => {
                 let next = values.len() as State + 1;
-                *values.entry(s.clone()).or_insert(next)
+                *values.entry(s).or_insert(next)
             }
         }
     };
@@ -150,11 +156,15 @@ fn check_key(history: &History, key: &str, ids: &[OpId], budget: u64) -> (Verdic
         }
         let model = match (&o.op, &o.completion) {
             (_, Some(Completion::Fail)) => continue,
-            (Op::Get { .. }, Some(Completion::Ok { read })) => ModelOp::Read(intern(read)),
+            (Op::Get { .. }, Some(Completion::Ok { read })) => {
+                ModelOp::Read(intern(read.as_deref()))
+            }
             (Op::Get { .. }, _) => continue,
-            (Op::Put { value, .. }, _) => ModelOp::Put(intern(&Some(value.clone()))),
+            (Op::Put { value, .. }, _) => ModelOp::Put(intern(Some(value.as_str()))),
             (Op::Delete { .. }, _) => ModelOp::Delete,
-            (Op::Cas { from, to, .. }, _) => ModelOp::Cas(intern(from), intern(&Some(to.clone()))),
+            (Op::Cas { from, to, .. }, _) => {
+                ModelOp::Cas(intern(from.as_deref()), intern(Some(to.as_str())))
+            }
         };
         let k = ops.len();
         timed.push((o.invoke_us, 0, k));

@@ -50,6 +50,7 @@ impl Stream {
     }
 
     /// A uniform draw from `lo..=hi` (`lo` if `hi <= lo`), by rejection sampling.
+    #[inline]
     pub(crate) fn between(&mut self, lo: u64, hi: u64) -> u64 {
         if hi <= lo {
             return lo;

@@ -36,10 +36,21 @@ impl TraceHasher {
 
     pub fn str(&mut self, s: &str) {
         self.u64(s.len() as u64);
-        for chunk in s.as_bytes().chunks(8) {
+        // Eight bytes at a time, little-endian; the last word zero-padded (built byte by byte:
+        // a short variable-length copy into a buffer costs a `memcpy` call).
+        let mut words = s.as_bytes().chunks_exact(8);
+        for chunk in &mut words {
             let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
+            word.copy_from_slice(chunk);
             self.u64(u64::from_le_bytes(word));
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let word = rest
+                .iter()
+                .rev()
+                .fold(0u64, |w, &b| (w << 8) | u64::from(b));
+            self.u64(word);
         }
     }
 
@@ -198,6 +209,7 @@ impl TraceHasher {
         }
     }
 
+    #[inline]
     pub fn message(&mut self, m: &Message) {
         self.u64(u64::from(m.from.0));
         self.u64(u64::from(m.to.0));
@@ -324,6 +336,7 @@ impl TraceHasher {
         }
     }
 
+    #[inline]
     pub fn input(&mut self, input: &Input) {
         match input {
             Input::Tick => self.byte(1),
@@ -358,6 +371,7 @@ impl TraceHasher {
         }
     }
 
+    #[inline]
     pub fn output(&mut self, output: &Output) {
         match output {
             Output::Persist(Persist::HardState(hs)) => {
@@ -624,5 +638,23 @@ mod tests {
             g.finish()
         });
         assert_ne!(TraceHasher::default().finish(), h.finish());
+    }
+
+    #[test]
+    fn strings_hash_as_zero_padded_little_endian_words() {
+        let text = "abcdefghijklmnopqrstu\u{e9}";
+        for end in 0..=text.len() {
+            let Some(s) = text.get(..end) else { continue };
+            let mut h = TraceHasher::default();
+            h.str(s);
+            let mut g = TraceHasher::default();
+            g.u64(s.len() as u64);
+            for chunk in s.as_bytes().chunks(8) {
+                let mut word = [0u8; 8];
+                word[..chunk.len()].copy_from_slice(chunk);
+                g.u64(u64::from_le_bytes(word));
+            }
+            assert_eq!(h.finish(), g.finish(), "{s:?}");
+        }
     }
 }

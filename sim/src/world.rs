@@ -58,6 +58,7 @@ struct ProgressGuard {
 }
 
 impl ProgressGuard {
+    #[inline]
     fn observe(&mut self, time: u64) -> Option<String> {
         self.at_instant = if time == self.now {
             self.at_instant + 1
@@ -138,12 +139,21 @@ fn us(d: Duration) -> u64 {
 
 /// `x` scaled by a slow node's `factor`: `(x as f64 * factor) as u64`, skipping the float
 /// round trip for the usual factor 1 (exact below 2^53, so the result is the same).
+#[inline]
 fn scaled(x: u64, factor: f64) -> u64 {
     if factor == 1.0 && x < (1 << 53) {
         x
     } else {
-        (x as f64 * factor) as u64
+        scaled_slow(x, factor)
     }
+}
+
+/// The float path of [`scaled`], out of line: left inline, the compiler computes it on every
+/// call (branch-free) even though a node is almost never slow.
+#[cold]
+#[inline(never)]
+fn scaled_slow(x: u64, factor: f64) -> u64 {
+    (x as f64 * factor) as u64
 }
 
 /// The durations the engine uses on every step, in microseconds (converted once per run).
@@ -586,10 +596,7 @@ impl<'a> World<'a> {
         let end = self.end;
         self.schedule(end, Ev::End);
         let mut guard = ProgressGuard::default();
-        while let Some((time, slot)) = self.queue.pop() {
-            let Some(ev) = self.queue.take(slot) else {
-                continue;
-            };
+        while let Some((time, ev)) = self.queue.pop() {
             self.now = time;
             self.stats.events += 1;
             if self.halted {
@@ -631,6 +638,7 @@ impl<'a> World<'a> {
         }
     }
 
+    #[inline(always)]
     fn handle(&mut self, ev: Ev) {
         match ev {
             Ev::Tick { node, gen } => {
@@ -814,6 +822,7 @@ impl<'a> World<'a> {
     }
 
     /// Hands `input` to node `i` now, or queues it while the node is busy or hung.
+    #[inline(always)]
     fn input(&mut self, i: usize, input: Input) {
         let n = &mut self.nodes[i];
         if n.node.is_none() {
@@ -959,10 +968,14 @@ impl<'a> World<'a> {
         };
 
         let mut role_changed = false;
-        for (k, o) in out.drain(..).enumerate() {
-            if cut == Some(k) {
-                break;
-            }
+        if let Some(k) = cut {
+            // Outputs from the cut on are lost with the crash: never executed, never hashed.
+            out.truncate(k);
+        }
+        // Executed in order, taken from the end of the reversed buffer: a step has one or two
+        // outputs as a rule, and popping needs no iterator to drop afterwards.
+        out.reverse();
+        while let Some(o) = out.pop() {
             self.hasher.output(&o);
             match o {
                 Output::Persist(p) => self.persist(i, t, p),
@@ -972,7 +985,12 @@ impl<'a> World<'a> {
                 Output::Workload(a) => self.workload_action(i, t, a),
             }
         }
-        self.out = out;
+        // Hand the buffer back. The one it replaces is the empty `Vec::new()` left by the take
+        // above: nothing to free, so it is forgotten rather than run through drop glue.
+        let empty = std::mem::replace(&mut self.out, out);
+        if empty.capacity() == 0 {
+            std::mem::forget(empty);
+        }
         if moment != (false, false) {
             self.armed_faults_strike(i, t, moment);
         }
@@ -1053,7 +1071,8 @@ impl<'a> World<'a> {
         }
         let latency = self.net_rng.between(lo, hi);
         let at = released_at + scaled(latency, slow);
-        self.schedule(
+        // Straight into the queue (inlined), for the message to be copied as little as can be.
+        self.queue.push_inline(
             at,
             Ev::Deliver {
                 msg: m,

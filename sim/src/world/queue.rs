@@ -3,85 +3,118 @@
 //!
 //! A calendar queue. Almost every event is scheduled a few milliseconds ahead (a message's
 //! latency, a CPU step, an fsync), so the near future is a ring of [`BUCKETS`] buckets of
-//! 2^[`BUCKET_SHIFT`] µs each, with a bitmap of the non-empty ones; each bucket keeps its few
-//! events sorted, the earliest last. Events beyond the ring's reach wait in a binary heap and move
-//! into the ring as time reaches them. Scheduling and taking an event cost a few comparisons
-//! instead of a heap's sift through dozens of pending events. The event itself waits in a slab
-//! (slots are reused), so a large event is written once and read once.
+//! 2^[`BUCKET_SHIFT`] µs each, with a bitmap of the non-empty ones; each bucket holds its few
+//! events in ascending order, the earliest first. Events beyond the ring's reach wait in a binary
+//! heap and move into the ring as time reaches them. Scheduling and taking an event cost a few
+//! comparisons instead of a heap's sift through dozens of pending events, and the event itself is
+//! moved into its bucket once and out of it once.
+//!
+//! A bucket needs no sequence numbers: an event is scheduled after every event already in its
+//! bucket at the same or an earlier time, which is exactly scheduling order, because every event
+//! of a bucket the ring reaches is in the ring (the far heap is emptied into a bucket as soon as the
+//! ring reaches it, and keeps sequence numbers to hand its events over in order).
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, VecDeque};
 
-/// A bucket spans 2^10 µs (about a millisecond).
-const BUCKET_SHIFT: u32 = 10;
-/// The ring covers 256 buckets (about a quarter of a second).
-const BUCKETS: u64 = 256;
+/// A bucket spans 2^8 µs (a quarter of a millisecond): few enough events land in one that a new
+/// event almost always sorts last.
+const BUCKET_SHIFT: u32 = 8;
+/// The ring covers 1024 buckets (about a quarter of a second).
+const BUCKETS: u64 = 1024;
 const WORDS: usize = (BUCKETS / 64) as usize;
 
-/// An entry: (time, sequence, slot). Ordered by time, then sequence (unique).
-type Entry = (u64, u64, u32);
+/// An event beyond the ring's reach: ordered by time, then sequence (unique).
+struct Far<T> {
+    time: u64,
+    seq: u64,
+    ev: T,
+}
+
+impl<T> PartialEq for Far<T> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.time, self.seq) == (other.time, other.seq)
+    }
+}
+
+impl<T> Eq for Far<T> {}
+
+impl<T> PartialOrd for Far<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<T> Ord for Far<T> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.time, self.seq).cmp(&(other.time, other.seq))
+    }
+}
 
 pub(super) struct EventQueue<T> {
-    slab: Vec<Option<T>>,
-    free: Vec<u32>,
     seq: u64,
-    /// `ring[b % BUCKETS]` holds the events of bucket `b` for `base <= b < base + BUCKETS`,
-    /// sorted by (time, seq) descending: the earliest is last.
-    ring: Vec<Vec<Entry>>,
+    /// `ring[b % BUCKETS]` holds the events of bucket `b` for `base <= b < base + BUCKETS`, as
+    /// (time, event), ascending by time and, at equal times, in scheduling order.
+    ring: Vec<VecDeque<(u64, T)>>,
     /// Bit `i` set: `ring[i]` is not empty.
     occupied: [u64; WORDS],
     /// The bucket (time >> BUCKET_SHIFT) of the current time: nothing earlier is pending.
     base: u64,
     /// Events of buckets at or beyond `base + BUCKETS`.
-    far: BinaryHeap<Reverse<Entry>>,
+    far: BinaryHeap<Reverse<Far<T>>>,
+    /// The bucket of the earliest far event (`u64::MAX` when there is none), so that advancing
+    /// the ring looks at the heap only when it reaches that bucket.
+    far_bucket: u64,
 }
 
 impl<T> EventQueue<T> {
     pub(super) fn new() -> Self {
         EventQueue {
-            slab: Vec::new(),
-            free: Vec::new(),
             seq: 0,
-            ring: (0..BUCKETS).map(|_| Vec::new()).collect(),
+            ring: (0..BUCKETS).map(|_| VecDeque::with_capacity(4)).collect(),
             occupied: [0; WORDS],
             base: 0,
             far: BinaryHeap::new(),
+            far_bucket: u64::MAX,
         }
     }
 
     /// Schedules `ev` at `time`, after every event already scheduled at that time.
     pub(super) fn push(&mut self, time: u64, ev: T) {
-        let slot = match self.free.pop() {
-            Some(slot) => {
-                if let Some(s) = self.slab.get_mut(slot as usize) {
-                    *s = Some(ev);
-                }
-                slot
-            }
-            None => {
-                // Beyond 4 G pending events the run has long run out of memory.
-                let slot = u32::try_from(self.slab.len()).unwrap_or(u32::MAX);
-                self.slab.push(Some(ev));
-                slot
-            }
-        };
-        self.seq += 1;
-        self.insert((time, self.seq, slot));
+        self.push_inline(time, ev);
     }
 
-    fn insert(&mut self, e: Entry) {
+    /// [`Self::push`], inlined into the caller: for the hottest call site.
+    #[inline(always)]
+    pub(super) fn push_inline(&mut self, time: u64, ev: T) {
         // An event in the past (never scheduled by the engine) goes to the current bucket, where
         // it still sorts first.
-        let bucket = (e.0 >> BUCKET_SHIFT).max(self.base);
+        let bucket = (time >> BUCKET_SHIFT).max(self.base);
         if bucket >= self.base + BUCKETS {
-            self.far.push(Reverse(e));
+            self.seq += 1;
+            self.far_bucket = self.far_bucket.min(bucket);
+            self.far.push(Reverse(Far {
+                time,
+                seq: self.seq,
+                ev,
+            }));
             return;
         }
+        self.insert(bucket, time, ev);
+    }
+
+    /// Puts `ev` into the ring's bucket `bucket`, after every event there at `time` or earlier.
+    #[inline(always)]
+    fn insert(&mut self, bucket: u64, time: u64, ev: T) {
         let i = (bucket % BUCKETS) as usize;
         let v = &mut self.ring[i];
-        // Descending order; a new event usually sorts first (latest), so search from the front.
-        let at = v.iter().position(|x| *x < e).unwrap_or(v.len());
-        v.insert(at, e);
+        // A new event usually sorts last (latest), so search from the back.
+        if v.back().is_none_or(|(t, _)| *t <= time) {
+            v.push_back((time, ev));
+        } else {
+            let at = v.partition_point(|(t, _)| *t <= time);
+            v.insert(at, (time, ev));
+        }
         self.occupied[i / 64] |= 1 << (i % 64);
     }
 
@@ -106,19 +139,36 @@ impl<T> EventQueue<T> {
         None
     }
 
-    /// Moves every far event that the ring now reaches into the ring.
+    /// Moves every far event that the ring now reaches into the ring, in (time, sequence)
+    /// order.
+    #[inline(always)]
     fn pull_far(&mut self) {
-        while let Some(&Reverse(e)) = self.far.peek() {
-            if (e.0 >> BUCKET_SHIFT) >= self.base + BUCKETS {
-                break;
-            }
-            self.far.pop();
-            self.insert(e);
+        if self.far_bucket < self.base + BUCKETS {
+            self.pull_far_now();
         }
     }
 
-    /// The time and slot of the earliest event; take the event itself with [`Self::take`].
-    pub(super) fn pop(&mut self) -> Option<(u64, u32)> {
+    #[inline(never)]
+    fn pull_far_now(&mut self) {
+        while self
+            .far
+            .peek()
+            .is_some_and(|Reverse(f)| (f.time >> BUCKET_SHIFT) < self.base + BUCKETS)
+        {
+            if let Some(Reverse(f)) = self.far.pop() {
+                let bucket = (f.time >> BUCKET_SHIFT).max(self.base);
+                self.insert(bucket, f.time, f.ev);
+            }
+        }
+        self.far_bucket = self
+            .far
+            .peek()
+            .map_or(u64::MAX, |Reverse(f)| f.time >> BUCKET_SHIFT);
+    }
+
+    /// The earliest event and its time.
+    #[inline(always)]
+    pub(super) fn pop(&mut self) -> Option<(u64, T)> {
         let from = (self.base % BUCKETS) as usize;
         let i = match self.next_occupied(from) {
             Some(i) => {
@@ -131,25 +181,18 @@ impl<T> EventQueue<T> {
                 i
             }
             None => {
-                let Reverse(first) = *self.far.peek()?;
-                self.base = first.0 >> BUCKET_SHIFT;
+                let first = self.far.peek()?.0.time;
+                self.base = first >> BUCKET_SHIFT;
                 self.pull_far();
                 (self.base % BUCKETS) as usize
             }
         };
         let v = &mut self.ring[i];
-        let (time, _, slot) = v.pop()?;
+        let first = v.pop_front();
         if v.is_empty() {
             self.occupied[i / 64] &= !(1 << (i % 64));
         }
-        Some((time, slot))
-    }
-
-    /// The event waiting in `slot` (popped by [`Self::pop`]); frees the slot.
-    pub(super) fn take(&mut self, slot: u32) -> Option<T> {
-        let ev = self.slab.get_mut(slot as usize)?.take()?;
-        self.free.push(slot);
-        Some(ev)
+        first
     }
 }
 
@@ -187,16 +230,15 @@ mod tests {
                     seq += 1;
                     q.push(t, seq);
                     reference.push(Reverse((t, seq)));
-                } else if let Some((t, slot)) = q.pop() {
-                    let id = q.take(slot).expect("an event");
+                } else if let Some((t, id)) = q.pop() {
                     now = t;
                     got.push((t, id));
                     let Reverse(w) = reference.pop().expect("same length");
                     want.push(w);
                 }
             }
-            while let Some((t, slot)) = q.pop() {
-                got.push((t, q.take(slot).expect("an event")));
+            while let Some((t, id)) = q.pop() {
+                got.push((t, id));
             }
             while let Some(Reverse(w)) = reference.pop() {
                 want.push(w);
