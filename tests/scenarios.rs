@@ -93,6 +93,7 @@ scenario_tests!(
     vote_crash,
     stale_leader_reads,
     write_latency,
+    disruptive_follower,
 );
 
 #[test]
