@@ -174,7 +174,14 @@ impl Node {
                 let deadline = now + self.cfg.request_timeout;
                 self.forwarded.insert(id, Forwarded { deadline });
                 self.sweep_at = self.sweep_at.min(deadline);
-                self.send(leader, MessageBody::Forward { id, op }, out);
+                self.send(
+                    leader,
+                    MessageBody::Forward {
+                        id,
+                        op: Box::new(op),
+                    },
+                    out,
+                );
             }
             // Not the leader and either no leader known or the request was already forwarded
             // once: refuse (definitely not executed) with whatever hint we have.
@@ -238,9 +245,14 @@ impl Node {
     pub(crate) fn answer(&self, origin: Origin, result: ClientResult, out: &mut Vec<Output>) {
         match origin {
             Origin::Local(id) => out.push(Output::Reply(ClientReply { id, result })),
-            Origin::Remote(node, id) => {
-                self.send(node, MessageBody::ForwardReply { id, result }, out)
-            }
+            Origin::Remote(node, id) => self.send(
+                node,
+                MessageBody::ForwardReply {
+                    id,
+                    result: Box::new(result),
+                },
+                out,
+            ),
         }
     }
 

@@ -89,15 +89,17 @@ pub enum MessageBody {
         last_index: LogIndex,
         round: u64,
     },
-    /// A follower hands a client request to the leader it believes in.
+    /// A follower hands a client request to the leader it believes in. Boxed (as is the
+    /// reply's result): an operation is large and forwarding rare, and every message is as
+    /// large as its largest variant. Serde treats a `Box` as what it holds: the wire is the same.
     Forward {
         id: RequestId,
-        op: ClientOp,
+        op: Box<ClientOp>,
     },
     /// The leader's answer to a forwarded request, for the follower to pass on.
     ForwardReply {
         id: RequestId,
-        result: ClientResult,
+        result: Box<ClientResult>,
     },
     /// A node's heartbeat to the leader and request to renew its workload lease, with the copies
     /// it runs and the exits the registry does not show yet. `sent_at` is the sender's clock.

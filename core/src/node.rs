@@ -195,11 +195,13 @@ impl Node {
                 return self.client_request(
                     now,
                     crate::client::Origin::Remote(m.from, id),
-                    op,
+                    *op,
                     out,
                 );
             }
-            MessageBody::ForwardReply { id, result } => return self.forward_reply(id, result, out),
+            MessageBody::ForwardReply { id, result } => {
+                return self.forward_reply(id, *result, out)
+            }
             // Pre-votes carry a prospective term and change nobody's term.
             MessageBody::PreVote {
                 last_log_index,

@@ -180,16 +180,18 @@ enum Ev {
         released_at: u64,
     },
     /// A client request arrives at a node.
+    /// Boxed, as is `Answer`'s reply: client operations are large and rare next to messages
+    /// and ticks, and every event is as large as the largest.
     Arrive {
         node: usize,
-        req: ClientRequest,
+        req: Box<ClientRequest>,
     },
     /// A node's reply arrives at the client side.
     Answer {
         from: usize,
         from_incarnation: u64,
         released_at: u64,
-        reply: ClientReply,
+        reply: Box<ClientReply>,
     },
     /// A node refused a connection (it is down or its queue is full).
     Refused {
@@ -686,7 +688,7 @@ impl<'a> World<'a> {
                     self.schedule(t, Ev::Refused { id: req.id });
                     return;
                 }
-                self.input(node, Input::Client(req));
+                self.input(node, Input::Client(*req));
             }
             Ev::Answer {
                 from,
@@ -697,7 +699,8 @@ impl<'a> World<'a> {
                 if self.lost_in_crash(from, from_incarnation, released_at) {
                     return;
                 }
-                self.client_answer(reply.id, Answer::Reply(reply.result));
+                let ClientReply { id, result } = *reply;
+                self.client_answer(id, Answer::Reply(result));
             }
             Ev::Refused { id } => self.client_answer(id, Answer::Refused),
             Ev::ClientTimeouts => {
@@ -916,15 +919,11 @@ impl<'a> World<'a> {
                     Output::Reply(ClientReply {
                         id,
                         result: Ok(ClientResponse::Value { .. }),
-                    })
-                    | Output::Send(Message {
-                        body:
-                            MessageBody::ForwardReply {
-                                id,
-                                result: Ok(ClientResponse::Value { .. }),
-                            },
-                        ..
                     }) => id,
+                    Output::Send(Message {
+                        body: MessageBody::ForwardReply { id, result },
+                        ..
+                    }) if matches!(**result, Ok(ClientResponse::Value { .. })) => id,
                     _ => continue,
                 };
                 if let Some(floor) = self.pending.get(id).and_then(|p| p.read_floor) {
@@ -1092,7 +1091,7 @@ impl<'a> World<'a> {
                 from: i,
                 from_incarnation,
                 released_at,
-                reply: r,
+                reply: Box::new(r),
             },
         );
     }
@@ -1833,7 +1832,7 @@ impl<'a> World<'a> {
             at,
             Ev::Arrive {
                 node: target,
-                req: ClientRequest { id, op },
+                req: Box::new(ClientRequest { id, op }),
             },
         );
         let timeout = self.now + self.us.client_timeout;
@@ -2078,7 +2077,22 @@ impl<'a> World<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::{ProgressGuard, MAX_EVENTS_AT_ONE_INSTANT, MAX_EVENTS_PER_SIM_SECOND};
+    use super::{Ev, ProgressGuard, MAX_EVENTS_AT_ONE_INSTANT, MAX_EVENTS_PER_SIM_SECOND};
+    use keel_core::{Input, Message};
+
+    /// The simulator moves messages and events at every step: keep the rare, large payloads
+    /// (client operations and replies) boxed so the common ones stay small.
+    #[test]
+    fn messages_and_events_stay_small() {
+        let (m, e, i) = (
+            std::mem::size_of::<Message>(),
+            std::mem::size_of::<Ev>(),
+            std::mem::size_of::<Input>(),
+        );
+        println!("size_of Message {m}, Ev {e}, Input {i}");
+        assert!(m <= 80, "Message is {m} bytes");
+        assert!(e <= 96, "Ev is {e} bytes");
+    }
 
     #[test]
     fn the_progress_guard_stops_a_stopped_clock_and_a_spin_but_not_a_busy_run() {
