@@ -494,6 +494,10 @@ pub(crate) fn judge(
                     let n = stats.leader_changes;
                     (n <= *max, format!("{n} leader changes (at most {max})"))
                 }
+                Expectation::MinLeaderChanges(min) => {
+                    let n = stats.leader_changes;
+                    (n >= *min, format!("{n} leader changes (at least {min})"))
+                }
                 Expectation::WorkloadEnds(family, status) => {
                     let all: Vec<_> = stats
                         .workloads

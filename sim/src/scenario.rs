@@ -27,7 +27,8 @@
 //! for 800 ms); each is disarmed if its moment does not come within 3 s.
 //! Workload expectations: `WorkloadsRecoveredWithin("2s")`, `AtMostOneRunningCopy`,
 //! `NoFalseReschedules`, `MaxReplacements(0)`, `WorkloadEnds("web", "failed-permanently")`.
-//! `MaxLeaderChanges(1)` bounds how often any node becomes leader (the first election counts);
+//! `MaxLeaderChanges(1)` bounds how often any node becomes leader (the first election counts),
+//! `MinLeaderChanges(5)` from below;
 //! `MedianWriteLatencyWithin("15ms")` bounds the clients' median write latency.
 //!
 //! Every error names the file, the line and column, and the field by its path (`clients.keys`,
@@ -222,6 +223,9 @@ pub enum Expectation {
     /// counts). A leader heard by a majority must not be deposed: a node that rejoins after a
     /// partition, or a follower with a quick timer, stays quiet (pre-vote, leader stickiness).
     MaxLeaderChanges(u64),
+    /// At least this many times a node becomes leader in the whole run (the first election
+    /// counts): leadership moves when it is handed over.
+    MinLeaderChanges(u64),
     /// The median time from a client issuing a write to its acknowledgement is within this
     /// bound (over every write a client had acknowledged). A write must not wait for a timer:
     /// the leader replicates new entries at once.
@@ -421,6 +425,7 @@ enum RawExpectation {
     NoFalseReschedules,
     MaxReplacements(u64),
     MaxLeaderChanges(u64),
+    MinLeaderChanges(u64),
     MedianWriteLatencyWithin(String),
     WorkloadEnds(String, String),
 }
@@ -906,6 +911,7 @@ fn expectation_ron(e: &Expectation) -> String {
         Expectation::NoFalseReschedules => "NoFalseReschedules".into(),
         Expectation::MaxReplacements(n) => format!("MaxReplacements({n})"),
         Expectation::MaxLeaderChanges(n) => format!("MaxLeaderChanges({n})"),
+        Expectation::MinLeaderChanges(n) => format!("MinLeaderChanges({n})"),
         Expectation::MedianWriteLatencyWithin(d) => {
             format!("MedianWriteLatencyWithin({:?})", format_duration(*d))
         }
@@ -1190,6 +1196,7 @@ fn convert(loc: &Locator<'_>, raw: RawScenario) -> Result<Scenario, ScenarioErro
             RawExpectation::NoFalseReschedules => Expectation::NoFalseReschedules,
             RawExpectation::MaxReplacements(n) => Expectation::MaxReplacements(n),
             RawExpectation::MaxLeaderChanges(n) => Expectation::MaxLeaderChanges(n),
+            RawExpectation::MinLeaderChanges(n) => Expectation::MinLeaderChanges(n),
             RawExpectation::MedianWriteLatencyWithin(d) => {
                 Expectation::MedianWriteLatencyWithin(positive(&path, &d)?)
             }
