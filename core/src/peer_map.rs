@@ -23,10 +23,6 @@ impl<V> PeerMap<V> {
 
     /// Inserts or replaces the value of `id`, keeping the ids in order.
     pub(crate) fn insert(&mut self, id: NodeId, value: V) {
-        if let Some(v) = self.get_mut(&id) {
-            *v = value;
-            return;
-        }
         match self.entries.binary_search_by(|(k, _)| k.cmp(&id)) {
             Ok(i) => self.entries[i].1 = value,
             Err(i) => self.entries.insert(i, (id, value)),

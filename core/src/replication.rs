@@ -580,3 +580,48 @@ impl Node {
         self.maybe_snapshot(now, out);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `quorum_value` is the k-th highest of every member's value (sorting them all is the
+    /// reference), and `quorum_reached` agrees with it, for clusters of 1 to 11 (past the stack
+    /// buffer), any order of values and any k, the leader's own value included, whether or not
+    /// it is the highest.
+    #[test]
+    fn quorum_arithmetic_matches_sorting() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut draw = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % 20
+        };
+        for n in 1..=11u32 {
+            let members: Vec<NodeId> = (1..=n).map(NodeId).collect();
+            let cfg = Config::new(NodeId(1), members.clone(), 1);
+            let mut lead = Leadership::new(&members[1..], LogIndex(1), Instant(0), &cfg);
+            for _ in 0..200 {
+                let own = draw();
+                for p in lead.progress.values_mut() {
+                    p.matched = LogIndex(draw());
+                }
+                let mut all: Vec<u64> = lead.progress.values().map(|p| p.matched.0).collect();
+                all.push(own);
+                all.sort_unstable_by(|a, b| b.cmp(a));
+                for k in 1..=n as usize {
+                    let value = lead.quorum_value(k, own, |p| p.matched.0);
+                    assert_eq!(value, all[k - 1], "n {n}, k {k}, values {all:?}");
+                    for x in 0..21 {
+                        assert_eq!(
+                            lead.quorum_reached(k, own, x, |p| p.matched.0),
+                            value >= x,
+                            "n {n}, k {k}, x {x}, values {all:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
