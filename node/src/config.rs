@@ -31,6 +31,10 @@
 //!
 //! [shutdown]                       # ShutdownConfig
 //! transfer_wait = "1s"
+//!
+//! [storage]                        # keel_node::storage::StorageOptions
+//! segment_bytes = 67108864
+//! preallocate_bytes = 4194304      # 0: no preallocation
 //! ```
 //!
 //! Durations are written as in scenario files: `"250ms"`, `"5s"`, `"1.5s"`.
@@ -78,6 +82,7 @@ pub struct FileConfig {
     pub supervisor: SupervisorConfig,
     pub watchdog: WatchdogConfig,
     pub shutdown: ShutdownConfig,
+    pub storage: crate::storage::StorageOptions,
 }
 
 /// What a node does on SIGTERM or Ctrl-C.
@@ -220,12 +225,19 @@ reconnect_max = "2s"
 stall_limit = "3s"
 [shutdown]
 transfer_wait = "500ms"
+[storage]
+preallocate_bytes = 0
 "#,
         )
         .expect("parses");
         assert_eq!(cfg.id.as_deref(), Some("n1"));
         assert_eq!(cfg.watchdog.stall_limit, Duration::from_secs(3));
         assert_eq!(cfg.shutdown.transfer_wait, Duration::from_millis(500));
+        assert_eq!(cfg.storage.preallocate_bytes, 0);
+        assert_eq!(
+            cfg.storage.segment_bytes,
+            crate::storage::StorageOptions::default().segment_bytes
+        );
         let t = cfg.transport.expect("transport");
         assert_eq!(t.reconnect_max, Duration::from_secs(2));
         assert_eq!(t.peer_queue, TransportConfig::default().peer_queue);

@@ -552,6 +552,7 @@ fn main() -> anyhow::Result<()> {
                 supervisor: file.supervisor.clone(),
                 watchdog: Some(file.watchdog.clone()),
                 shutdown: file.shutdown.clone(),
+                storage: file.storage,
                 ..NodeSpec::new(id, listen, http, peers, data_dir)
             };
             serve(spec)

@@ -10,7 +10,7 @@
 
 use keel_core::{ClientReply, Config, ConfigError, Event, Input, Instant, Message, Node, Output};
 
-use crate::storage::{Recovery, Storage, StorageError};
+use crate::storage::{Recovery, Storage, StorageError, StorageOptions};
 
 /// What a step released to the outside world, in order.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -87,7 +87,17 @@ impl Runtime {
         dir: &std::path::Path,
         now: Instant,
     ) -> Result<(Runtime, Recovery), RuntimeError> {
-        let (storage, durable, recovery) = Storage::open(dir)?;
+        Runtime::open_with(cfg, dir, StorageOptions::default(), now)
+    }
+
+    /// As [`Runtime::open`], with these storage settings.
+    pub fn open_with(
+        cfg: Config,
+        dir: &std::path::Path,
+        options: StorageOptions,
+        now: Instant,
+    ) -> Result<(Runtime, Recovery), RuntimeError> {
+        let (storage, durable, recovery) = Storage::open_with(dir, options)?;
         let node = Node::new(cfg, durable, now)?;
         Ok((
             Runtime {

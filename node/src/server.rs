@@ -25,6 +25,7 @@ use crate::config::ShutdownConfig;
 use crate::metrics::Metrics;
 use crate::net::{HttpListener, Net, TokioNet};
 use crate::runtime::{Runtime, RuntimeError};
+use crate::storage::StorageOptions;
 use crate::supervisor::{Supervisor, SupervisorConfig};
 use crate::transport::{self, Outbound, TransportConfig};
 use crate::watchdog::{self, WatchdogConfig};
@@ -48,6 +49,7 @@ pub struct NodeSpec {
     /// ending the process would end every test).
     pub watchdog: Option<WatchdogConfig>,
     pub shutdown: ShutdownConfig,
+    pub storage: StorageOptions,
     /// The seed of the node's random choices (election and reconnect jitter); `None` takes one
     /// from the wall clock. A simulation fixes it so that a run repeats.
     pub seed: Option<u64>,
@@ -73,6 +75,7 @@ impl NodeSpec {
             supervisor: SupervisorConfig::default(),
             watchdog: Some(WatchdogConfig::default()),
             shutdown: ShutdownConfig::default(),
+            storage: StorageOptions::default(),
             seed: None,
         }
     }
@@ -208,7 +211,7 @@ pub async fn run_with_api<N: Net>(
     crate::config::apply_core(&mut cfg, &spec.core)?;
     let clock = tokio::time::Instant::now();
     let now = |clock: tokio::time::Instant| keel_core::Instant(clock.elapsed().as_micros() as u64);
-    let (mut rt, recovery) = Runtime::open(cfg, &spec.data_dir, now(clock))?;
+    let (mut rt, recovery) = Runtime::open_with(cfg, &spec.data_dir, spec.storage, now(clock))?;
     if let Some((at, len)) = recovery.truncated_tail {
         tracing::warn!(offset = at, bytes = len, "cut a torn tail off the log");
     }

@@ -99,8 +99,9 @@ impl PendingSync {
     }
 }
 
-/// Storage settings, each with its default.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Storage settings, each with its default (the `[storage]` table of `--config`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct StorageOptions {
     /// A segment that reached this size is closed and the next write starts a new one.
     /// Default 64 MiB.
@@ -289,8 +290,9 @@ impl Storage {
             // segment cut short by the next snapshot, as most are, costs few zeros.
             let chunk = self
                 .alloc_len
-                .clamp(64 << 10, self.options.preallocate_bytes.max(64 << 10));
-            let to = end + chunk.min(self.options.preallocate_bytes);
+                .max(64 << 10)
+                .min(self.options.preallocate_bytes);
+            let to = end + chunk;
             write_zeros(&self.wal, end, to).map_err(io(&path))?;
             self.alloc_len = to;
         }
@@ -897,6 +899,50 @@ mod tests {
         reference.apply(&more);
         drop(s);
         assert_eq!(open(dir.path()).1, reference);
+    }
+
+    /// Preallocation grows with the segment: 64 KiB first, then as much as the file already
+    /// holds, up to the setting.
+    #[test]
+    fn preallocation_chunks_start_small_and_double_up_to_the_setting() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = StorageOptions {
+            preallocate_bytes: 256 << 10,
+            ..StorageOptions::default()
+        };
+        let (mut s, _, _) = Storage::open_with(dir.path(), options).expect("open");
+        let big = |i: u64| {
+            Persist::Entries(vec![Entry {
+                term: Term(1),
+                index: LogIndex(i),
+                command: Arc::new(Command::Write(Write::Put {
+                    key: Key::user("k"),
+                    value: "x".repeat(4000),
+                })),
+            }])
+        };
+        let mut chunks = Vec::new();
+        let mut alloc = fs::metadata(dir.path().join(segment_name(1)))
+            .expect("meta")
+            .len();
+        for i in 1..=400 {
+            s.append(&big(i)).expect("append");
+            s.sync().expect("sync");
+            let len = fs::metadata(dir.path().join(segment_name(1)))
+                .expect("meta")
+                .len();
+            assert_eq!(len, s.alloc_len);
+            if len != alloc {
+                chunks.push((len - s.seg_len, alloc));
+                alloc = len;
+            }
+        }
+        assert!(chunks.len() >= 4, "{chunks:?}");
+        assert_eq!(chunks[0].0, 64 << 10, "{chunks:?}");
+        for (chunk, before) in &chunks {
+            assert_eq!(*chunk, (*before).clamp(64 << 10, 256 << 10), "{chunks:?}");
+        }
+        assert_eq!(chunks.last().map(|c| c.0), Some(256 << 10), "{chunks:?}");
     }
 
     /// Small segments; not preallocated, so that a segment's last byte is a record's.
