@@ -94,6 +94,7 @@ scenario_tests!(
     stale_leader_reads,
     write_latency,
     disruptive_follower,
+    figure_8_lagging,
 );
 
 #[test]

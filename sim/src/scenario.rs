@@ -24,7 +24,9 @@
 //! Armed faults wait for a moment rather than a time: `CrashAfterVote(Leader, "2ms")` (that node
 //! crashes right after its next granted vote has left it, and restarts 2 ms later) and
 //! `IsolateLeaderOnAppend("800ms")` (the next leader to append is cut off right after that step,
-//! for 800 ms); each is disarmed if its moment does not come within 3 s.
+//! for 800 ms) and `IsolateLeaderOnCommit("2s")` (the next leader to advance its commit index is
+//! cut off right after that step, for 2 s); each is disarmed if its moment does not come within
+//! 3 s.
 //! Workload expectations: `WorkloadsRecoveredWithin("2s")`, `AtMostOneRunningCopy`,
 //! `NoFalseReschedules`, `MaxReplacements(0)`, `WorkloadEnds("web", "failed-permanently")`.
 //! `MaxLeaderChanges(1)` bounds how often any node becomes leader (the first election counts),
@@ -197,9 +199,18 @@ pub enum Fault {
     /// is how the Raft paper's figure 8 happens. Disarmed after [`ARMED_FAULT_PATIENCE`].
     /// RON: `IsolateLeaderOnAppend("800ms")`.
     IsolateLeaderOnAppend(Duration),
+    /// Arm the cluster: the next leader to advance its commit index while it is not cut off is
+    /// cut off from every node right after that step (the messages of that step, which would
+    /// tell the followers what it committed, reach no one), for the given time. A leader that
+    /// commits only what a majority holds loses nothing to this; one that commits an
+    /// earlier-term entry by counting replicas (the Raft paper's figure 8) may. Disarmed after
+    /// [`ARMED_FAULT_PATIENCE`]; several armed at once hit successive commits.
+    /// RON: `IsolateLeaderOnCommit("2s")`.
+    IsolateLeaderOnCommit(Duration),
 }
 
-/// How long an armed fault (`CrashAfterVote`, `IsolateLeaderOnAppend`) waits for its moment.
+/// How long an armed fault (`CrashAfterVote`, `IsolateLeaderOnAppend`, `IsolateLeaderOnCommit`)
+/// waits for its moment.
 pub const ARMED_FAULT_PATIENCE: Duration = Duration::from_secs(3);
 
 /// What must hold at the end of a run (safety checkers run whether listed or not).
@@ -413,6 +424,7 @@ enum RawFault {
     TransferLeadership,
     CrashAfterVote(RawSelector, String),
     IsolateLeaderOnAppend(String),
+    IsolateLeaderOnCommit(String),
 }
 
 #[derive(Deserialize)]
@@ -896,6 +908,7 @@ pub(crate) fn fault_ron(f: &Fault) -> String {
             format!("CrashAfterVote({}, {})", selector_ron(s), d(down))
         }
         Fault::IsolateLeaderOnAppend(t) => format!("IsolateLeaderOnAppend({})", d(t)),
+        Fault::IsolateLeaderOnCommit(t) => format!("IsolateLeaderOnCommit({})", d(t)),
     }
 }
 
@@ -1175,6 +1188,9 @@ fn convert(loc: &Locator<'_>, raw: RawScenario) -> Result<Scenario, ScenarioErro
             }
             RawFault::IsolateLeaderOnAppend(t) => {
                 Fault::IsolateLeaderOnAppend(positive(&path, &t)?)
+            }
+            RawFault::IsolateLeaderOnCommit(t) => {
+                Fault::IsolateLeaderOnCommit(positive(&path, &t)?)
             }
         };
         faults.push(TimedFault { at, fault });
@@ -1590,6 +1606,29 @@ mod tests {
             (6, Some("faults[0].fault")),
             "{e}"
         );
+    }
+
+    #[test]
+    fn commit_cut_offs_parse_and_bad_ones_are_located() {
+        let s = Scenario::parse(
+            &format!("{BASE}    faults: [\n        (at: \"3s\", fault: IsolateLeaderOnCommit(\"2s\")),\n    ],\n)\n"),
+            "t.ron",
+        )
+        .expect("parses");
+        assert_eq!(
+            s.faults[0].fault,
+            Fault::IsolateLeaderOnCommit(Duration::from_secs(2))
+        );
+        assert_eq!(Scenario::parse(&s.to_ron(), "again.ron"), Ok(s));
+        let e = err(&format!(
+            "{BASE}    faults: [\n        (at: \"1s\", fault: IsolateLeaderOnCommit(\"0ms\")),\n    ],\n)\n"
+        ));
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (6, Some("faults[0].fault")),
+            "{e}"
+        );
+        assert!(e.message.contains("above zero"), "{e}");
     }
 
     #[test]

@@ -248,7 +248,8 @@ enum Ev {
         node: usize,
         incarnation: u64,
     },
-    /// A leader cut off by `IsolateLeaderOnAppend` gets its links back.
+    /// A leader cut off by `IsolateLeaderOnAppend` or `IsolateLeaderOnCommit` gets its links
+    /// back.
     IsolationEnd {
         node: usize,
         token: u64,
@@ -386,6 +387,8 @@ pub(crate) struct World<'a> {
     vote_crash: Vec<Option<(u64, u64)>>,
     /// Armed `IsolateLeaderOnAppend`s in firing order: (cut-off time, disarmed after).
     append_isolations: VecDeque<(u64, u64)>,
+    /// Armed `IsolateLeaderOnCommit`s in firing order: (cut-off time, disarmed after).
+    commit_isolations: VecDeque<(u64, u64)>,
     /// True while any fault is armed: the only cost armed faults add to a step otherwise.
     armed: bool,
     /// Per node: bumped at each timed isolation, so only the latest one's end heals it.
@@ -546,6 +549,7 @@ impl<'a> World<'a> {
             awaiting_replacement: BTreeMap::new(),
             vote_crash: vec![None; n],
             append_isolations: VecDeque::new(),
+            commit_isolations: VecDeque::new(),
             armed: false,
             isolation_token: vec![0; n],
             last_election: (0, 0),
@@ -963,7 +967,7 @@ impl<'a> World<'a> {
         let moment = if self.armed && cut.is_none() {
             self.armed_moment(i, &out)
         } else {
-            (false, false)
+            Moment::NONE
         };
 
         let mut role_changed = false;
@@ -990,7 +994,7 @@ impl<'a> World<'a> {
         if empty.capacity() == 0 {
             std::mem::forget(empty);
         }
-        if moment != (false, false) {
+        if moment != Moment::NONE {
             self.armed_faults_strike(i, t, moment);
         }
         if let Some(k) = cut {
@@ -1472,6 +1476,7 @@ impl<'a> World<'a> {
             Fault::TransferLeadership => "fault TransferLeadership",
             Fault::CrashAfterVote(..) => "fault CrashAfterVote",
             Fault::IsolateLeaderOnAppend(_) => "fault IsolateLeaderOnAppend",
+            Fault::IsolateLeaderOnCommit(_) => "fault IsolateLeaderOnCommit",
         });
         self.hasher.u64(0xFA17);
         self.hasher.u64(index as u64);
@@ -1605,6 +1610,12 @@ impl<'a> World<'a> {
                 self.armed = true;
                 "the next leader to append (armed)".to_string()
             }
+            Fault::IsolateLeaderOnCommit(lasting) => {
+                let until = self.now + us(ARMED_FAULT_PATIENCE);
+                self.commit_isolations.push_back((us(*lasting), until));
+                self.armed = true;
+                "the next leader to commit (armed)".to_string()
+            }
         };
         self.note_disturbance(&fault);
         let line = format!(
@@ -1621,25 +1632,40 @@ impl<'a> World<'a> {
         self.update_leadership();
     }
 
-    /// Whether node `i`'s step, with outputs `out`, is the moment of an armed fault: (it granted
-    /// a vote and is armed to crash, it leads, is not cut off itself and appended entries).
-    fn armed_moment(&self, i: usize, out: &[Output]) -> (bool, bool) {
+    /// Whether node `i`'s step, with outputs `out`, is the moment of an armed fault.
+    fn armed_moment(&self, i: usize, out: &[Output]) -> Moment {
         let voted = self.vote_crash[i].is_some()
             && out.iter().any(|o| {
                 matches!(o, Output::Send(m)
                     if matches!(m.body, MessageBody::RequestVoteResponse { granted: true }))
             });
-        let appended = !self.append_isolations.is_empty()
+        let leads = (!self.append_isolations.is_empty() || !self.commit_isolations.is_empty())
             && self.nodes[i].node.as_ref().is_some_and(Node::is_leader)
-            && !self.isolated.contains(&i)
+            && !self.isolated.contains(&i);
+        let appended = leads
+            && !self.append_isolations.is_empty()
             && out
                 .iter()
                 .any(|o| matches!(o, Output::Persist(Persist::Entries(_))));
-        (voted, appended)
+        let committed = leads
+            && !self.commit_isolations.is_empty()
+            && out
+                .iter()
+                .any(|o| matches!(o, Output::Trace(Event::Committed { .. })));
+        Moment {
+            voted,
+            appended,
+            committed,
+        }
     }
 
     /// Node `i` just took the step (ending at `t`) an armed fault waited for.
-    fn armed_faults_strike(&mut self, i: usize, t: u64, (voted, appended): (bool, bool)) {
+    fn armed_faults_strike(&mut self, i: usize, t: u64, moment: Moment) {
+        let Moment {
+            voted,
+            appended,
+            committed,
+        } = moment;
         let now = self.now;
         if voted {
             if let Some((down, until)) = self.vote_crash[i].take() {
@@ -1663,32 +1689,60 @@ impl<'a> World<'a> {
                 if now > until {
                     continue; // disarmed: its moment never came
                 }
-                self.isolated.insert(i);
-                self.recompute_links();
-                self.isolation_token[i] += 1;
-                let token = self.isolation_token[i];
-                self.schedule(now + lasting, Ev::IsolationEnd { node: i, token });
-                self.last_fault_at = now;
-                self.disturbed_at[i] = now;
-                self.cover("leader cut off right after an append");
-                let id = self.members[i];
-                self.condensed(format!(
-                    "{id} (leader) is cut off right after appending, for {} ms",
-                    lasting / 1_000
-                ));
-                self.hasher.u64(0x150A);
-                self.hasher.u64(u64::from(id.0));
-                if self.trace.is_some() {
-                    self.trace_json(serde_json::json!({
-                        "t_us": now, "kind": "isolate", "node": id.to_string(), "lasting_us": lasting,
-                    }));
-                }
-                self.update_leadership();
+                self.cut_off_leader(i, lasting, Cause::Append);
                 break;
             }
         }
-        self.armed =
-            self.vote_crash.iter().any(Option::is_some) || !self.append_isolations.is_empty();
+        // A leader cut off for its append just now is not cut off again for its commit.
+        if committed && !self.isolated.contains(&i) {
+            while let Some((lasting, until)) = self.commit_isolations.pop_front() {
+                if now > until {
+                    continue; // disarmed: its moment never came
+                }
+                self.cut_off_leader(i, lasting, Cause::Commit);
+                break;
+            }
+        }
+        self.armed = self.vote_crash.iter().any(Option::is_some)
+            || !self.append_isolations.is_empty()
+            || !self.commit_isolations.is_empty();
+    }
+
+    /// Cuts leader `i` off from every node for `lasting` us, right after the step that was the
+    /// moment of an armed `IsolateLeaderOn*` fault.
+    fn cut_off_leader(&mut self, i: usize, lasting: u64, cause: Cause) {
+        let now = self.now;
+        self.isolated.insert(i);
+        self.recompute_links();
+        self.isolation_token[i] += 1;
+        let token = self.isolation_token[i];
+        self.schedule(now + lasting, Ev::IsolationEnd { node: i, token });
+        self.last_fault_at = now;
+        self.disturbed_at[i] = now;
+        let id = self.members[i];
+        let (what, tag) = match cause {
+            Cause::Append => {
+                self.cover("leader cut off right after an append");
+                ("appending", 0x150A)
+            }
+            Cause::Commit => {
+                self.cover("leader cut off right after a commit");
+                ("committing", 0x150C)
+            }
+        };
+        self.condensed(format!(
+            "{id} (leader) is cut off right after {what}, for {} ms",
+            lasting / 1_000
+        ));
+        self.hasher.u64(tag);
+        self.hasher.u64(u64::from(id.0));
+        if self.trace.is_some() {
+            self.trace_json(serde_json::json!({
+                "t_us": now, "kind": "isolate", "node": id.to_string(), "lasting_us": lasting,
+                "after": what,
+            }));
+        }
+        self.update_leadership();
     }
 
     /// An armed `CrashAfterVote` found its vote: the node crashes now, its answer gone out.
@@ -2117,6 +2171,30 @@ mod tests {
             assert_eq!(super::client_value(c, n), format!("c{c}.{n}"));
         }
     }
+}
+
+/// Which armed faults a step is the moment of: a granted vote (`CrashAfterVote`), a leader's
+/// append (`IsolateLeaderOnAppend`), a leader's commit (`IsolateLeaderOnCommit`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Moment {
+    voted: bool,
+    appended: bool,
+    committed: bool,
+}
+
+impl Moment {
+    const NONE: Moment = Moment {
+        voted: false,
+        appended: false,
+        committed: false,
+    };
+}
+
+/// What a leader was cut off right after.
+#[derive(Clone, Copy, Debug)]
+enum Cause {
+    Append,
+    Commit,
 }
 
 #[derive(Debug)]

@@ -142,7 +142,9 @@ impl World<'_> {
             Fault::Crash(_) | Fault::Restart(_) | Fault::Overload { .. } => {}
             Fault::CrashWorkload(_) | Fault::HangWorkload(_) | Fault::TransferLeadership => {}
             // Armed faults mark the nodes they hit when they strike.
-            Fault::CrashAfterVote(..) | Fault::IsolateLeaderOnAppend(_) => {}
+            Fault::CrashAfterVote(..)
+            | Fault::IsolateLeaderOnAppend(_)
+            | Fault::IsolateLeaderOnCommit(_) => {}
             Fault::Isolate(_) | Fault::OneWay(..) | Fault::Hang(..) | Fault::Slow(..) => {
                 // The selector was resolved when the fault fired; every node it may have hit is
                 // marked (cut links and hangs affect how both sides hear each other).
