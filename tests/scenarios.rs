@@ -95,6 +95,7 @@ scenario_tests!(
     write_latency,
     disruptive_follower,
     figure_8_lagging,
+    leader_transfer_named,
 );
 
 #[test]

@@ -27,11 +27,14 @@
 //! for 800 ms) and `IsolateLeaderOnCommit("2s")` (the next leader to advance its commit index is
 //! cut off right after that step, for 2 s); each is disarmed if its moment does not come within
 //! 3 s.
+//! `TransferLeadership` lets the leader choose whom to hand over to;
+//! `TransferLeadershipTo(Node("n3"))` names the node.
 //! Workload expectations: `WorkloadsRecoveredWithin("2s")`, `AtMostOneRunningCopy`,
 //! `NoFalseReschedules`, `MaxReplacements(0)`, `WorkloadEnds("web", "failed-permanently")`.
 //! `MaxLeaderChanges(1)` bounds how often any node becomes leader (the first election counts),
 //! `MinLeaderChanges(5)` from below;
-//! `MedianWriteLatencyWithin("15ms")` bounds the clients' median write latency.
+//! `MedianWriteLatencyWithin("15ms")` bounds the clients' median write latency;
+//! `TransfersReachTarget("1s")`: every handover reaches its target within 1 s.
 //!
 //! Every error names the file, the line and column, and the field by its path (`clients.keys`,
 //! `faults[2].at`): syntax errors, unknown, missing or mistyped fields, malformed durations, and
@@ -187,6 +190,11 @@ pub enum Fault {
     /// The operator asks the leader to hand leadership to its most caught-up follower (what a
     /// node does when it shuts down gracefully). Nothing happens if no node leads.
     TransferLeadership,
+    /// The operator asks the leader to hand leadership to the selected node (resolved when the
+    /// fault fires). A leader refuses a target that is not one of its followers (itself, when
+    /// the selector is `Leader`): nothing happens then. Nothing happens if no node leads.
+    /// RON: `TransferLeadershipTo(Node("n3"))`.
+    TransferLeadershipTo(Selector),
     /// Arm the selected node (resolved when the fault fires; `LastCrashed` arms a node that is
     /// down, for when it is back): the next time it grants a vote, it crashes right after the
     /// answer has left it, and restarts from its durable state the given time later. A node that
@@ -244,6 +252,11 @@ pub enum Expectation {
     /// Every instance of the workload ends the run in this status (`running`, `failed-permanently`,
     /// `backing-off`, `pending`, `assigned`, `completed`, `stopped`).
     WorkloadEnds(String, String),
+    /// Every leadership handover reaches its target within this bound (above zero): each
+    /// handover a leader starts ends with its target elected, and each `TransferLeadershipTo`
+    /// that names a live node other than the leader ends with that node elected. A request a
+    /// leader must refuse (a handover to itself) must start nothing.
+    TransfersReachTarget(Duration),
 }
 
 /// The statuses `WorkloadEnds` accepts.
@@ -422,6 +435,7 @@ enum RawFault {
     CrashWorkload(String),
     HangWorkload(String),
     TransferLeadership,
+    TransferLeadershipTo(RawSelector),
     CrashAfterVote(RawSelector, String),
     IsolateLeaderOnAppend(String),
     IsolateLeaderOnCommit(String),
@@ -440,6 +454,7 @@ enum RawExpectation {
     MinLeaderChanges(u64),
     MedianWriteLatencyWithin(String),
     WorkloadEnds(String, String),
+    TransfersReachTarget(String),
 }
 
 use keel_core::duration::format as format_duration;
@@ -904,6 +919,7 @@ pub(crate) fn fault_ron(f: &Fault) -> String {
         Fault::CrashWorkload(w) => format!("CrashWorkload({w:?})"),
         Fault::HangWorkload(w) => format!("HangWorkload({w:?})"),
         Fault::TransferLeadership => "TransferLeadership".into(),
+        Fault::TransferLeadershipTo(s) => format!("TransferLeadershipTo({})", selector_ron(s)),
         Fault::CrashAfterVote(s, down) => {
             format!("CrashAfterVote({}, {})", selector_ron(s), d(down))
         }
@@ -929,6 +945,9 @@ fn expectation_ron(e: &Expectation) -> String {
             format!("MedianWriteLatencyWithin({:?})", format_duration(*d))
         }
         Expectation::WorkloadEnds(w, st) => format!("WorkloadEnds({w:?}, {st:?})"),
+        Expectation::TransfersReachTarget(d) => {
+            format!("TransfersReachTarget({:?})", format_duration(*d))
+        }
     }
 }
 
@@ -1156,6 +1175,7 @@ fn convert(loc: &Locator<'_>, raw: RawScenario) -> Result<Scenario, ScenarioErro
             RawFault::OneWay(a, b) => Fault::OneWay(sel(a)?, sel(b)?),
             RawFault::Heal => Fault::Heal,
             RawFault::TransferLeadership => Fault::TransferLeadership,
+            RawFault::TransferLeadershipTo(s) => Fault::TransferLeadershipTo(sel(s)?),
             RawFault::Hang(s, d) => Fault::Hang(sel(s)?, positive(&path, &d)?),
             RawFault::Slow(s, factor, d) => {
                 if !factor.is_finite() || factor < 1.0 {
@@ -1215,6 +1235,9 @@ fn convert(loc: &Locator<'_>, raw: RawScenario) -> Result<Scenario, ScenarioErro
             RawExpectation::MinLeaderChanges(n) => Expectation::MinLeaderChanges(n),
             RawExpectation::MedianWriteLatencyWithin(d) => {
                 Expectation::MedianWriteLatencyWithin(positive(&path, &d)?)
+            }
+            RawExpectation::TransfersReachTarget(d) => {
+                Expectation::TransfersReachTarget(positive(&path, &d)?)
             }
             RawExpectation::WorkloadEnds(w, st) => {
                 if !workloads.iter().any(|x| x.name == w) {
@@ -1629,6 +1652,37 @@ mod tests {
             "{e}"
         );
         assert!(e.message.contains("above zero"), "{e}");
+    }
+
+    #[test]
+    fn named_handovers_and_their_expectation_parse() {
+        let s = Scenario::parse(
+            &format!("{BASE}    faults: [\n        (at: \"1s\", fault: TransferLeadership),\n        (at: \"2s\", fault: TransferLeadershipTo(Node(\"n3\"))),\n    ],\n    expect: [TransfersReachTarget(\"1s\")],\n)\n"),
+            "t.ron",
+        )
+        .expect("parses");
+        assert_eq!(s.faults[0].fault, Fault::TransferLeadership);
+        assert_eq!(
+            s.faults[1].fault,
+            Fault::TransferLeadershipTo(Selector::Node("n3".into()))
+        );
+        assert_eq!(
+            s.expect,
+            [Expectation::TransfersReachTarget(Duration::from_secs(1))]
+        );
+        assert_eq!(Scenario::parse(&s.to_ron(), "again.ron"), Ok(s));
+        let e = err(&format!(
+            "{BASE}    faults: [\n        (at: \"1s\", fault: TransferLeadershipTo(Node(\"n4\"))),\n    ],\n)\n"
+        ));
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (6, Some("faults[0].fault")),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{BASE}    expect: [NoLostWrites, TransfersReachTarget(\"0s\")],\n)\n"
+        ));
+        assert_eq!((e.line, e.field.as_deref()), (5, Some("expect[1]")), "{e}");
     }
 
     #[test]

@@ -1112,6 +1112,7 @@ impl<'a> World<'a> {
         match e {
             Event::BecameLeader { term } => {
                 self.stats.leader_changes += 1;
+                self.stats.transfers.elected.push((self.now, id));
                 self.condensed(format!("{id} leads term {}", term.0));
                 true
             }
@@ -1227,6 +1228,7 @@ impl<'a> World<'a> {
             }
             Event::TransferStarted { term, to } => {
                 self.cover("leadership transfer started");
+                self.stats.transfers.started.push((self.now, id, *to));
                 self.condensed(format!("{id} hands leadership of term {} to {to}", term.0));
                 true
             }
@@ -1474,6 +1476,7 @@ impl<'a> World<'a> {
             Fault::CrashWorkload(_) => "fault CrashWorkload",
             Fault::HangWorkload(_) => "fault HangWorkload",
             Fault::TransferLeadership => "fault TransferLeadership",
+            Fault::TransferLeadershipTo(_) => "fault TransferLeadershipTo",
             Fault::CrashAfterVote(..) => "fault CrashAfterVote",
             Fault::IsolateLeaderOnAppend(_) => "fault IsolateLeaderOnAppend",
             Fault::IsolateLeaderOnCommit(_) => "fault IsolateLeaderOnCommit",
@@ -1593,6 +1596,21 @@ impl<'a> World<'a> {
                     self.input(i, Input::TransferLeadership { to: None });
                     name(self, i)
                 }
+                _ => "nobody (no leader)".to_string(),
+            },
+            Fault::TransferLeadershipTo(sel) => match self.leader_index() {
+                Some(l) if self.nodes[l].up() => match self.select(sel) {
+                    Some(t) => {
+                        let (leader, target) = (self.members[l], self.members[t]);
+                        self.stats
+                            .transfers
+                            .requested
+                            .push((self.now, leader, target));
+                        self.input(l, Input::TransferLeadership { to: Some(target) });
+                        format!("{leader} asked to hand over to {target}")
+                    }
+                    None => "nobody (no such node)".to_string(),
+                },
                 _ => "nobody (no leader)".to_string(),
             },
             Fault::CrashAfterVote(sel, down) => match self.select(sel) {

@@ -140,7 +140,10 @@ impl World<'_> {
         match fault {
             Fault::Partition(_) | Fault::Heal => self.disturbed_at.fill(now),
             Fault::Crash(_) | Fault::Restart(_) | Fault::Overload { .. } => {}
-            Fault::CrashWorkload(_) | Fault::HangWorkload(_) | Fault::TransferLeadership => {}
+            Fault::CrashWorkload(_)
+            | Fault::HangWorkload(_)
+            | Fault::TransferLeadership
+            | Fault::TransferLeadershipTo(_) => {}
             // Armed faults mark the nodes they hit when they strike.
             Fault::CrashAfterVote(..)
             | Fault::IsolateLeaderOnAppend(_)
