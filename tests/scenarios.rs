@@ -96,6 +96,7 @@ scenario_tests!(
     disruptive_follower,
     figure_8_lagging,
     leader_transfer_named,
+    late_vote_request,
 );
 
 #[test]

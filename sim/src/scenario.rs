@@ -29,6 +29,8 @@
 //! 3 s.
 //! `TransferLeadership` lets the leader choose whom to hand over to;
 //! `TransferLeadershipTo(Node("n3"))` names the node.
+//! `Delay(from: Node("n1"), to: Leader, extra: "150ms", lasting: "2s")` holds back the messages
+//! one node sends another: each arrives 150 ms late, none is lost for it.
 //! Workload expectations: `WorkloadsRecoveredWithin("2s")`, `AtMostOneRunningCopy`,
 //! `NoFalseReschedules`, `MaxReplacements(0)`, `WorkloadEnds("web", "failed-permanently")`.
 //! `MaxLeaderChanges(1)` bounds how often any node becomes leader (the first election counts),
@@ -195,6 +197,21 @@ pub enum Fault {
     /// the selector is `Leader`): nothing happens then. Nothing happens if no node leads.
     /// RON: `TransferLeadershipTo(Node("n3"))`.
     TransferLeadershipTo(Selector),
+    /// Messages from the first node to the second are held back: every message sent on that
+    /// link while the delay lasts arrives `extra` later than the network would deliver it (it is
+    /// not lost for it; a cut link still loses it). Another delay of the same link replaces this
+    /// one. `Heal` leaves delays alone: they end on their own.
+    /// RON: `Delay(from: Leader, to: Follower, extra: "150ms", lasting: "2s")`.
+    Delay {
+        /// The sending end, resolved when the fault fires.
+        from: Selector,
+        /// The receiving end, resolved when the fault fires (after `from`).
+        to: Selector,
+        /// Latency added to each message, above zero.
+        extra: Duration,
+        /// For how long messages sent on the link are held back, above zero.
+        lasting: Duration,
+    },
     /// Arm the selected node (resolved when the fault fires; `LastCrashed` arms a node that is
     /// down, for when it is back): the next time it grants a vote, it crashes right after the
     /// answer has left it, and restarts from its durable state the given time later. A node that
@@ -431,11 +448,20 @@ enum RawFault {
     Heal,
     Hang(RawSelector, String),
     Slow(RawSelector, f64, String),
-    Overload { rate_per_sec: f64, lasting: String },
+    Overload {
+        rate_per_sec: f64,
+        lasting: String,
+    },
     CrashWorkload(String),
     HangWorkload(String),
     TransferLeadership,
     TransferLeadershipTo(RawSelector),
+    Delay {
+        from: RawSelector,
+        to: RawSelector,
+        extra: String,
+        lasting: String,
+    },
     CrashAfterVote(RawSelector, String),
     IsolateLeaderOnAppend(String),
     IsolateLeaderOnCommit(String),
@@ -920,6 +946,18 @@ pub(crate) fn fault_ron(f: &Fault) -> String {
         Fault::HangWorkload(w) => format!("HangWorkload({w:?})"),
         Fault::TransferLeadership => "TransferLeadership".into(),
         Fault::TransferLeadershipTo(s) => format!("TransferLeadershipTo({})", selector_ron(s)),
+        Fault::Delay {
+            from,
+            to,
+            extra,
+            lasting,
+        } => format!(
+            "Delay(from: {}, to: {}, extra: {}, lasting: {})",
+            selector_ron(from),
+            selector_ron(to),
+            d(extra),
+            d(lasting)
+        ),
         Fault::CrashAfterVote(s, down) => {
             format!("CrashAfterVote({}, {})", selector_ron(s), d(down))
         }
@@ -1176,6 +1214,17 @@ fn convert(loc: &Locator<'_>, raw: RawScenario) -> Result<Scenario, ScenarioErro
             RawFault::Heal => Fault::Heal,
             RawFault::TransferLeadership => Fault::TransferLeadership,
             RawFault::TransferLeadershipTo(s) => Fault::TransferLeadershipTo(sel(s)?),
+            RawFault::Delay {
+                from,
+                to,
+                extra,
+                lasting,
+            } => Fault::Delay {
+                from: sel(from)?,
+                to: sel(to)?,
+                extra: positive(&format!("{path}.extra"), &extra)?,
+                lasting: positive(&format!("{path}.lasting"), &lasting)?,
+            },
             RawFault::Hang(s, d) => Fault::Hang(sel(s)?, positive(&path, &d)?),
             RawFault::Slow(s, factor, d) => {
                 if !factor.is_finite() || factor < 1.0 {
@@ -1629,6 +1678,60 @@ mod tests {
             (6, Some("faults[0].fault")),
             "{e}"
         );
+    }
+
+    #[test]
+    fn delays_parse_and_bad_ones_are_located() {
+        let s = Scenario::parse(
+            &format!("{BASE}    faults: [\n        (at: \"1s\", fault: Delay(from: Node(\"n1\"), to: Leader, extra: \"150ms\", lasting: \"2s\")),\n    ],\n)\n"),
+            "t.ron",
+        )
+        .expect("parses");
+        assert_eq!(
+            s.faults[0].fault,
+            Fault::Delay {
+                from: Selector::Node("n1".into()),
+                to: Selector::Leader,
+                extra: Duration::from_millis(150),
+                lasting: Duration::from_secs(2),
+            }
+        );
+        assert_eq!(Scenario::parse(&s.to_ron(), "again.ron"), Ok(s));
+        // A malformed extra latency names its line and the field inside the fault.
+        let line = "        (at: \"2s\", fault: Delay(from: Leader, to: Follower, extra: \"soon\", lasting: \"1s\")),\n";
+        let e = err(&format!(
+            "{BASE}    faults: [\n        (at: \"1s\", fault: Heal),\n{line}    ],\n)\n"
+        ));
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (7, Some("faults[1].fault.extra")),
+            "{e}"
+        );
+        assert_eq!(e.column, 1 + line.find("extra:").unwrap(), "{e}");
+        assert!(e.message.contains("250ms"), "{e}");
+        let e = err(&format!(
+            "{BASE}    faults: [\n        (at: \"1s\", fault: Delay(from: Leader, to: Follower, extra: \"5ms\", lasting: \"0s\")),\n    ],\n)\n"
+        ));
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (6, Some("faults[0].fault.lasting")),
+            "{e}"
+        );
+        assert!(e.message.contains("above zero"), "{e}");
+        let e = err(&format!(
+            "{BASE}    faults: [\n        (at: \"1s\", fault: Delay(from: Leader, to: Follower, lasting: \"1s\")),\n    ],\n)\n"
+        ));
+        assert_eq!(e.field.as_deref(), Some("faults[0].fault.extra"), "{e}");
+        assert!(e.message.contains("missing field `extra`"), "{e}");
+        let e = err(&format!(
+            "{BASE}    faults: [\n        (at: \"1s\", fault: Delay(from: Node(\"n7\"), to: Leader, extra: \"5ms\", lasting: \"1s\")),\n    ],\n)\n"
+        ));
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (6, Some("faults[0].fault")),
+            "{e}"
+        );
+        assert!(e.message.contains("\"n7\""), "{e}");
     }
 
     #[test]

@@ -22,7 +22,8 @@
 //!   whatever it believed before.
 //! - **Network.** Each message gets a latency from the scenario's range (so messages reorder), may
 //!   be dropped or duplicated, and is dropped if the link is cut at send or at delivery time. A slow
-//!   node multiplies its CPU, fsync and outgoing latency by its factor.
+//!   node multiplies its CPU, fsync and outgoing latency by its factor. A delayed link (fault
+//!   `Delay`) adds a fixed latency to every message that leaves on it while the delay lasts.
 //! - **Clients.** Each client is a closed loop issuing one operation at a time to the node it
 //!   believes leads (following leader hints), with think time for the configured rate; clients are
 //!   not partitioned from the nodes. Overload bursts are open-loop requests at a fixed rate. Every
@@ -254,6 +255,12 @@ enum Ev {
         node: usize,
         token: u64,
     },
+    /// A `Delay` of the link `from -> to` ends (unless a later delay of that link replaced it).
+    DelayEnd {
+        from: usize,
+        to: usize,
+        token: u64,
+    },
     End,
 }
 
@@ -389,6 +396,11 @@ pub(crate) struct World<'a> {
     append_isolations: VecDeque<(u64, u64)>,
     /// Armed `IsolateLeaderOnCommit`s in firing order: (cut-off time, disarmed after).
     commit_isolations: VecDeque<(u64, u64)>,
+    /// `link_delay[from * n + to]`: (extra latency, token) of a `Delay` in force on that link;
+    /// extra 0 when none.
+    link_delay: Vec<(u64, u64)>,
+    /// True while any link is delayed: the only cost delays add to a send otherwise.
+    delaying: bool,
     /// True while any fault is armed: the only cost armed faults add to a step otherwise.
     armed: bool,
     /// Per node: bumped at each timed isolation, so only the latest one's end heals it.
@@ -550,6 +562,8 @@ impl<'a> World<'a> {
             vote_crash: vec![None; n],
             append_isolations: VecDeque::new(),
             commit_isolations: VecDeque::new(),
+            link_delay: vec![(0, 0); n * n],
+            delaying: false,
             armed: false,
             isolation_token: vec![0; n],
             last_election: (0, 0),
@@ -759,6 +773,7 @@ impl<'a> World<'a> {
                 }
             }
             Ev::IsolationEnd { node, token } => self.isolation_ends(node, token),
+            Ev::DelayEnd { from, to, token } => self.delay_ends(from, to, token),
             Ev::End => {}
         }
     }
@@ -1060,9 +1075,19 @@ impl<'a> World<'a> {
         let (lo, hi) = self.us.latency;
         let slow = self.nodes[i].slow_factor;
         let incarnation = self.nodes[i].incarnation;
+        // A delayed link holds the message back by a fixed time once it has left the node (no
+        // draw: the network stream is the same with or without delays).
+        let held = if self.delaying {
+            self.link_delay[from * self.nodes.len() + to].0
+        } else {
+            0
+        };
+        if held > 0 {
+            self.cover("message held back on a delayed link");
+        }
         if copies == 2 {
             let latency = self.net_rng.between(lo, hi);
-            let at = released_at + scaled(latency, slow);
+            let at = released_at + held + scaled(latency, slow);
             self.schedule(
                 at,
                 Ev::Deliver {
@@ -1073,7 +1098,7 @@ impl<'a> World<'a> {
             );
         }
         let latency = self.net_rng.between(lo, hi);
-        let at = released_at + scaled(latency, slow);
+        let at = released_at + held + scaled(latency, slow);
         // Straight into the queue (inlined), for the message to be copied as little as can be.
         self.queue.push_inline(
             at,
@@ -1477,6 +1502,7 @@ impl<'a> World<'a> {
             Fault::HangWorkload(_) => "fault HangWorkload",
             Fault::TransferLeadership => "fault TransferLeadership",
             Fault::TransferLeadershipTo(_) => "fault TransferLeadershipTo",
+            Fault::Delay { .. } => "fault Delay",
             Fault::CrashAfterVote(..) => "fault CrashAfterVote",
             Fault::IsolateLeaderOnAppend(_) => "fault IsolateLeaderOnAppend",
             Fault::IsolateLeaderOnCommit(_) => "fault IsolateLeaderOnCommit",
@@ -1612,6 +1638,32 @@ impl<'a> World<'a> {
                     None => "nobody (no such node)".to_string(),
                 },
                 _ => "nobody (no leader)".to_string(),
+            },
+            Fault::Delay {
+                from,
+                to,
+                extra,
+                lasting,
+            } => match (self.select(from), self.select(to)) {
+                (Some(x), Some(y)) if x != y => {
+                    let n = self.nodes.len();
+                    let token = self.link_delay[x * n + y].1 + 1;
+                    self.link_delay[x * n + y] = (us(*extra).max(1), token);
+                    self.delaying = true;
+                    let until = self.now + us(*lasting);
+                    self.schedule(
+                        until,
+                        Ev::DelayEnd {
+                            from: x,
+                            to: y,
+                            token,
+                        },
+                    );
+                    self.disturbed_at[x] = self.now;
+                    self.disturbed_at[y] = self.now;
+                    format!("{} ~~> {}", name(self, x), name(self, y))
+                }
+                _ => "nobody (no such pair of distinct nodes)".to_string(),
             },
             Fault::CrashAfterVote(sel, down) => match self.select(sel) {
                 Some(i) => {
@@ -1758,6 +1810,31 @@ impl<'a> World<'a> {
             self.trace_json(serde_json::json!({
                 "t_us": now, "kind": "isolate", "node": id.to_string(), "lasting_us": lasting,
                 "after": what,
+            }));
+        }
+        self.update_leadership();
+    }
+
+    /// A `Delay` of the link `from -> to` ends: messages sent on it from now on are on time.
+    fn delay_ends(&mut self, from: usize, to: usize, token: u64) {
+        let n = self.nodes.len();
+        let link = &mut self.link_delay[from * n + to];
+        if link.1 != token || link.0 == 0 {
+            return;
+        }
+        link.0 = 0;
+        self.delaying = self.link_delay.iter().any(|(extra, _)| *extra > 0);
+        self.last_fault_at = self.now;
+        self.disturbed_at[from] = self.now;
+        self.disturbed_at[to] = self.now;
+        let (a, b) = (self.members[from], self.members[to]);
+        self.condensed(format!("{a} ~~> {b} on time again"));
+        self.hasher.u64(0xDE1A);
+        self.hasher.u64(u64::from(a.0));
+        self.hasher.u64(u64::from(b.0));
+        if self.trace.is_some() {
+            self.trace_json(serde_json::json!({
+                "t_us": self.now, "kind": "delay-end", "from": a.to_string(), "to": b.to_string(),
             }));
         }
         self.update_leadership();
