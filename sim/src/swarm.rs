@@ -26,7 +26,8 @@
 //! - **held-back links** (two seeds in six): messages on one to three links arrive 20 to 250 ms
 //!   late for a while (`Delay`), and half the time the leader crashes and is back at once, so an
 //!   election runs over them: vote requests reach voters late, after the term's leader may
-//!   already have been heard;
+//!   already have been heard; in a cluster of three, half of these are the vote race of
+//!   `scenarios/late_vote_request.ron` instead (two to four rounds);
 //! - **lagging figure 8** (one seed in six): under an overload burst the leader is cut off right
 //!   after an append and appends alone until it steps down, hundreds of entries nobody else
 //!   holds; the next leaders are cut off right after their first append until no majority is
@@ -204,7 +205,7 @@ pub fn generate(seed: u64) -> Scenario {
         t = end + r.between(500, 2_000);
     }
     t = targeted_window(seed, &names, latency_max, t, &mut faults);
-    t = extra_window(seed, nodes, t, &mut faults);
+    t = extra_window(seed, &names, t, &mut faults);
     // One seed in two: graceful leadership handovers at random moments of the fault phase, in
     // the middle of whatever else happens (they may be given up, or race an election).
     let mut handovers = Stream::new(seed, tag::SWARM_TRANSFERS);
@@ -326,11 +327,47 @@ fn targeted_window(
 
 /// Appends the seed's extra window (if it has one) to `faults`, starting at `t` ms, and its
 /// handovers to named nodes (at moments before `t`); returns when the window is over.
-fn extra_window(seed: u64, nodes: usize, t: u64, faults: &mut Vec<TimedFault>) -> u64 {
+fn extra_window(seed: u64, names: &[String], t: u64, faults: &mut Vec<TimedFault>) -> u64 {
+    let nodes = names.len();
     let mut r = Stream::new(seed, tag::SWARM_EXTRA);
     let mut at = |at: u64, fault: Fault| faults.push(TimedFault { at: ms(at), fault });
     let patience = ARMED_FAULT_PATIENCE.as_millis() as u64;
     let end = match r.below(6) {
+        0 if nodes == 3 => {
+            // A vote race over held-back links (see `scenarios/late_vote_request.ron`): a and b
+            // cannot reach each other and both reach v late, v lagging a; each round hands
+            // leadership to a, crashes it and brings it back at once, so a and b stand in one
+            // term and v hears b's request just after a's first AppendEntries.
+            let a = r.below(3);
+            let b = (a + 1 + r.below(2)) % 3;
+            let v = 3 - a - b;
+            let (a, b, v) = (names[a].clone(), names[b].clone(), names[v].clone());
+            let rounds = 2 + r.below(3) as u64;
+            let lasting = ms(rounds * 1_500 + 500);
+            for (from, extra) in [(&a, 50), (&b, 100)] {
+                at(
+                    t,
+                    Fault::Delay {
+                        from: Selector::Node(from.clone()),
+                        to: Selector::Node(v.clone()),
+                        extra: ms(extra),
+                        lasting,
+                    },
+                );
+            }
+            for k in 0..rounds {
+                let x = t + 500 + k * 1_500;
+                at(x, Fault::TransferLeadershipTo(Selector::Node(a.clone())));
+                at(x + 500, Fault::Crash(Selector::Node(a.clone())));
+                let alone = vec![vec![a.clone()], vec![b.clone(), v.clone()]];
+                at(x + 500, Fault::Partition(alone));
+                at(x + 501, Fault::Restart(Selector::LastCrashed));
+                let bridge = vec![vec![a.clone(), v.clone()], vec![b.clone(), v.clone()]];
+                at(x + 560, Fault::Partition(bridge));
+                at(x + 1_200, Fault::Heal);
+            }
+            t + rounds * 1_500 + 1_500
+        }
         0 | 1 => {
             // Held-back links: every message on them arrives late, none is lost; half the time
             // the leader crashes and is back at once, for an election over those links.
