@@ -94,6 +94,9 @@ scenario_tests!(
     stale_leader_reads,
     write_latency,
     disruptive_follower,
+    figure_8_lagging,
+    leader_transfer_named,
+    late_vote_request,
 );
 
 #[test]

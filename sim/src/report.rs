@@ -60,6 +60,70 @@ pub struct RunStats {
     pub coverage: std::collections::BTreeMap<&'static str, u64>,
     /// Workload placements, recoveries and the records behind `--explain`.
     pub workloads: crate::workloads::WorkloadStats,
+    /// Leadership handovers and elections, for `TransfersReachTarget`.
+    pub transfers: TransferStats,
+}
+
+/// What became of leadership handovers: who was asked, what was started, who was elected.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TransferStats {
+    /// `TransferLeadershipTo` faults that found a leader: (when, leader, named target).
+    pub requested: Vec<(u64, keel_core::NodeId, keel_core::NodeId)>,
+    /// Handovers leaders started (`TransferStarted`): (when, leader, target).
+    pub started: Vec<(u64, keel_core::NodeId, keel_core::NodeId)>,
+    /// Every election won: (when, new leader).
+    pub elected: Vec<(u64, keel_core::NodeId)>,
+}
+
+impl TransferStats {
+    /// Whether `node` won an election within `bound_us` after `at`.
+    fn elected_within(&self, node: keel_core::NodeId, at: u64, bound_us: u64) -> bool {
+        self.elected
+            .iter()
+            .any(|&(t, n)| n == node && t >= at && t - at <= bound_us)
+    }
+
+    /// The verdict of `TransfersReachTarget(bound)`.
+    fn judge(&self, bound: Duration) -> (bool, String) {
+        let bound_us = u64::try_from(bound.as_micros()).unwrap_or(u64::MAX);
+        let ms = crate::workloads::ms;
+        for &(at, from, to) in &self.started {
+            if from == to {
+                return (
+                    false,
+                    format!("{from} started a handover to itself at {}", ms(at)),
+                );
+            }
+            if !self.elected_within(to, at, bound_us) {
+                return (
+                    false,
+                    format!(
+                        "the handover {from} -> {to} started at {} did not get {to} elected within {bound:?}",
+                        ms(at)
+                    ),
+                );
+            }
+        }
+        for &(at, leader, target) in &self.requested {
+            if leader != target && !self.elected_within(target, at, bound_us) {
+                return (
+                    false,
+                    format!(
+                        "{leader} was asked at {} to hand over to {target}, which was not elected within {bound:?}",
+                        ms(at)
+                    ),
+                );
+            }
+        }
+        (
+            true,
+            format!(
+                "{} handovers started, {} asked for by name: each reached its target",
+                self.started.len(),
+                self.requested.len()
+            ),
+        )
+    }
 }
 
 impl RunStats {
@@ -91,10 +155,15 @@ pub const COVERAGE_KINDS: &[&str] = &[
     "fault CrashAfterVote",
     "fault IsolateLeaderOnAppend",
     "fault TransferLeadership",
+    "fault TransferLeadershipTo",
+    "fault Delay",
+    "fault IsolateLeaderOnCommit",
     "leadership transfer started",
     "leadership transfer aborted",
     "crash right after a vote",
     "leader cut off right after an append",
+    "leader cut off right after a commit",
+    "message held back on a delayed link",
     "two candidates in one term",
     "crash between steps",
     "crash in the middle of a step",
@@ -498,6 +567,7 @@ pub(crate) fn judge(
                     let n = stats.leader_changes;
                     (n >= *min, format!("{n} leader changes (at least {min})"))
                 }
+                Expectation::TransfersReachTarget(bound) => stats.transfers.judge(*bound),
                 Expectation::WorkloadEnds(family, status) => {
                     let all: Vec<_> = stats
                         .workloads
@@ -600,6 +670,40 @@ fn describe_expectation(e: &Expectation) -> String {
     match e {
         Expectation::NewLeaderWithin(d) => format!("NewLeaderWithin({d:?})"),
         Expectation::WorkloadsRecoveredWithin(d) => format!("WorkloadsRecoveredWithin({d:?})"),
+        Expectation::TransfersReachTarget(d) => format!("TransfersReachTarget({d:?})"),
         other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TransferStats;
+    use keel_core::NodeId;
+    use std::time::Duration;
+
+    #[test]
+    fn transfers_reach_their_target_or_the_expectation_says_which_did_not() {
+        let (n1, n2, n3) = (NodeId(1), NodeId(2), NodeId(3));
+        let second = Duration::from_secs(1);
+        let mut t = TransferStats {
+            requested: vec![(3_000_000, n1, n3), (6_000_000, n3, n3)],
+            started: vec![(3_000_000, n1, n3)],
+            elected: vec![(100_000, n1), (3_010_000, n3)],
+        };
+        assert!(t.judge(second).0, "{}", t.judge(second).1);
+        // Elected, but too late.
+        t.elected[1].0 = 4_500_000;
+        let (ok, why) = t.judge(second);
+        assert!(!ok && why.contains("n1 -> n3"), "{why}");
+        // A named handover that never started.
+        t.elected[1].0 = 3_010_000;
+        t.requested.push((9_000_000, n3, n2));
+        let (ok, why) = t.judge(second);
+        assert!(!ok && why.contains("to hand over to n2"), "{why}");
+        // A leader that starts a handover to itself.
+        t.requested.pop();
+        t.started.push((6_000_000, n3, n3));
+        let (ok, why) = t.judge(second);
+        assert!(!ok && why.contains("to itself"), "{why}");
     }
 }

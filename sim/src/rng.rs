@@ -21,6 +21,10 @@ pub(crate) mod tag {
     pub const SWARM_TARGETED: u64 = 6;
     /// Leadership handovers scattered over a swarm seed's fault phase (a stream of their own).
     pub const SWARM_TRANSFERS: u64 = 7;
+    /// The extra window a swarm seed may add after its targeted one (held-back links, the
+    /// lagging figure 8) and handovers to named nodes: a stream of their own, so a seed that
+    /// draws none of them keeps the scenario of earlier versions.
+    pub const SWARM_EXTRA: u64 = 8;
     /// Plus the node number: node `n` uses `NODE_CORE + n`.
     pub const NODE_CORE: u64 = 0x100;
     /// Plus the node number.

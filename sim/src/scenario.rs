@@ -24,12 +24,19 @@
 //! Armed faults wait for a moment rather than a time: `CrashAfterVote(Leader, "2ms")` (that node
 //! crashes right after its next granted vote has left it, and restarts 2 ms later) and
 //! `IsolateLeaderOnAppend("800ms")` (the next leader to append is cut off right after that step,
-//! for 800 ms); each is disarmed if its moment does not come within 3 s.
+//! for 800 ms) and `IsolateLeaderOnCommit("2s")` (the next leader to advance its commit index is
+//! cut off right after that step, for 2 s); each is disarmed if its moment does not come within
+//! 3 s.
+//! `TransferLeadership` lets the leader choose whom to hand over to;
+//! `TransferLeadershipTo(Node("n3"))` names the node.
+//! `Delay(from: Node("n1"), to: Leader, extra: "150ms", lasting: "2s")` holds back the messages
+//! one node sends another: each arrives 150 ms late, none is lost for it.
 //! Workload expectations: `WorkloadsRecoveredWithin("2s")`, `AtMostOneRunningCopy`,
 //! `NoFalseReschedules`, `MaxReplacements(0)`, `WorkloadEnds("web", "failed-permanently")`.
 //! `MaxLeaderChanges(1)` bounds how often any node becomes leader (the first election counts),
 //! `MinLeaderChanges(5)` from below;
-//! `MedianWriteLatencyWithin("15ms")` bounds the clients' median write latency.
+//! `MedianWriteLatencyWithin("15ms")` bounds the clients' median write latency;
+//! `TransfersReachTarget("1s")`: every handover reaches its target within 1 s.
 //!
 //! Every error names the file, the line and column, and the field by its path (`clients.keys`,
 //! `faults[2].at`): syntax errors, unknown, missing or mistyped fields, malformed durations, and
@@ -185,6 +192,26 @@ pub enum Fault {
     /// The operator asks the leader to hand leadership to its most caught-up follower (what a
     /// node does when it shuts down gracefully). Nothing happens if no node leads.
     TransferLeadership,
+    /// The operator asks the leader to hand leadership to the selected node (resolved when the
+    /// fault fires). A leader refuses a target that is not one of its followers (itself, when
+    /// the selector is `Leader`): nothing happens then. Nothing happens if no node leads.
+    /// RON: `TransferLeadershipTo(Node("n3"))`.
+    TransferLeadershipTo(Selector),
+    /// Messages from the first node to the second are held back: every message sent on that
+    /// link while the delay lasts arrives `extra` later than the network would deliver it (it is
+    /// not lost for it; a cut link still loses it). Another delay of the same link replaces this
+    /// one. `Heal` leaves delays alone: they end on their own.
+    /// RON: `Delay(from: Leader, to: Follower, extra: "150ms", lasting: "2s")`.
+    Delay {
+        /// The sending end, resolved when the fault fires.
+        from: Selector,
+        /// The receiving end, resolved when the fault fires (after `from`).
+        to: Selector,
+        /// Latency added to each message, above zero.
+        extra: Duration,
+        /// For how long messages sent on the link are held back, above zero.
+        lasting: Duration,
+    },
     /// Arm the selected node (resolved when the fault fires; `LastCrashed` arms a node that is
     /// down, for when it is back): the next time it grants a vote, it crashes right after the
     /// answer has left it, and restarts from its durable state the given time later. A node that
@@ -197,9 +224,18 @@ pub enum Fault {
     /// is how the Raft paper's figure 8 happens. Disarmed after [`ARMED_FAULT_PATIENCE`].
     /// RON: `IsolateLeaderOnAppend("800ms")`.
     IsolateLeaderOnAppend(Duration),
+    /// Arm the cluster: the next leader to advance its commit index while it is not cut off is
+    /// cut off from every node right after that step (the messages of that step, which would
+    /// tell the followers what it committed, reach no one), for the given time. A leader that
+    /// commits only what a majority holds loses nothing to this; one that commits an
+    /// earlier-term entry by counting replicas (the Raft paper's figure 8) may. Disarmed after
+    /// [`ARMED_FAULT_PATIENCE`]; several armed at once hit successive commits.
+    /// RON: `IsolateLeaderOnCommit("2s")`.
+    IsolateLeaderOnCommit(Duration),
 }
 
-/// How long an armed fault (`CrashAfterVote`, `IsolateLeaderOnAppend`) waits for its moment.
+/// How long an armed fault (`CrashAfterVote`, `IsolateLeaderOnAppend`, `IsolateLeaderOnCommit`)
+/// waits for its moment.
 pub const ARMED_FAULT_PATIENCE: Duration = Duration::from_secs(3);
 
 /// What must hold at the end of a run (safety checkers run whether listed or not).
@@ -233,6 +269,11 @@ pub enum Expectation {
     /// Every instance of the workload ends the run in this status (`running`, `failed-permanently`,
     /// `backing-off`, `pending`, `assigned`, `completed`, `stopped`).
     WorkloadEnds(String, String),
+    /// Every leadership handover reaches its target within this bound (above zero): each
+    /// handover a leader starts ends with its target elected, and each `TransferLeadershipTo`
+    /// that names a live node other than the leader ends with that node elected. A request a
+    /// leader must refuse (a handover to itself) must start nothing.
+    TransfersReachTarget(Duration),
 }
 
 /// The statuses `WorkloadEnds` accepts.
@@ -407,12 +448,23 @@ enum RawFault {
     Heal,
     Hang(RawSelector, String),
     Slow(RawSelector, f64, String),
-    Overload { rate_per_sec: f64, lasting: String },
+    Overload {
+        rate_per_sec: f64,
+        lasting: String,
+    },
     CrashWorkload(String),
     HangWorkload(String),
     TransferLeadership,
+    TransferLeadershipTo(RawSelector),
+    Delay {
+        from: RawSelector,
+        to: RawSelector,
+        extra: String,
+        lasting: String,
+    },
     CrashAfterVote(RawSelector, String),
     IsolateLeaderOnAppend(String),
+    IsolateLeaderOnCommit(String),
 }
 
 #[derive(Deserialize)]
@@ -428,6 +480,7 @@ enum RawExpectation {
     MinLeaderChanges(u64),
     MedianWriteLatencyWithin(String),
     WorkloadEnds(String, String),
+    TransfersReachTarget(String),
 }
 
 use keel_core::duration::format as format_duration;
@@ -892,10 +945,24 @@ pub(crate) fn fault_ron(f: &Fault) -> String {
         Fault::CrashWorkload(w) => format!("CrashWorkload({w:?})"),
         Fault::HangWorkload(w) => format!("HangWorkload({w:?})"),
         Fault::TransferLeadership => "TransferLeadership".into(),
+        Fault::TransferLeadershipTo(s) => format!("TransferLeadershipTo({})", selector_ron(s)),
+        Fault::Delay {
+            from,
+            to,
+            extra,
+            lasting,
+        } => format!(
+            "Delay(from: {}, to: {}, extra: {}, lasting: {})",
+            selector_ron(from),
+            selector_ron(to),
+            d(extra),
+            d(lasting)
+        ),
         Fault::CrashAfterVote(s, down) => {
             format!("CrashAfterVote({}, {})", selector_ron(s), d(down))
         }
         Fault::IsolateLeaderOnAppend(t) => format!("IsolateLeaderOnAppend({})", d(t)),
+        Fault::IsolateLeaderOnCommit(t) => format!("IsolateLeaderOnCommit({})", d(t)),
     }
 }
 
@@ -916,6 +983,9 @@ fn expectation_ron(e: &Expectation) -> String {
             format!("MedianWriteLatencyWithin({:?})", format_duration(*d))
         }
         Expectation::WorkloadEnds(w, st) => format!("WorkloadEnds({w:?}, {st:?})"),
+        Expectation::TransfersReachTarget(d) => {
+            format!("TransfersReachTarget({:?})", format_duration(*d))
+        }
     }
 }
 
@@ -1143,6 +1213,18 @@ fn convert(loc: &Locator<'_>, raw: RawScenario) -> Result<Scenario, ScenarioErro
             RawFault::OneWay(a, b) => Fault::OneWay(sel(a)?, sel(b)?),
             RawFault::Heal => Fault::Heal,
             RawFault::TransferLeadership => Fault::TransferLeadership,
+            RawFault::TransferLeadershipTo(s) => Fault::TransferLeadershipTo(sel(s)?),
+            RawFault::Delay {
+                from,
+                to,
+                extra,
+                lasting,
+            } => Fault::Delay {
+                from: sel(from)?,
+                to: sel(to)?,
+                extra: positive(&format!("{path}.extra"), &extra)?,
+                lasting: positive(&format!("{path}.lasting"), &lasting)?,
+            },
             RawFault::Hang(s, d) => Fault::Hang(sel(s)?, positive(&path, &d)?),
             RawFault::Slow(s, factor, d) => {
                 if !factor.is_finite() || factor < 1.0 {
@@ -1176,6 +1258,9 @@ fn convert(loc: &Locator<'_>, raw: RawScenario) -> Result<Scenario, ScenarioErro
             RawFault::IsolateLeaderOnAppend(t) => {
                 Fault::IsolateLeaderOnAppend(positive(&path, &t)?)
             }
+            RawFault::IsolateLeaderOnCommit(t) => {
+                Fault::IsolateLeaderOnCommit(positive(&path, &t)?)
+            }
         };
         faults.push(TimedFault { at, fault });
     }
@@ -1199,6 +1284,9 @@ fn convert(loc: &Locator<'_>, raw: RawScenario) -> Result<Scenario, ScenarioErro
             RawExpectation::MinLeaderChanges(n) => Expectation::MinLeaderChanges(n),
             RawExpectation::MedianWriteLatencyWithin(d) => {
                 Expectation::MedianWriteLatencyWithin(positive(&path, &d)?)
+            }
+            RawExpectation::TransfersReachTarget(d) => {
+                Expectation::TransfersReachTarget(positive(&path, &d)?)
             }
             RawExpectation::WorkloadEnds(w, st) => {
                 if !workloads.iter().any(|x| x.name == w) {
@@ -1590,6 +1678,114 @@ mod tests {
             (6, Some("faults[0].fault")),
             "{e}"
         );
+    }
+
+    #[test]
+    fn delays_parse_and_bad_ones_are_located() {
+        let s = Scenario::parse(
+            &format!("{BASE}    faults: [\n        (at: \"1s\", fault: Delay(from: Node(\"n1\"), to: Leader, extra: \"150ms\", lasting: \"2s\")),\n    ],\n)\n"),
+            "t.ron",
+        )
+        .expect("parses");
+        assert_eq!(
+            s.faults[0].fault,
+            Fault::Delay {
+                from: Selector::Node("n1".into()),
+                to: Selector::Leader,
+                extra: Duration::from_millis(150),
+                lasting: Duration::from_secs(2),
+            }
+        );
+        assert_eq!(Scenario::parse(&s.to_ron(), "again.ron"), Ok(s));
+        // A malformed extra latency names its line and the field inside the fault.
+        let line = "        (at: \"2s\", fault: Delay(from: Leader, to: Follower, extra: \"soon\", lasting: \"1s\")),\n";
+        let e = err(&format!(
+            "{BASE}    faults: [\n        (at: \"1s\", fault: Heal),\n{line}    ],\n)\n"
+        ));
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (7, Some("faults[1].fault.extra")),
+            "{e}"
+        );
+        assert_eq!(e.column, 1 + line.find("extra:").unwrap(), "{e}");
+        assert!(e.message.contains("250ms"), "{e}");
+        let e = err(&format!(
+            "{BASE}    faults: [\n        (at: \"1s\", fault: Delay(from: Leader, to: Follower, extra: \"5ms\", lasting: \"0s\")),\n    ],\n)\n"
+        ));
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (6, Some("faults[0].fault.lasting")),
+            "{e}"
+        );
+        assert!(e.message.contains("above zero"), "{e}");
+        let e = err(&format!(
+            "{BASE}    faults: [\n        (at: \"1s\", fault: Delay(from: Leader, to: Follower, lasting: \"1s\")),\n    ],\n)\n"
+        ));
+        assert_eq!(e.field.as_deref(), Some("faults[0].fault.extra"), "{e}");
+        assert!(e.message.contains("missing field `extra`"), "{e}");
+        let e = err(&format!(
+            "{BASE}    faults: [\n        (at: \"1s\", fault: Delay(from: Node(\"n7\"), to: Leader, extra: \"5ms\", lasting: \"1s\")),\n    ],\n)\n"
+        ));
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (6, Some("faults[0].fault")),
+            "{e}"
+        );
+        assert!(e.message.contains("\"n7\""), "{e}");
+    }
+
+    #[test]
+    fn commit_cut_offs_parse_and_bad_ones_are_located() {
+        let s = Scenario::parse(
+            &format!("{BASE}    faults: [\n        (at: \"3s\", fault: IsolateLeaderOnCommit(\"2s\")),\n    ],\n)\n"),
+            "t.ron",
+        )
+        .expect("parses");
+        assert_eq!(
+            s.faults[0].fault,
+            Fault::IsolateLeaderOnCommit(Duration::from_secs(2))
+        );
+        assert_eq!(Scenario::parse(&s.to_ron(), "again.ron"), Ok(s));
+        let e = err(&format!(
+            "{BASE}    faults: [\n        (at: \"1s\", fault: IsolateLeaderOnCommit(\"0ms\")),\n    ],\n)\n"
+        ));
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (6, Some("faults[0].fault")),
+            "{e}"
+        );
+        assert!(e.message.contains("above zero"), "{e}");
+    }
+
+    #[test]
+    fn named_handovers_and_their_expectation_parse() {
+        let s = Scenario::parse(
+            &format!("{BASE}    faults: [\n        (at: \"1s\", fault: TransferLeadership),\n        (at: \"2s\", fault: TransferLeadershipTo(Node(\"n3\"))),\n    ],\n    expect: [TransfersReachTarget(\"1s\")],\n)\n"),
+            "t.ron",
+        )
+        .expect("parses");
+        assert_eq!(s.faults[0].fault, Fault::TransferLeadership);
+        assert_eq!(
+            s.faults[1].fault,
+            Fault::TransferLeadershipTo(Selector::Node("n3".into()))
+        );
+        assert_eq!(
+            s.expect,
+            [Expectation::TransfersReachTarget(Duration::from_secs(1))]
+        );
+        assert_eq!(Scenario::parse(&s.to_ron(), "again.ron"), Ok(s));
+        let e = err(&format!(
+            "{BASE}    faults: [\n        (at: \"1s\", fault: TransferLeadershipTo(Node(\"n4\"))),\n    ],\n)\n"
+        ));
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (6, Some("faults[0].fault")),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{BASE}    expect: [NoLostWrites, TransfersReachTarget(\"0s\")],\n)\n"
+        ));
+        assert_eq!((e.line, e.field.as_deref()), (5, Some("expect[1]")), "{e}");
     }
 
     #[test]

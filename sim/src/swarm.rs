@@ -21,13 +21,28 @@
 //! - **snapshot catch-up**: a follower is down during an overload burst, long enough for the
 //!   leader to compact its log past it, so it comes back to a snapshot install.
 //!
+//! Half the seeds then add one more window, from a stream of its own (so the seeds that draw none
+//! keep their scenarios):
+//! - **held-back links** (two seeds in six): messages on one to three links arrive 20 to 250 ms
+//!   late for a while (`Delay`), and half the time the leader crashes and is back at once, so an
+//!   election runs over them: vote requests reach voters late, after the term's leader may
+//!   already have been heard; in a cluster of three, half of these are the vote race of
+//!   `scenarios/late_vote_request.ron` instead (two to four rounds);
+//! - **lagging figure 8** (one seed in six): under an overload burst the leader is cut off right
+//!   after an append and appends alone until it steps down, hundreds of entries nobody else
+//!   holds; the next leaders are cut off right after their first append until no majority is
+//!   left; the first comes back, catches the others up from more than one AppendEntries batch
+//!   behind, and is cut off the moment it commits (`IsolateLeaderOnCommit`): what it committed
+//!   must survive the leaders that come back after it.
+//!
 //! A quiet phase follows in which the cluster must
 //! settle: a leader must be back within the failover bound, every workload must run again within
 //! its bound (never two copies at once), nothing acknowledged may be lost and the history must be
 //! linearizable.
 //!
 //! One seed in two also hands leadership over (a graceful transfer) a few times at random moments
-//! of the fault phase, from a stream of its own.
+//! of the fault phase, from a stream of its own; one seed in four asks for a handover to a node
+//! it names (a follower or any node, the leader itself included, which must refuse).
 //!
 //! Generation draws from its own stream of the seed, so a swarm seed is replayed by generating the
 //! same scenario again (or from the RON file `cargo xtask soak --swarm --save-failing` writes).
@@ -190,6 +205,7 @@ pub fn generate(seed: u64) -> Scenario {
         t = end + r.between(500, 2_000);
     }
     t = targeted_window(seed, &names, latency_max, t, &mut faults);
+    t = extra_window(seed, &names, t, &mut faults);
     // One seed in two: graceful leadership handovers at random moments of the fault phase, in
     // the middle of whatever else happens (they may be given up, or race an election).
     let mut handovers = Stream::new(seed, tag::SWARM_TRANSFERS);
@@ -309,6 +325,115 @@ fn targeted_window(
     }
 }
 
+/// Appends the seed's extra window (if it has one) to `faults`, starting at `t` ms, and its
+/// handovers to named nodes (at moments before `t`); returns when the window is over.
+fn extra_window(seed: u64, names: &[String], t: u64, faults: &mut Vec<TimedFault>) -> u64 {
+    let nodes = names.len();
+    let mut r = Stream::new(seed, tag::SWARM_EXTRA);
+    let mut at = |at: u64, fault: Fault| faults.push(TimedFault { at: ms(at), fault });
+    let patience = ARMED_FAULT_PATIENCE.as_millis() as u64;
+    let end = match r.below(6) {
+        0 if nodes == 3 => {
+            // A vote race over held-back links (see `scenarios/late_vote_request.ron`): a and b
+            // cannot reach each other and both reach v late, v lagging a; each round hands
+            // leadership to a, crashes it and brings it back at once, so a and b stand in one
+            // term and v hears b's request just after a's first AppendEntries.
+            let a = r.below(3);
+            let b = (a + 1 + r.below(2)) % 3;
+            let v = 3 - a - b;
+            let (a, b, v) = (names[a].clone(), names[b].clone(), names[v].clone());
+            let rounds = 2 + r.below(3) as u64;
+            let lasting = ms(rounds * 1_500 + 500);
+            for (from, extra) in [(&a, 50), (&b, 100)] {
+                at(
+                    t,
+                    Fault::Delay {
+                        from: Selector::Node(from.clone()),
+                        to: Selector::Node(v.clone()),
+                        extra: ms(extra),
+                        lasting,
+                    },
+                );
+            }
+            for k in 0..rounds {
+                let x = t + 500 + k * 1_500;
+                at(x, Fault::TransferLeadershipTo(Selector::Node(a.clone())));
+                at(x + 500, Fault::Crash(Selector::Node(a.clone())));
+                let alone = vec![vec![a.clone()], vec![b.clone(), v.clone()]];
+                at(x + 500, Fault::Partition(alone));
+                at(x + 501, Fault::Restart(Selector::LastCrashed));
+                let bridge = vec![vec![a.clone(), v.clone()], vec![b.clone(), v.clone()]];
+                at(x + 560, Fault::Partition(bridge));
+                at(x + 1_200, Fault::Heal);
+            }
+            t + rounds * 1_500 + 1_500
+        }
+        0 | 1 => {
+            // Held-back links: every message on them arrives late, none is lost; half the time
+            // the leader crashes and is back at once, for an election over those links.
+            let lasting = r.between(500, 2_000);
+            for _ in 0..1 + r.below(3) {
+                let extra = [20, 50, 100, 250][r.below(4)];
+                let from = selector(&mut r);
+                let to = selector(&mut r);
+                at(
+                    t,
+                    Fault::Delay {
+                        from,
+                        to,
+                        extra: ms(extra),
+                        lasting: ms(lasting),
+                    },
+                );
+            }
+            if r.below(2) == 0 {
+                let crash = t + r.between(0, lasting / 2);
+                at(crash, Fault::Crash(Selector::Leader));
+                at(
+                    crash + r.between(1, 50),
+                    Fault::Restart(Selector::LastCrashed),
+                );
+            }
+            t + lasting + 1_000
+        }
+        2 => {
+            // The lagging figure 8 (see `scenarios/figure_8_lagging.ron`): the first leader
+            // appends alone under an overload burst; the next ones are cut off at their first
+            // append until no majority is left; the first comes back, catches the others up
+            // from far behind and is cut off the moment it commits, before they hear of it.
+            let rate = [5_000.0, 10_000.0][r.below(2)];
+            at(
+                t,
+                Fault::Overload {
+                    rate_per_sec: rate,
+                    lasting: ms(400),
+                },
+            );
+            let first = r.between(1_000, 1_400);
+            at(t + 100, Fault::IsolateLeaderOnAppend(ms(first)));
+            let mut longest = first;
+            for k in 1..nodes.div_ceil(2) as u64 {
+                let lasting = first + r.between(1_000, 1_500);
+                longest = longest.max(lasting);
+                at(t + 100 + 20 * k, Fault::IsolateLeaderOnAppend(ms(lasting)));
+            }
+            let cut = r.between(1_000, 2_000);
+            at(t + 200, Fault::IsolateLeaderOnCommit(ms(cut)));
+            t + 200 + patience.max(longest + cut) + 500
+        }
+        _ => t,
+    };
+    // One seed in four: handovers to a node named by a selector (the leader, when it is drawn,
+    // must refuse to hand over to itself).
+    if r.below(4) == 0 {
+        for _ in 0..1 + r.below(3) {
+            let when = r.between(0, t.max(1));
+            at(when, Fault::TransferLeadershipTo(selector(&mut r)));
+        }
+    }
+    end
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,8 +466,8 @@ mod tests {
                 );
             }
         }
-        // Crash, Restart, Isolate, Heal, Hang, Slow, OneWay, Partition, Overload, the two
-        // workload faults, the two armed ones and TransferLeadership.
-        assert_eq!(kinds.len(), 14, "{kinds:?}");
+        // Crash, Restart, Isolate, Heal, Hang, Slow, OneWay, Partition, Overload, Delay, the two
+        // workload faults, the three armed ones, TransferLeadership and TransferLeadershipTo.
+        assert_eq!(kinds.len(), 17, "{kinds:?}");
     }
 }

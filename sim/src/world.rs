@@ -22,7 +22,8 @@
 //!   whatever it believed before.
 //! - **Network.** Each message gets a latency from the scenario's range (so messages reorder), may
 //!   be dropped or duplicated, and is dropped if the link is cut at send or at delivery time. A slow
-//!   node multiplies its CPU, fsync and outgoing latency by its factor.
+//!   node multiplies its CPU, fsync and outgoing latency by its factor. A delayed link (fault
+//!   `Delay`) adds a fixed latency to every message that leaves on it while the delay lasts.
 //! - **Clients.** Each client is a closed loop issuing one operation at a time to the node it
 //!   believes leads (following leader hints), with think time for the configured rate; clients are
 //!   not partitioned from the nodes. Overload bursts are open-loop requests at a fixed rate. Every
@@ -248,9 +249,16 @@ enum Ev {
         node: usize,
         incarnation: u64,
     },
-    /// A leader cut off by `IsolateLeaderOnAppend` gets its links back.
+    /// A leader cut off by `IsolateLeaderOnAppend` or `IsolateLeaderOnCommit` gets its links
+    /// back.
     IsolationEnd {
         node: usize,
+        token: u64,
+    },
+    /// A `Delay` of the link `from -> to` ends (unless a later delay of that link replaced it).
+    DelayEnd {
+        from: usize,
+        to: usize,
         token: u64,
     },
     End,
@@ -386,6 +394,13 @@ pub(crate) struct World<'a> {
     vote_crash: Vec<Option<(u64, u64)>>,
     /// Armed `IsolateLeaderOnAppend`s in firing order: (cut-off time, disarmed after).
     append_isolations: VecDeque<(u64, u64)>,
+    /// Armed `IsolateLeaderOnCommit`s in firing order: (cut-off time, disarmed after).
+    commit_isolations: VecDeque<(u64, u64)>,
+    /// `link_delay[from * n + to]`: (extra latency, token) of a `Delay` in force on that link;
+    /// extra 0 when none.
+    link_delay: Vec<(u64, u64)>,
+    /// True while any link is delayed: the only cost delays add to a send otherwise.
+    delaying: bool,
     /// True while any fault is armed: the only cost armed faults add to a step otherwise.
     armed: bool,
     /// Per node: bumped at each timed isolation, so only the latest one's end heals it.
@@ -546,6 +561,9 @@ impl<'a> World<'a> {
             awaiting_replacement: BTreeMap::new(),
             vote_crash: vec![None; n],
             append_isolations: VecDeque::new(),
+            commit_isolations: VecDeque::new(),
+            link_delay: vec![(0, 0); n * n],
+            delaying: false,
             armed: false,
             isolation_token: vec![0; n],
             last_election: (0, 0),
@@ -755,6 +773,7 @@ impl<'a> World<'a> {
                 }
             }
             Ev::IsolationEnd { node, token } => self.isolation_ends(node, token),
+            Ev::DelayEnd { from, to, token } => self.delay_ends(from, to, token),
             Ev::End => {}
         }
     }
@@ -963,7 +982,7 @@ impl<'a> World<'a> {
         let moment = if self.armed && cut.is_none() {
             self.armed_moment(i, &out)
         } else {
-            (false, false)
+            Moment::NONE
         };
 
         let mut role_changed = false;
@@ -990,7 +1009,7 @@ impl<'a> World<'a> {
         if empty.capacity() == 0 {
             std::mem::forget(empty);
         }
-        if moment != (false, false) {
+        if moment != Moment::NONE {
             self.armed_faults_strike(i, t, moment);
         }
         if let Some(k) = cut {
@@ -1056,9 +1075,19 @@ impl<'a> World<'a> {
         let (lo, hi) = self.us.latency;
         let slow = self.nodes[i].slow_factor;
         let incarnation = self.nodes[i].incarnation;
+        // A delayed link holds the message back by a fixed time once it has left the node (no
+        // draw: the network stream is the same with or without delays).
+        let held = if self.delaying {
+            self.link_delay[from * self.nodes.len() + to].0
+        } else {
+            0
+        };
+        if held > 0 {
+            self.cover("message held back on a delayed link");
+        }
         if copies == 2 {
             let latency = self.net_rng.between(lo, hi);
-            let at = released_at + scaled(latency, slow);
+            let at = released_at + held + scaled(latency, slow);
             self.schedule(
                 at,
                 Ev::Deliver {
@@ -1069,7 +1098,7 @@ impl<'a> World<'a> {
             );
         }
         let latency = self.net_rng.between(lo, hi);
-        let at = released_at + scaled(latency, slow);
+        let at = released_at + held + scaled(latency, slow);
         // Straight into the queue (inlined), for the message to be copied as little as can be.
         self.queue.push_inline(
             at,
@@ -1108,6 +1137,7 @@ impl<'a> World<'a> {
         match e {
             Event::BecameLeader { term } => {
                 self.stats.leader_changes += 1;
+                self.stats.transfers.elected.push((self.now, id));
                 self.condensed(format!("{id} leads term {}", term.0));
                 true
             }
@@ -1223,6 +1253,7 @@ impl<'a> World<'a> {
             }
             Event::TransferStarted { term, to } => {
                 self.cover("leadership transfer started");
+                self.stats.transfers.started.push((self.now, id, *to));
                 self.condensed(format!("{id} hands leadership of term {} to {to}", term.0));
                 true
             }
@@ -1470,8 +1501,11 @@ impl<'a> World<'a> {
             Fault::CrashWorkload(_) => "fault CrashWorkload",
             Fault::HangWorkload(_) => "fault HangWorkload",
             Fault::TransferLeadership => "fault TransferLeadership",
+            Fault::TransferLeadershipTo(_) => "fault TransferLeadershipTo",
+            Fault::Delay { .. } => "fault Delay",
             Fault::CrashAfterVote(..) => "fault CrashAfterVote",
             Fault::IsolateLeaderOnAppend(_) => "fault IsolateLeaderOnAppend",
+            Fault::IsolateLeaderOnCommit(_) => "fault IsolateLeaderOnCommit",
         });
         self.hasher.u64(0xFA17);
         self.hasher.u64(index as u64);
@@ -1590,6 +1624,47 @@ impl<'a> World<'a> {
                 }
                 _ => "nobody (no leader)".to_string(),
             },
+            Fault::TransferLeadershipTo(sel) => match self.leader_index() {
+                Some(l) if self.nodes[l].up() => match self.select(sel) {
+                    Some(t) => {
+                        let (leader, target) = (self.members[l], self.members[t]);
+                        self.stats
+                            .transfers
+                            .requested
+                            .push((self.now, leader, target));
+                        self.input(l, Input::TransferLeadership { to: Some(target) });
+                        format!("{leader} asked to hand over to {target}")
+                    }
+                    None => "nobody (no such node)".to_string(),
+                },
+                _ => "nobody (no leader)".to_string(),
+            },
+            Fault::Delay {
+                from,
+                to,
+                extra,
+                lasting,
+            } => match (self.select(from), self.select(to)) {
+                (Some(x), Some(y)) if x != y => {
+                    let n = self.nodes.len();
+                    let token = self.link_delay[x * n + y].1 + 1;
+                    self.link_delay[x * n + y] = (us(*extra).max(1), token);
+                    self.delaying = true;
+                    let until = self.now + us(*lasting);
+                    self.schedule(
+                        until,
+                        Ev::DelayEnd {
+                            from: x,
+                            to: y,
+                            token,
+                        },
+                    );
+                    self.disturbed_at[x] = self.now;
+                    self.disturbed_at[y] = self.now;
+                    format!("{} ~~> {}", name(self, x), name(self, y))
+                }
+                _ => "nobody (no such pair of distinct nodes)".to_string(),
+            },
             Fault::CrashAfterVote(sel, down) => match self.select(sel) {
                 Some(i) => {
                     let until = self.now + us(ARMED_FAULT_PATIENCE);
@@ -1604,6 +1679,12 @@ impl<'a> World<'a> {
                 self.append_isolations.push_back((us(*lasting), until));
                 self.armed = true;
                 "the next leader to append (armed)".to_string()
+            }
+            Fault::IsolateLeaderOnCommit(lasting) => {
+                let until = self.now + us(ARMED_FAULT_PATIENCE);
+                self.commit_isolations.push_back((us(*lasting), until));
+                self.armed = true;
+                "the next leader to commit (armed)".to_string()
             }
         };
         self.note_disturbance(&fault);
@@ -1621,25 +1702,40 @@ impl<'a> World<'a> {
         self.update_leadership();
     }
 
-    /// Whether node `i`'s step, with outputs `out`, is the moment of an armed fault: (it granted
-    /// a vote and is armed to crash, it leads, is not cut off itself and appended entries).
-    fn armed_moment(&self, i: usize, out: &[Output]) -> (bool, bool) {
+    /// Whether node `i`'s step, with outputs `out`, is the moment of an armed fault.
+    fn armed_moment(&self, i: usize, out: &[Output]) -> Moment {
         let voted = self.vote_crash[i].is_some()
             && out.iter().any(|o| {
                 matches!(o, Output::Send(m)
                     if matches!(m.body, MessageBody::RequestVoteResponse { granted: true }))
             });
-        let appended = !self.append_isolations.is_empty()
+        let leads = (!self.append_isolations.is_empty() || !self.commit_isolations.is_empty())
             && self.nodes[i].node.as_ref().is_some_and(Node::is_leader)
-            && !self.isolated.contains(&i)
+            && !self.isolated.contains(&i);
+        let appended = leads
+            && !self.append_isolations.is_empty()
             && out
                 .iter()
                 .any(|o| matches!(o, Output::Persist(Persist::Entries(_))));
-        (voted, appended)
+        let committed = leads
+            && !self.commit_isolations.is_empty()
+            && out
+                .iter()
+                .any(|o| matches!(o, Output::Trace(Event::Committed { .. })));
+        Moment {
+            voted,
+            appended,
+            committed,
+        }
     }
 
     /// Node `i` just took the step (ending at `t`) an armed fault waited for.
-    fn armed_faults_strike(&mut self, i: usize, t: u64, (voted, appended): (bool, bool)) {
+    fn armed_faults_strike(&mut self, i: usize, t: u64, moment: Moment) {
+        let Moment {
+            voted,
+            appended,
+            committed,
+        } = moment;
         let now = self.now;
         if voted {
             if let Some((down, until)) = self.vote_crash[i].take() {
@@ -1663,32 +1759,85 @@ impl<'a> World<'a> {
                 if now > until {
                     continue; // disarmed: its moment never came
                 }
-                self.isolated.insert(i);
-                self.recompute_links();
-                self.isolation_token[i] += 1;
-                let token = self.isolation_token[i];
-                self.schedule(now + lasting, Ev::IsolationEnd { node: i, token });
-                self.last_fault_at = now;
-                self.disturbed_at[i] = now;
-                self.cover("leader cut off right after an append");
-                let id = self.members[i];
-                self.condensed(format!(
-                    "{id} (leader) is cut off right after appending, for {} ms",
-                    lasting / 1_000
-                ));
-                self.hasher.u64(0x150A);
-                self.hasher.u64(u64::from(id.0));
-                if self.trace.is_some() {
-                    self.trace_json(serde_json::json!({
-                        "t_us": now, "kind": "isolate", "node": id.to_string(), "lasting_us": lasting,
-                    }));
-                }
-                self.update_leadership();
+                self.cut_off_leader(i, lasting, Cause::Append);
                 break;
             }
         }
-        self.armed =
-            self.vote_crash.iter().any(Option::is_some) || !self.append_isolations.is_empty();
+        // A leader cut off for its append just now is not cut off again for its commit.
+        if committed && !self.isolated.contains(&i) {
+            while let Some((lasting, until)) = self.commit_isolations.pop_front() {
+                if now > until {
+                    continue; // disarmed: its moment never came
+                }
+                self.cut_off_leader(i, lasting, Cause::Commit);
+                break;
+            }
+        }
+        self.armed = self.vote_crash.iter().any(Option::is_some)
+            || !self.append_isolations.is_empty()
+            || !self.commit_isolations.is_empty();
+    }
+
+    /// Cuts leader `i` off from every node for `lasting` us, right after the step that was the
+    /// moment of an armed `IsolateLeaderOn*` fault.
+    fn cut_off_leader(&mut self, i: usize, lasting: u64, cause: Cause) {
+        let now = self.now;
+        self.isolated.insert(i);
+        self.recompute_links();
+        self.isolation_token[i] += 1;
+        let token = self.isolation_token[i];
+        self.schedule(now + lasting, Ev::IsolationEnd { node: i, token });
+        self.last_fault_at = now;
+        self.disturbed_at[i] = now;
+        let id = self.members[i];
+        let (what, tag) = match cause {
+            Cause::Append => {
+                self.cover("leader cut off right after an append");
+                ("appending", 0x150A)
+            }
+            Cause::Commit => {
+                self.cover("leader cut off right after a commit");
+                ("committing", 0x150C)
+            }
+        };
+        self.condensed(format!(
+            "{id} (leader) is cut off right after {what}, for {} ms",
+            lasting / 1_000
+        ));
+        self.hasher.u64(tag);
+        self.hasher.u64(u64::from(id.0));
+        if self.trace.is_some() {
+            self.trace_json(serde_json::json!({
+                "t_us": now, "kind": "isolate", "node": id.to_string(), "lasting_us": lasting,
+                "after": what,
+            }));
+        }
+        self.update_leadership();
+    }
+
+    /// A `Delay` of the link `from -> to` ends: messages sent on it from now on are on time.
+    fn delay_ends(&mut self, from: usize, to: usize, token: u64) {
+        let n = self.nodes.len();
+        let link = &mut self.link_delay[from * n + to];
+        if link.1 != token || link.0 == 0 {
+            return;
+        }
+        link.0 = 0;
+        self.delaying = self.link_delay.iter().any(|(extra, _)| *extra > 0);
+        self.last_fault_at = self.now;
+        self.disturbed_at[from] = self.now;
+        self.disturbed_at[to] = self.now;
+        let (a, b) = (self.members[from], self.members[to]);
+        self.condensed(format!("{a} ~~> {b} on time again"));
+        self.hasher.u64(0xDE1A);
+        self.hasher.u64(u64::from(a.0));
+        self.hasher.u64(u64::from(b.0));
+        if self.trace.is_some() {
+            self.trace_json(serde_json::json!({
+                "t_us": self.now, "kind": "delay-end", "from": a.to_string(), "to": b.to_string(),
+            }));
+        }
+        self.update_leadership();
     }
 
     /// An armed `CrashAfterVote` found its vote: the node crashes now, its answer gone out.
@@ -2117,6 +2266,30 @@ mod tests {
             assert_eq!(super::client_value(c, n), format!("c{c}.{n}"));
         }
     }
+}
+
+/// Which armed faults a step is the moment of: a granted vote (`CrashAfterVote`), a leader's
+/// append (`IsolateLeaderOnAppend`), a leader's commit (`IsolateLeaderOnCommit`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Moment {
+    voted: bool,
+    appended: bool,
+    committed: bool,
+}
+
+impl Moment {
+    const NONE: Moment = Moment {
+        voted: false,
+        appended: false,
+        committed: false,
+    };
+}
+
+/// What a leader was cut off right after.
+#[derive(Clone, Copy, Debug)]
+enum Cause {
+    Append,
+    Commit,
 }
 
 #[derive(Debug)]

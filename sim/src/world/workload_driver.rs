@@ -140,9 +140,16 @@ impl World<'_> {
         match fault {
             Fault::Partition(_) | Fault::Heal => self.disturbed_at.fill(now),
             Fault::Crash(_) | Fault::Restart(_) | Fault::Overload { .. } => {}
-            Fault::CrashWorkload(_) | Fault::HangWorkload(_) | Fault::TransferLeadership => {}
-            // Armed faults mark the nodes they hit when they strike.
-            Fault::CrashAfterVote(..) | Fault::IsolateLeaderOnAppend(_) => {}
+            Fault::CrashWorkload(_)
+            | Fault::HangWorkload(_)
+            | Fault::TransferLeadership
+            | Fault::TransferLeadershipTo(_) => {}
+            // Armed faults mark the nodes they hit when they strike; a delay marks both ends of
+            // its link when it fires (and when it ends).
+            Fault::CrashAfterVote(..)
+            | Fault::IsolateLeaderOnAppend(_)
+            | Fault::IsolateLeaderOnCommit(_)
+            | Fault::Delay { .. } => {}
             Fault::Isolate(_) | Fault::OneWay(..) | Fault::Hang(..) | Fault::Slow(..) => {
                 // The selector was resolved when the fault fired; every node it may have hit is
                 // marked (cut links and hangs affect how both sides hear each other).
