@@ -263,9 +263,9 @@ pub async fn run_with_api<N: Net>(
     let mut leaving: Option<tokio::time::Instant> = None;
     tokio::pin!(shutdown);
     // The core's timer: one `Sleep`, moved only when the core's deadline moves. A new `Sleep`
-    // per turn of the loop costs a timer-wheel insertion each time, and one inserted while the
-    // wheel is empty (the loop yields to the peer writers after every write, with the previous
-    // `Sleep` already dropped) makes tokio wake its own driver: a syscall per write.
+    // per turn of the loop costs a timer-wheel insertion each time, and one inserted after the
+    // runtime polled its driver with no timer pending (the loop let the peer writers run with
+    // the previous `Sleep` already dropped) makes tokio wake its own driver: a syscall per write.
     let timer = tokio::time::sleep_until(clock);
     tokio::pin!(timer);
     let result = loop {
@@ -374,11 +374,11 @@ pub async fn run_with_api<N: Net>(
         };
         // Group commit: nothing of the step leaves before its fsync is done. A leader's
         // AppendEntries go first (see `Gated::take_early`): the loop yields once so that the
-        // peer writers put them on the wire, and the followers write while this node syncs.
-        // The fsync then runs right here: the loop has nothing to do before it returns, and a
-        // hand-over to a blocking thread and back costs two thread wake-ups per write (on a
-        // loaded machine, more than the fsync itself). Messages and requests arriving meanwhile
-        // wait in their sockets and channels.
+        // peer writers put them on the wire, and the followers write while this node writes
+        // and syncs. The write and the fsync run right here: the loop has nothing to do before
+        // they return, and a hand-over to a blocking thread and back costs two thread wake-ups
+        // per write (on a loaded machine, more than the fsync itself). Messages and requests
+        // arriving meanwhile wait in their sockets and channels.
         let effects = match gated {
             Ok(mut g) => {
                 let early = g.take_early();
