@@ -278,8 +278,16 @@ impl Storage {
                 self.rewrite_wal()
             }
             Persist::HardState(_) | Persist::Entries(_) => {
-                let payload = postcard::to_stdvec(p)?;
-                push_record(&mut self.pending, &payload);
+                // The record is built in place: header space, the payload, then the header.
+                let start = self.pending.len();
+                self.pending.extend_from_slice(&[0; 8]);
+                if let Err(e) = crate::codec::append_postcard(p, &mut self.pending) {
+                    self.pending.truncate(start);
+                    return Err(e.into());
+                }
+                let payload = &self.pending[start + 8..];
+                let header = record_header(payload);
+                self.pending[start..start + 8].copy_from_slice(&header);
                 self.state.apply(p);
                 Ok(())
             }
@@ -428,9 +436,16 @@ fn write_zeros(file: &File, from: u64, to: u64) -> std::io::Result<()> {
 }
 
 fn push_record(buf: &mut Vec<u8>, payload: &[u8]) {
-    buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    buf.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    buf.extend_from_slice(&record_header(payload));
     buf.extend_from_slice(payload);
+}
+
+/// A record's header: the payload's length and checksum.
+fn record_header(payload: &[u8]) -> [u8; 8] {
+    let mut h = [0; 8];
+    h[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    h[4..].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    h
 }
 
 /// Writes `name` in `dir` so that a crash leaves either the old or the new content, whole.
