@@ -76,16 +76,58 @@ pub enum FrameError {
     Handshake(String),
 }
 
-/// Encodes one value as a frame appended to `out`.
+/// Encodes one value as a frame appended to `out` (serialized in place, behind its length).
 pub fn encode<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), FrameError> {
-    let payload = postcard::to_stdvec(value).map_err(|e| FrameError::Garbage(e.to_string()))?;
-    let len = u32::try_from(payload.len()).map_err(|_| FrameError::TooLarge {
-        len: u32::MAX,
-        max: u32::MAX,
-    })?;
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&payload);
-    Ok(())
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    let len = append_postcard(value, out)
+        .map_err(|e| FrameError::Garbage(e.to_string()))
+        .and_then(|()| {
+            u32::try_from(out.len() - start - 4).map_err(|_| FrameError::TooLarge {
+                len: u32::MAX,
+                max: u32::MAX,
+            })
+        });
+    match len {
+        Ok(len) => {
+            out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+            Ok(())
+        }
+        Err(e) => {
+            out.truncate(start);
+            Err(e)
+        }
+    }
+}
+
+/// Serializes `value` with postcard at the end of `out`, without a vector of its own (a frame
+/// or a log record is sent or written from the buffer it is built in). On an error `out` is
+/// left as it was.
+pub(crate) fn append_postcard<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), postcard::Error> {
+    struct Append<'a>(&'a mut Vec<u8>);
+    impl postcard::ser_flavors::Flavor for Append<'_> {
+        type Output = ();
+        fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+            self.0.push(data);
+            Ok(())
+        }
+        fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+            self.0.extend_from_slice(data);
+            Ok(())
+        }
+        fn finalize(self) -> postcard::Result<()> {
+            Ok(())
+        }
+    }
+    let start = out.len();
+    let r = postcard::serialize_with_flavor(value, Append(out));
+    if r.is_err() {
+        out.truncate(start);
+    }
+    r
 }
 
 /// Decodes a frame's payload.
@@ -97,6 +139,8 @@ pub fn decode<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, FrameError
 #[derive(Debug)]
 pub struct FrameDecoder {
     buf: Vec<u8>,
+    /// Where the bytes not yet taken out as frames start in `buf`.
+    start: usize,
     max: u32,
 }
 
@@ -104,32 +148,37 @@ impl FrameDecoder {
     pub fn new(max_frame_bytes: u32) -> FrameDecoder {
         FrameDecoder {
             buf: Vec::new(),
+            start: 0,
             max: max_frame_bytes,
         }
     }
 
     /// Adds bytes read from the connection.
     pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.drain(..self.start);
+        self.start = 0;
         self.buf.extend_from_slice(bytes);
     }
 
-    /// The next whole frame's payload, if one has arrived. An oversized length is refused as
-    /// soon as its prefix arrives, before any of its body is buffered.
-    pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
-        if self.buf.len() < 4 {
+    /// The next whole frame's payload, if one has arrived (borrowed from the decoder's buffer:
+    /// no copy per frame). An oversized length is refused as soon as its prefix arrives, before
+    /// any of its body is buffered.
+    pub fn next_frame(&mut self) -> Result<Option<&[u8]>, FrameError> {
+        let rest = &self.buf[self.start..];
+        if rest.len() < 4 {
             return Ok(None);
         }
-        let len = u32::from_le_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
+        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
         if len > self.max {
             return Err(FrameError::TooLarge { len, max: self.max });
         }
         let end = 4 + len as usize;
-        if self.buf.len() < end {
+        if rest.len() < end {
             return Ok(None);
         }
-        let payload = self.buf[4..end].to_vec();
-        self.buf.drain(..end);
-        Ok(Some(payload))
+        let payload = self.start + 4..self.start + end;
+        self.start += end;
+        Ok(Some(&self.buf[payload]))
     }
 }
 
@@ -178,13 +227,26 @@ mod tests {
         for b in &wire {
             d.push(std::slice::from_ref(b));
             while let Some(f) = d.next_frame().expect("valid") {
-                frames.push(f);
+                frames.push(f.to_vec());
             }
         }
         assert_eq!(frames.len(), 2);
         let hello: Hello = decode(&frames[0]).expect("hello");
         assert_eq!(hello.check("prod", &[NodeId(1), NodeId(2)]), Ok(NodeId(1)));
         assert_eq!(decode_message(&frames[1]).expect("message"), message());
+    }
+
+    /// Encoding in place writes the same bytes as postcard's own vector would (the wire and
+    /// log formats do not change), after whatever the buffer already held.
+    #[test]
+    fn a_frame_is_its_length_then_postcard_s_bytes() {
+        let mut wire = b"before".to_vec();
+        encode(&message(), &mut wire).expect("encode");
+        let payload = postcard::to_stdvec(&message()).expect("postcard");
+        let mut expected = b"before".to_vec();
+        expected.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        expected.extend_from_slice(&payload);
+        assert_eq!(wire, expected);
     }
 
     #[test]
@@ -206,7 +268,7 @@ mod tests {
         let mut wire = 6u32.to_le_bytes().to_vec();
         wire.extend_from_slice(&[0xff; 6]);
         d.push(&wire);
-        let payload = d.next_frame().expect("framed").expect("whole");
+        let payload = d.next_frame().expect("framed").expect("whole").to_vec();
         assert!(matches!(
             decode_message(&payload),
             Err(FrameError::Garbage(_))

@@ -574,8 +574,11 @@ fn serve(spec: NodeSpec) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     rt.block_on(async move {
         // Ctrl-C or SIGTERM: stop taking requests, hand leadership over if leading,
-        // stop the workloads, leave.
-        let shutdown = async {
+        // stop the workloads, leave. The signals are awaited in a task of their own: the
+        // node's loop polls its shutdown future at every turn, and a oneshot is cheaper to
+        // poll than two signal streams.
+        let (signalled, shutdown) = tokio::sync::oneshot::channel::<()>();
+        let _signals = tokio::spawn(async move {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
             tokio::select! {
@@ -588,8 +591,20 @@ fn serve(spec: NodeSpec) -> anyhow::Result<()> {
                     }
                 } => {}
             }
-        };
-        keel_node::server::run(spec, shutdown).await
+            let _ = signalled.send(());
+        });
+        // The node's loop runs as a task, not as the runtime's `block_on` future: a task woken
+        // by another (an HTTP request, a peer's message) just joins the run queue, where waking
+        // the `block_on` future makes the runtime poll its I/O driver once more (a syscall)
+        // before polling it.
+        let node = tokio::spawn(keel_node::server::run(spec, async move {
+            let _ = shutdown.await;
+        }));
+        match node.await {
+            Ok(r) => r.map_err(anyhow::Error::from),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(anyhow::anyhow!("the node's task ended: {e}")),
+        }
     })?;
     Ok(())
 }

@@ -262,6 +262,12 @@ pub async fn run_with_api<N: Net>(
     // Set once shutdown began while leading: leave when leadership moved, or at this instant.
     let mut leaving: Option<tokio::time::Instant> = None;
     tokio::pin!(shutdown);
+    // The core's timer: one `Sleep`, moved only when the core's deadline moves. A new `Sleep`
+    // per turn of the loop costs a timer-wheel insertion each time, and one inserted after the
+    // runtime polled its driver with no timer pending (the loop let the peer writers run with
+    // the previous `Sleep` already dropped) makes tokio wake its own driver: a syscall per write.
+    let timer = tokio::time::sleep_until(clock);
+    tokio::pin!(timer);
     let result = loop {
         if let Some(p) = &pulse {
             p.beat();
@@ -273,7 +279,10 @@ pub async fn run_with_api<N: Net>(
         }
         let deadline = rt.next_deadline().0;
         let wake = clock + Duration::from_micros(deadline.min(u64::MAX / 4));
-        let leave_at = leaving.unwrap_or(wake);
+        if timer.deadline() != wake {
+            timer.as_mut().reset(wake);
+        }
+        let leave_at = leaving;
         let gated = tokio::select! {
             biased;
             () = &mut shutdown, if leaving.is_none() => {
@@ -355,16 +364,21 @@ pub async fn run_with_api<N: Net>(
                 }
                 rt.step_gated(now(clock), batch)
             }
-            () = tokio::time::sleep_until(wake) => rt.step_gated(now(clock), [Input::Tick]),
-            () = tokio::time::sleep_until(leave_at), if leaving.is_some() => continue,
+            () = &mut timer => rt.step_gated(now(clock), [Input::Tick]),
+            () = async move {
+                match leave_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => continue,
         };
         // Group commit: nothing of the step leaves before its fsync is done. A leader's
         // AppendEntries go first (see `Gated::take_early`): the loop yields once so that the
-        // peer writers put them on the wire, and the followers write while this node syncs.
-        // The fsync then runs right here: the loop has nothing to do before it returns, and a
-        // hand-over to a blocking thread and back costs two thread wake-ups per write (on a
-        // loaded machine, more than the fsync itself). Messages and requests arriving meanwhile
-        // wait in their sockets and channels.
+        // peer writers put them on the wire, and the followers write while this node writes
+        // and syncs. The write and the fsync run right here: the loop has nothing to do before
+        // they return, and a hand-over to a blocking thread and back costs two thread wake-ups
+        // per write (on a loaded machine, more than the fsync itself). Messages and requests
+        // arriving meanwhile wait in their sockets and channels.
         let effects = match gated {
             Ok(mut g) => {
                 let early = g.take_early();
@@ -372,7 +386,7 @@ pub async fn run_with_api<N: Net>(
                     for m in early {
                         outbound.send(m);
                     }
-                    tokio::task::yield_now().await;
+                    let_other_tasks_run().await;
                 }
                 g.wait()
             }
@@ -413,6 +427,22 @@ pub async fn run_with_api<N: Net>(
     drop(http);
     supervisor.stop_all();
     result
+}
+
+/// Lets every task already woken run before this one goes on: this task wakes itself and
+/// returns `Pending` once, which puts it behind them in the run queue. (Tokio's `yield_now`
+/// instead defers the wake-up until the runtime has polled its I/O driver: a syscall.)
+fn let_other_tasks_run() -> impl std::future::Future<Output = ()> {
+    let mut yielded = false;
+    std::future::poll_fn(move |cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
 }
 
 /// Stops a helper task when the node stops, however it stops (returns, fails, or is aborted):

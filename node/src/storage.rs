@@ -85,16 +85,35 @@ pub struct Recovery {
     pub torn_segment: Option<PathBuf>,
 }
 
-/// The fsync that makes written records durable; see [`Storage::write_pending`].
-#[must_use = "the records are not durable until the sync ran"]
+/// The write and the fsync that make buffered records durable; see
+/// [`Storage::write_pending`].
+#[must_use = "the records are neither written nor durable until `wait` ran"]
 pub struct PendingSync {
     wal: std::sync::Arc<File>,
-    path: PathBuf,
+    path: std::sync::Arc<Path>,
+    /// Preallocation: zeros over this range of the file, written before the records.
+    zeros: Option<(u64, u64)>,
+    /// The records, and where in the file they go.
+    records: Vec<u8>,
+    at: u64,
+    /// Where the segment's records end once these are written, for the next
+    /// [`Storage::write_pending`] to check.
+    written: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl PendingSync {
-    /// Blocks until the records are durable.
+    /// Writes the records and blocks until they are durable.
     pub fn wait(self) -> Result<(), StorageError> {
+        if let Some((from, to)) = self.zeros {
+            write_zeros(&self.wal, from, to).map_err(io(&self.path))?;
+        }
+        self.wal
+            .write_all_at(&self.records, self.at)
+            .map_err(io(&self.path))?;
+        self.written.store(
+            self.at + self.records.len() as u64,
+            std::sync::atomic::Ordering::Release,
+        );
         self.wal.sync_data().map_err(io(&self.path))
     }
 }
@@ -154,9 +173,10 @@ fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StorageError> {
 pub struct Storage {
     dir: PathBuf,
     options: StorageOptions,
-    /// The segment being written. Shared with the [`PendingSync`]s handed out, which fsync it
-    /// off the event loop.
+    /// The segment being written, and its path. Shared with the [`PendingSync`]s handed out,
+    /// which write and fsync it.
     wal: std::sync::Arc<File>,
+    path: std::sync::Arc<Path>,
     /// Its sequence number, where its records end, and its length on disk (the records and
     /// the zeros preallocated after them).
     seq: u64,
@@ -164,6 +184,10 @@ pub struct Storage {
     alloc_len: u64,
     /// Encoded records appended since the last sync.
     pending: Vec<u8>,
+    /// Where the records written to the segment end (set by [`PendingSync::wait`]). A write
+    /// handed out but never carried out would leave a hole in the log: the next one refuses
+    /// to go on.
+    written: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// What is durable once `pending` is synced: the mirror the log is rewritten from.
     state: DurableState,
 }
@@ -232,10 +256,12 @@ impl Storage {
             dir: dir.to_path_buf(),
             options,
             wal: std::sync::Arc::new(wal),
+            path: path.into(),
             seq,
             seg_len: end,
             alloc_len,
             pending: Vec::new(),
+            written: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(end)),
             state: state.clone(),
         };
         Ok((storage, state, recovery))
@@ -252,8 +278,16 @@ impl Storage {
                 self.rewrite_wal()
             }
             Persist::HardState(_) | Persist::Entries(_) => {
-                let payload = postcard::to_stdvec(p)?;
-                push_record(&mut self.pending, &payload);
+                // The record is built in place: header space, the payload, then the header.
+                let start = self.pending.len();
+                self.pending.extend_from_slice(&[0; 8]);
+                if let Err(e) = crate::codec::append_postcard(p, &mut self.pending) {
+                    self.pending.truncate(start);
+                    return Err(e.into());
+                }
+                let payload = &self.pending[start + 8..];
+                let header = record_header(payload);
+                self.pending[start..start + 8].copy_from_slice(&header);
                 self.state.apply(p);
                 Ok(())
             }
@@ -268,22 +302,30 @@ impl Storage {
         }
     }
 
-    /// Writes every buffered record to the log file (to the page cache: not yet durable) and
-    /// returns the fsync that makes them durable, for the caller to run where blocking is fine.
-    /// `None` if nothing was buffered. Nothing that depends on these records may leave before
+    /// Hands out the write of every buffered record to the log file and the fsync that make
+    /// them durable, for the caller to run with [`PendingSync::wait`] where blocking is fine
+    /// (a leader sends its AppendEntries first: its followers write while it does). `None` if
+    /// nothing was buffered. Nothing that depends on these records may leave before
     /// [`PendingSync::wait`] returned `Ok`; if it fails, the node must stop (after a failed
     /// fsync the kernel may have dropped the pages: retrying could report a false success).
+    /// Each one must be waited for before the next is asked for.
     pub fn write_pending(&mut self) -> Result<Option<PendingSync>, StorageError> {
         if self.pending.is_empty() {
             return Ok(None);
+        }
+        if self.written.load(std::sync::atomic::Ordering::Acquire) != self.seg_len {
+            return Err(StorageError::Io {
+                path: self.path.to_path_buf(),
+                source: std::io::Error::other("an earlier write of the log was never carried out"),
+            });
         }
         if self.seg_len > HEADER as u64
             && self.seg_len + self.pending.len() as u64 > self.options.segment_bytes
         {
             self.start_segment(WAL_MAGIC, &[])?;
         }
-        let path = self.dir.join(segment_name(self.seq));
         let end = self.seg_len + self.pending.len() as u64;
+        let mut zeros = None;
         if end > self.alloc_len && self.options.preallocate_bytes > 0 {
             // Zeros first, then the records over them: both are durable after the one sync.
             // The chunk grows with the segment (64 KiB, then doubling up to the setting): a
@@ -293,18 +335,20 @@ impl Storage {
                 .max(64 << 10)
                 .min(self.options.preallocate_bytes);
             let to = end + chunk;
-            write_zeros(&self.wal, end, to).map_err(io(&path))?;
+            zeros = Some((end, to));
             self.alloc_len = to;
         }
-        self.wal
-            .write_all_at(&self.pending, self.seg_len)
-            .map_err(io(&path))?;
+        let at = self.seg_len;
         self.seg_len = end;
         self.alloc_len = self.alloc_len.max(end);
-        self.pending.clear();
+        let records = std::mem::replace(&mut self.pending, Vec::with_capacity(256));
         Ok(Some(PendingSync {
             wal: self.wal.clone(),
-            path,
+            path: self.path.clone(),
+            zeros,
+            records,
+            at,
+            written: self.written.clone(),
         }))
     }
 
@@ -355,6 +399,9 @@ impl Storage {
             .open(&path)
             .map_err(io(&path))?;
         self.wal = std::sync::Arc::new(wal);
+        self.path = path.into();
+        self.written
+            .store(seg_len, std::sync::atomic::Ordering::Release);
         self.seq = seq;
         self.seg_len = seg_len;
         self.alloc_len = bytes.len() as u64;
@@ -389,9 +436,16 @@ fn write_zeros(file: &File, from: u64, to: u64) -> std::io::Result<()> {
 }
 
 fn push_record(buf: &mut Vec<u8>, payload: &[u8]) {
-    buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    buf.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    buf.extend_from_slice(&record_header(payload));
     buf.extend_from_slice(payload);
+}
+
+/// A record's header: the payload's length and checksum.
+fn record_header(payload: &[u8]) -> [u8; 8] {
+    let mut h = [0; 8];
+    h[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    h[4..].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    h
 }
 
 /// Writes `name` in `dir` so that a crash leaves either the old or the new content, whole.
@@ -694,6 +748,30 @@ mod tests {
         drop(s); // a crash before sync
         let (_, state, _) = open(dir.path());
         assert_eq!(state, DurableState::default());
+    }
+
+    /// `write_pending` only hands the write out: nothing reaches the file before `wait`, and a
+    /// write handed out but dropped (which would leave a hole in the log) stops the next one.
+    #[test]
+    fn records_reach_the_file_in_wait_and_a_dropped_write_stops_the_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut s, _, _) = open(dir.path());
+        let path = dir.path().join(segment_name(1));
+        let file = || fs::read(&path).expect("read");
+        s.append(&hs(1, Some(1))).expect("append");
+        let before = file();
+        let pending = s
+            .write_pending()
+            .expect("write")
+            .expect("something to write");
+        assert_eq!(file(), before, "nothing written before wait");
+        pending.wait().expect("wait");
+        assert_ne!(file(), before);
+        s.append(&hs(2, None)).expect("append");
+        drop(s.write_pending().expect("write"));
+        s.append(&hs(3, None)).expect("append");
+        let text = s.write_pending().err().expect("refused").to_string();
+        assert!(text.contains("never carried out"), "{text}");
     }
 
     /// The storage test the issue asks for: cut the log at every byte of its last record,

@@ -240,7 +240,7 @@ async fn reader(
         while let Some(frame) = decoder.next_frame()? {
             match peer {
                 None => {
-                    let hello: Hello = codec::decode(&frame)?;
+                    let hello: Hello = codec::decode(frame)?;
                     let from = hello.check(&cfg.cluster, members)?;
                     if let Some(gen) = latest.get(&from) {
                         gen.send_modify(|g| *g += 1);
@@ -249,7 +249,7 @@ async fn reader(
                     peer = Some(from);
                 }
                 Some(from) => {
-                    let m = codec::decode_message(&frame)?;
+                    let m = codec::decode_message(frame)?;
                     if m.from != from || m.to != me {
                         return Err(FrameError::Handshake(format!(
                             "a message from {} to {} on {from}'s connection to {me}",
