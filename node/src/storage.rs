@@ -278,16 +278,7 @@ impl Storage {
                 self.rewrite_wal()
             }
             Persist::HardState(_) | Persist::Entries(_) => {
-                // The record is built in place: header space, the payload, then the header.
-                let start = self.pending.len();
-                self.pending.extend_from_slice(&[0; 8]);
-                if let Err(e) = crate::codec::append_postcard(p, &mut self.pending) {
-                    self.pending.truncate(start);
-                    return Err(e.into());
-                }
-                let payload = &self.pending[start + 8..];
-                let header = record_header(payload);
-                self.pending[start..start + 8].copy_from_slice(&header);
+                push_record(&mut self.pending, p)?;
                 self.state.apply(p);
                 Ok(())
             }
@@ -358,9 +349,8 @@ impl Storage {
     }
 
     fn write_snapshot(&self, snap: &Snapshot) -> Result<(), StorageError> {
-        let payload = postcard::to_stdvec(snap)?;
         let mut bytes = SNAPSHOT_MAGIC.to_vec();
-        push_record(&mut bytes, &payload);
+        push_record(&mut bytes, snap)?;
         replace_atomically(&self.dir, "snapshot.bin", &bytes)
     }
 
@@ -368,11 +358,9 @@ impl Storage {
     /// the snapshot, then the older segments go.
     fn rewrite_wal(&mut self) -> Result<(), StorageError> {
         let mut records = Vec::new();
-        let hs = postcard::to_stdvec(&Persist::HardState(self.state.hard_state))?;
-        push_record(&mut records, &hs);
+        push_record(&mut records, &Persist::HardState(self.state.hard_state))?;
         if !self.state.entries.is_empty() {
-            let entries = postcard::to_stdvec(&Persist::Entries(self.state.entries.clone()))?;
-            push_record(&mut records, &entries);
+            push_record(&mut records, &Persist::Entries(self.state.entries.clone()))?;
         }
         let old = segments(&self.dir)?;
         self.start_segment(BASE_MAGIC, &records)?;
@@ -435,17 +423,23 @@ fn write_zeros(file: &File, from: u64, to: u64) -> std::io::Result<()> {
     Ok(())
 }
 
-fn push_record(buf: &mut Vec<u8>, payload: &[u8]) {
-    buf.extend_from_slice(&record_header(payload));
-    buf.extend_from_slice(payload);
-}
-
-/// A record's header: the payload's length and checksum.
-fn record_header(payload: &[u8]) -> [u8; 8] {
-    let mut h = [0; 8];
-    h[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
-    h[4..].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
-    h
+/// Appends `value` to `buf` as one record: the payload's length and checksum, then the payload
+/// (postcard), serialized in place (no vector of its own). On an error `buf` is left as it was.
+fn push_record<T: serde::Serialize + ?Sized>(
+    buf: &mut Vec<u8>,
+    value: &T,
+) -> Result<(), postcard::Error> {
+    let start = buf.len();
+    buf.extend_from_slice(&[0; 8]);
+    if let Err(e) = crate::codec::append_postcard(value, buf) {
+        buf.truncate(start);
+        return Err(e);
+    }
+    let payload = &buf[start + 8..];
+    let (len, crc) = (payload.len() as u32, crc32fast::hash(payload));
+    buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
 }
 
 /// Writes `name` in `dir` so that a crash leaves either the old or the new content, whole.
@@ -965,7 +959,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let w = Persist::Entries(vec![entry(1, 1), entry(1, 2)]);
         let mut bytes = WAL_MAGIC.to_vec();
-        push_record(&mut bytes, &postcard::to_stdvec(&w).expect("encode"));
+        push_record(&mut bytes, &w).expect("encode");
         fs::write(dir.path().join(LEGACY_WAL), &bytes).expect("write");
         let (mut s, state, _) = open(dir.path());
         let mut reference = DurableState::default();
