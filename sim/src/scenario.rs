@@ -271,8 +271,9 @@ pub enum Expectation {
     WorkloadEnds(String, String),
     /// Every leadership handover reaches its target within this bound (above zero): each
     /// handover a leader starts ends with its target elected, and each `TransferLeadershipTo`
-    /// that names a live node other than the leader ends with that node elected. A request a
-    /// leader must refuse (a handover to itself) must start nothing.
+    /// that names a node other than the leader ends with that node elected (so a scenario using
+    /// it names nodes that are up). A request a leader must refuse (a handover to itself) must
+    /// start nothing.
     TransfersReachTarget(Duration),
 }
 
