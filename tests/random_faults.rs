@@ -46,7 +46,7 @@ fn ms(v: u64) -> Duration {
     Duration::from_millis(v)
 }
 
-fn build(nodes: usize, windows: &[(Window, u64)], drop_rate: f64) -> Scenario {
+fn build(nodes: usize, windows: &[(Window, u64)], drop_rate: f64, lease_reads: bool) -> Scenario {
     let mut faults = Vec::new();
     let mut t = 2_000u64;
     for (w, length_ms) in windows {
@@ -103,6 +103,7 @@ fn build(nodes: usize, windows: &[(Window, u64)], drop_rate: f64) -> Scenario {
             Expectation::NoLostWrites,
             Expectation::Linearizable,
         ],
+        lease_reads,
     }
 }
 
@@ -114,9 +115,10 @@ proptest! {
         nodes in prop_oneof![Just(3usize), Just(5usize)],
         windows in prop::collection::vec((window(), 300u64..3_000), 1..4),
         drop_rate in prop_oneof![Just(0.0f64), Just(0.02f64)],
+        lease_reads in any::<bool>(),
         seed in 1u64..1_000_000,
     ) {
-        let scenario = build(nodes, &windows, drop_rate);
+        let scenario = build(nodes, &windows, drop_rate, lease_reads);
         let report = keel_sim::run(&scenario, seed, &RunOptions::default());
         prop_assert!(
             report.passed(),

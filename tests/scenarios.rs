@@ -97,6 +97,7 @@ scenario_tests!(
     figure_8_lagging,
     leader_transfer_named,
     late_vote_request,
+    stale_leader_reads_read_index,
 );
 
 #[test]

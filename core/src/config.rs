@@ -20,7 +20,10 @@ pub struct Config {
     /// Seed of this node's random stream (election jitter). Distinct nodes should get distinct seeds.
     pub seed: u64,
 
-    /// How often a leader sends heartbeats (empty AppendEntries) to each follower. Default 25 ms.
+    /// How often a leader sends heartbeats (empty AppendEntries) to each follower; a follower
+    /// sent anything within the last half interval is skipped (it heard from the leader
+    /// recently enough), so under write load heartbeats mostly ride on the entries themselves.
+    /// Default 25 ms.
     pub heartbeat_interval: Duration,
     /// Lower bound of the randomised election timeout (§5.2). Default 100 ms.
     pub election_timeout_min: Duration,
@@ -30,8 +33,9 @@ pub struct Config {
     /// disrupt a healthy leader with an inflated term when it returns. Default on.
     pub pre_vote: bool,
     /// A leader that has not heard from a majority within `election_timeout_min` steps down, and a
-    /// follower that heard from a leader within `election_timeout_min` refuses (pre-)votes.
-    /// Default on. Linearizable reads rely on it only for liveness, never for safety.
+    /// follower that heard from a leader within `election_timeout_min` (or started less than
+    /// that long ago) refuses (pre-)votes. Default on. Read-index reads rely on it only for
+    /// liveness; lease reads (`lease_reads`) rely on it for safety.
     pub check_quorum: bool,
 
     /// Most entries carried by one AppendEntries message. Default 64.
@@ -45,6 +49,17 @@ pub struct Config {
     pub max_pending_proposals: usize,
     /// Most linearizable reads waiting for a read index at a leader. Default 1024.
     pub max_pending_reads: usize,
+    /// Answer linearizable reads from a leader lease instead of a heartbeat round per read
+    /// (Raft thesis §6.4.1). A follower that answered a round the leader started at `s` refuses
+    /// votes until `s + election_timeout_min` (check-quorum's stickiness), so while a majority
+    /// answered rounds started within `election_timeout_min - lease_read_margin`, no other
+    /// leader can exist. Needs `check_quorum`; off, or when the lease has lapsed, or after this
+    /// leader sent `TimeoutNow` (a transfer vote ignores stickiness), reads take a round as with
+    /// read-index. Default on.
+    pub lease_reads: bool,
+    /// How much of `election_timeout_min` a read lease gives up to clock-rate differences
+    /// between nodes. Must be below `election_timeout_min`. Default 10 ms.
+    pub lease_read_margin: Duration,
     /// Most client requests a follower forwards to the leader and waits on at once. Default 1024.
     pub max_forwarded_requests: usize,
     /// The `retry_after` hint given with an `Overloaded` answer. Default 50 ms.
@@ -180,6 +195,8 @@ pub enum ConfigError {
         "heartbeat_interval ({heartbeat:?}) must be at most half of election_timeout_min ({min:?})"
     )]
     HeartbeatTooSlow { heartbeat: Duration, min: Duration },
+    #[error("lease_read_margin ({margin:?}) must be below election_timeout_min ({min:?})")]
+    LeaseReadMargin { margin: Duration, min: Duration },
     #[error("`{0}` must be greater than zero")]
     Zero(&'static str),
     #[error("dead_after ({dead:?}) must be at least lease_duration + lease_margin ({lease:?} + {margin:?}): a node must lose its lease before its workloads move")]
@@ -216,6 +233,8 @@ impl Config {
             max_inflight_messages: 8,
             max_pending_proposals: 1024,
             max_pending_reads: 1024,
+            lease_reads: true,
+            lease_read_margin: Duration::from_millis(10),
             max_forwarded_requests: 1024,
             overload_retry_after: Duration::from_millis(50),
             request_timeout: Duration::from_secs(2),
@@ -269,6 +288,12 @@ impl Config {
         if self.heartbeat_interval * 2 > self.election_timeout_min {
             return Err(ConfigError::HeartbeatTooSlow {
                 heartbeat: self.heartbeat_interval,
+                min: self.election_timeout_min,
+            });
+        }
+        if self.lease_read_margin >= self.election_timeout_min {
+            return Err(ConfigError::LeaseReadMargin {
+                margin: self.lease_read_margin,
                 min: self.election_timeout_min,
             });
         }

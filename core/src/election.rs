@@ -82,17 +82,22 @@ impl Node {
     /// True while this node has reason to believe a leader is alive: it is the leader, or it heard
     /// from the leader within the minimum election timeout. Only with check-quorum on, which is
     /// what makes a leader that lost its majority step down within that time.
+    ///
+    /// A node that started less than that long ago counts as having heard a leader too: it may
+    /// have answered one just before it crashed, and that leader's read lease counts on it.
     pub(crate) fn leader_is_recent(&self, now: Instant) -> bool {
         if !self.cfg.check_quorum {
             return false;
         }
+        let window = self.cfg.election_timeout_min;
         match self.role {
             Role::Leader => true,
             _ => {
-                self.leader.is_some()
-                    && self
-                        .leader_contact
-                        .is_some_and(|t| now.saturating_since(t) < self.cfg.election_timeout_min)
+                now.saturating_since(self.started_at) < window
+                    || self.leader.is_some()
+                        && self
+                            .leader_contact
+                            .is_some_and(|t| now.saturating_since(t) < window)
             }
         }
     }

@@ -105,7 +105,7 @@ pub struct ClientRequest {
 
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum ClientOp {
-    /// A linearizable read (read-index, §6.4 of the Raft thesis).
+    /// A linearizable read (a leader lease or read-index, §6.4 of the Raft thesis).
     Get {
         key: Key,
     },

@@ -8,8 +8,9 @@
 //! simulator) and `keel-node` (tokio, TCP, disk).
 //!
 //! Modules by concern: [`election`] (timeouts, pre-vote, votes, check-quorum), [`replication`]
-//! (AppendEntries, commit, apply), [`snapshot`] (compaction, install), [`read`] (read-index),
-//! [`client`] (requests, forwarding, admission control), [`log`], [`kv`] and [`state_machine`].
+//! (AppendEntries, commit, apply), [`snapshot`] (compaction, install), [`read`] (lease and
+//! read-index reads), [`client`] (requests, forwarding, admission control), [`log`], [`kv`] and
+//! [`state_machine`].
 
 mod agent;
 pub mod client;

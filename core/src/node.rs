@@ -55,6 +55,8 @@ pub struct Node {
     pub(crate) election_deadline: Instant,
     /// When this node last heard from the leader of its term (for leader stickiness).
     pub(crate) leader_contact: Option<Instant>,
+    /// When this incarnation started (see `leader_is_recent`).
+    pub(crate) started_at: Instant,
     /// Answers to this node's current pre-vote or vote round: voter -> granted.
     pub(crate) votes: BTreeMap<NodeId, bool>,
     /// Present while leader.
@@ -115,6 +117,7 @@ impl Node {
             sm,
             election_deadline: Instant::NEVER,
             leader_contact: None,
+            started_at: now,
             votes: BTreeMap::new(),
             lead: None,
             proposals: BTreeMap::new(),
@@ -379,6 +382,22 @@ impl Node {
     }
     pub fn is_leader(&self) -> bool {
         self.role == Role::Leader
+    }
+    /// Until when this leader may answer reads from its lease (`Config::lease_reads`), if it
+    /// holds one (it may have run out already). No other leader may be elected before then.
+    pub fn read_lease_until(&self) -> Option<Instant> {
+        if !(self.cfg.lease_reads && self.cfg.check_quorum) {
+            return None;
+        }
+        let window = self
+            .cfg
+            .election_timeout_min
+            .saturating_sub(self.cfg.lease_read_margin);
+        let lead = self.lead.as_ref()?;
+        if lead.lease_void {
+            return None;
+        }
+        lead.lease_from.map(|from| from + window)
     }
     pub fn commit_index(&self) -> LogIndex {
         self.commit

@@ -1,10 +1,16 @@
-//! Linearizable reads by read-index (Raft thesis §6.4), answered by the leader.
+//! Linearizable reads (Raft thesis §6.4), answered by the leader.
 //!
 //! A read arriving at the leader records the commit index (at least this leader's no-op, so
-//! every entry committed by an earlier leader is included) and a heartbeat round. It is answered
-//! once a majority has acknowledged that round in this term (no newer leader existed when the read
-//! arrived) and the state machine has applied up to the recorded index. Safety does not depend on
-//! clocks or leases.
+//! every entry committed by an earlier leader is included). It is answered once the state machine
+//! has applied up to that index and the leader knows no newer leader existed when the read
+//! arrived, in one of two ways:
+//! - **lease** (§6.4.1, `Config::lease_reads`, the default): a majority answered rounds this
+//!   leader started less than `election_timeout_min - lease_read_margin` ago, and each of them
+//!   refuses votes for `election_timeout_min` after hearing it (check-quorum's stickiness). No
+//!   message is sent for the read. This rests on clocks advancing at about the same rate;
+//! - **read-index**: otherwise (lease off or lapsed, or voided by a transfer), the read waits for
+//!   a majority to acknowledge a heartbeat round started after it arrived. Safety then does not
+//!   depend on clocks.
 
 use crate::client::Origin;
 use crate::io::{ClientError, ClientResponse, Output};
@@ -47,19 +53,28 @@ impl Node {
         let max_reads = self.cfg.max_pending_reads;
         let deadline = now + self.cfg.request_timeout;
         let commit = self.commit;
+        let lease = self.lease_holds(now);
+        let applied = self.applied;
         let Some(lead) = self.lead.as_mut() else {
             return;
         };
+        let read_index = commit.max(lead.term_start);
+        if lease && read_index <= applied && lead.reads.is_empty() {
+            let response = self.read_now(&query);
+            return self.answer(origin, Ok(response), out);
+        }
         if lead.reads.len() >= max_reads {
             return self.shed(origin, ShedReason::TooManyPendingReads, out);
         }
         // A read is confirmed by a round sent after it arrived: never by one already in flight,
         // whose acknowledgements may predate it. Reads arriving meanwhile share the next round.
+        // Under a lease it waits only for the apply, and the current round will do should the
+        // lease lapse meanwhile: the lease already proved no newer leader existed.
         let read = PendingRead {
             origin,
             query,
-            round: lead.round + 1,
-            read_index: commit.max(lead.term_start),
+            round: if lease { lead.round } else { lead.round + 1 },
+            read_index,
             deadline,
         };
         lead.reads.push_back(read);
@@ -73,6 +88,7 @@ impl Node {
         let quorum = self.quorum();
         let keep = self.cfg.election_timeout_min;
         let applied = self.applied;
+        let lease = self.lease_holds(now);
         let Some(lead) = self.lead.as_mut() else {
             return;
         };
@@ -89,7 +105,7 @@ impl Node {
         while lead
             .reads
             .front()
-            .is_some_and(|r| r.read_index <= applied && confirmed(lead, r.round))
+            .is_some_and(|r| r.read_index <= applied && (lease || confirmed(lead, r.round)))
         {
             if let Some(r) = lead.reads.pop_front() {
                 ready.push(r);
@@ -107,7 +123,7 @@ impl Node {
         if start_round {
             for i in 0..self.peers.len() {
                 let peer = self.peers[i];
-                self.send_heartbeat(peer, out);
+                self.send_heartbeat(now, peer, out);
             }
             if quorum == 1 {
                 self.serve_reads(now, out);

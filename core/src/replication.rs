@@ -30,6 +30,11 @@ pub(crate) struct Progress {
     pub active: bool,
     /// Highest heartbeat round the follower answered in this term.
     pub acked_round: u64,
+    /// Start of the most recent round the follower answered (while it was recent): it heard
+    /// this leader no earlier, so it refuses votes until `election_timeout_min` later.
+    pub acked_at: Option<Instant>,
+    /// When an AppendEntries last went to this follower, heartbeats included.
+    pub last_sent: Instant,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +60,13 @@ pub(crate) struct Leadership {
     /// When each recent round started (rounds older than `election_timeout_min` are dropped):
     /// a follower that answered round `r` heard this leader no earlier than its start.
     pub round_started: VecDeque<(u64, Instant)>,
+    /// The start of the latest round a majority answered (this leader included): the read
+    /// lease runs `election_timeout_min - lease_read_margin` from there (see
+    /// `Config::lease_reads`). None before a majority answered.
+    pub lease_from: Option<Instant>,
+    /// `TimeoutNow` went out in this term: its target's vote requests override the stickiness
+    /// that leases rest on, so no lease holds any more.
+    pub lease_void: bool,
     pub heartbeat_at: Instant,
     pub quorum_check_at: Instant,
     /// Index of this leader's no-op: reads must wait until it is committed.
@@ -79,6 +91,8 @@ impl Leadership {
                     inflight: VecDeque::new(),
                     active: false,
                     acked_round: 0,
+                    acked_at: None,
+                    last_sent: Instant::ZERO,
                 };
                 (p, pr)
             })
@@ -87,6 +101,8 @@ impl Leadership {
             progress,
             round: 0,
             round_started: VecDeque::from([(0, now)]),
+            lease_from: None,
+            lease_void: false,
             heartbeat_at: now + cfg.heartbeat_interval,
             quorum_check_at: now + cfg.election_timeout_min,
             term_start,
@@ -234,7 +250,11 @@ impl Node {
                     pr.mode = Mode::Probe { sent: false };
                     self.send_append(now, peer, out);
                 } else {
-                    self.send_heartbeat(peer, out);
+                    // A follower sent entries within the last half interval has heard from us
+                    // recently enough; the next tick looks again.
+                    if now.saturating_since(pr.last_sent) >= resend_after / 2 {
+                        self.send_heartbeat(now, peer, out);
+                    }
                     self.replicate(now, peer, out);
                 }
             }
@@ -243,13 +263,15 @@ impl Node {
 
     /// An empty AppendEntries anchored at the follower's match point: it never fails the
     /// consistency check, carries the commit index and the current read round.
-    pub(crate) fn send_heartbeat(&mut self, peer: NodeId, out: &mut Vec<Output>) {
-        let Some(lead) = self.lead.as_ref() else {
+    pub(crate) fn send_heartbeat(&mut self, now: Instant, peer: NodeId, out: &mut Vec<Output>) {
+        let Some(lead) = self.lead.as_mut() else {
             return;
         };
-        let Some(pr) = lead.progress.get(&peer) else {
+        let round = lead.round;
+        let Some(pr) = lead.progress.get_mut(&peer) else {
             return;
         };
+        pr.last_sent = now;
         let Some(prev_log_term) = self.log.term_at(pr.matched) else {
             return;
         };
@@ -258,7 +280,7 @@ impl Node {
             prev_log_term,
             entries: Vec::new(),
             leader_commit: self.commit.min(pr.matched),
-            round: lead.round,
+            round,
         };
         self.send(peer, body, out);
     }
@@ -317,6 +339,7 @@ impl Node {
         let Some(pr) = self.progress_mut(peer) else {
             return false;
         };
+        pr.last_sent = now;
         match (pr.mode, sent_last) {
             (Mode::Replicate, Some(sent_last)) => {
                 pr.next = sent_last.next();
@@ -328,6 +351,47 @@ impl Node {
                 false
             }
         }
+    }
+
+    /// A follower answered `round`, so it heard this leader no earlier than the round's start;
+    /// when that is news, the read lease moves forward.
+    pub(crate) fn round_acked(&mut self, from: NodeId, round: u64) {
+        let quorum = self.quorum();
+        let leases = self.cfg.lease_reads && self.cfg.check_quorum;
+        let Some(lead) = self.lead.as_mut() else {
+            return;
+        };
+        let started = lead.round_start(round);
+        let Some(pr) = lead.progress.get_mut(&from) else {
+            return;
+        };
+        pr.active = true;
+        pr.acked_round = pr.acked_round.max(round);
+        // Rounds start in order, so a later start is a later round.
+        if started <= pr.acked_at {
+            return;
+        }
+        let before = pr.acked_at;
+        pr.acked_at = started;
+        if !leases || lead.lease_void {
+            return;
+        }
+        // A follower that had answered a round later than the lease's start was not one of
+        // those holding it back.
+        if before.is_some() && before > lead.lease_from {
+            return;
+        }
+        // Shifted by one so that "never answered" (0) sorts below every real start.
+        let heard = lead.quorum_value(quorum, u64::MAX, |p| p.acked_at.map_or(0, |t| t.0 + 1));
+        lead.lease_from = heard
+            .checked_sub(1)
+            .map(|start| Instant(start.min(Instant::NEVER.0)));
+    }
+
+    /// Whether this leader may answer a read from its own state at `now` (see
+    /// `Config::lease_reads`).
+    pub(crate) fn lease_holds(&self, now: Instant) -> bool {
+        self.read_lease_until().is_some_and(|u| now < u)
     }
 
     pub(crate) fn progress_mut(&mut self, peer: NodeId) -> Option<&mut Progress> {
@@ -463,11 +527,10 @@ impl Node {
             AppendResult::Reject { conflict_index, .. } => conflict_index,
             AppendResult::Success { .. } => LogIndex(0),
         };
+        self.round_acked(from, round);
         let Some(pr) = self.progress_mut(from) else {
             return;
         };
-        pr.active = true;
-        pr.acked_round = pr.acked_round.max(round);
         match result {
             AppendResult::Success { match_index } => {
                 if match_index > pr.matched {

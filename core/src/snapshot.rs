@@ -147,11 +147,10 @@ impl Node {
         round: u64,
         out: &mut Vec<Output>,
     ) {
+        self.round_acked(from, round);
         let Some(pr) = self.progress_mut(from) else {
             return;
         };
-        pr.active = true;
-        pr.acked_round = pr.acked_round.max(round);
         if last_index > pr.matched {
             pr.matched = last_index;
         }

@@ -75,6 +75,8 @@ impl Node {
         }
         t.sent = true;
         let to = t.to;
+        // The target's transfer vote requests override the stickiness leases rest on.
+        lead.lease_void = true;
         self.send(to, MessageBody::TimeoutNow, out);
     }
 

@@ -17,6 +17,10 @@ fn no_pre_vote(c: &mut Config) {
     c.pre_vote = false;
 }
 
+fn read_index(c: &mut Config) {
+    c.lease_reads = false;
+}
+
 fn sent(out: &[Output]) -> Vec<&Message> {
     out.iter()
         .filter_map(|o| match o {
@@ -195,6 +199,8 @@ fn s5_2_a_candidate_with_a_majority_of_votes_becomes_leader_and_asserts_itself()
 #[test]
 fn s5_2_a_node_grants_at_most_one_vote_per_term_and_persists_it_before_answering() {
     let mut c = Cluster::with_config(3, no_pre_vote);
+    // Past the first election timeout, in which a node just started grants no vote (§6.4.1).
+    c.now = c.now + c.configs[&NodeId(1)].election_timeout_min;
     let vote = |from: u32| {
         Input::Message(Message {
             from: NodeId(from),
@@ -590,7 +596,7 @@ fn s5_4_a_restarted_node_keeps_its_term_and_vote() {
 
 #[test]
 fn s6_4_a_read_is_answered_only_after_a_majority_confirms_the_leader() {
-    let mut c = Cluster::new(3);
+    let mut c = Cluster::with_config(3, read_index);
     let l = c.elect();
     c.deliver_all();
     c.put(l, "a", "1");
@@ -612,7 +618,7 @@ fn s6_4_a_read_is_answered_only_after_a_majority_confirms_the_leader() {
 
 #[test]
 fn s6_4_a_read_is_never_confirmed_by_a_round_sent_before_it_arrived() {
-    let mut c = Cluster::new(3);
+    let mut c = Cluster::with_config(3, read_index);
     let l = c.elect();
     c.deliver_all();
     let first = c.get(l, "a"); // starts round 1
@@ -631,7 +637,7 @@ fn s6_4_a_read_is_never_confirmed_by_a_round_sent_before_it_arrived() {
 
 #[test]
 fn s6_4_a_deposed_leader_refuses_its_pending_reads() {
-    let mut c = Cluster::new(3);
+    let mut c = Cluster::with_config(3, read_index);
     let l = c.elect();
     c.deliver_all();
     c.isolate(l);
@@ -647,6 +653,153 @@ fn s6_4_a_deposed_leader_refuses_its_pending_reads() {
         "got {:?}",
         c.reply(id)
     );
+}
+
+// ----- §6.4.1 reads from a leader lease -----
+
+fn value_of(reply: Option<&ClientResult>) -> Option<String> {
+    match reply {
+        Some(Ok(ClientResponse::Value { value, .. })) => value.clone(),
+        _ => None,
+    }
+}
+
+#[test]
+fn s6_4_1_a_leader_holding_a_lease_answers_a_read_at_once_without_a_round() {
+    let mut c = Cluster::new(3);
+    let l = c.elect();
+    c.deliver_all();
+    c.put(l, "a", "1");
+    c.deliver_all();
+    assert!(c.nodes[&l].read_lease_until().is_some_and(|u| u > c.now));
+    let id = c.get(l, "a");
+    assert_eq!(value_of(c.reply(id)), Some("1".to_string()));
+    assert!(
+        sent(&c.last_outputs).is_empty(),
+        "a lease read sends nothing: {:?}",
+        c.last_outputs
+    );
+}
+
+#[test]
+fn s6_4_1_a_lease_lapses_once_no_majority_answered_within_the_window() {
+    let mut c = Cluster::new(3);
+    let l = c.elect();
+    c.deliver_all();
+    c.put(l, "a", "1");
+    c.deliver_all();
+    let lease = c.nodes[&l].read_lease_until().expect("a lease");
+    let cfg = c.configs[&l].clone();
+    // The lease runs from the start of a round the followers answered, short of the window.
+    assert!(lease <= c.now + (cfg.election_timeout_min - cfg.lease_read_margin));
+    c.isolate(l);
+    c.advance_to(lease);
+    assert!(c.nodes[&l].is_leader(), "check-quorum has not fired yet");
+    let id = c.get(l, "a");
+    c.deliver_all();
+    assert_eq!(
+        c.reply(id),
+        None,
+        "past its lease, a cut-off leader waits for a round"
+    );
+    c.heal();
+    c.advance(Duration::from_millis(30));
+    assert_eq!(value_of(c.reply(id)), Some("1".to_string()));
+}
+
+#[test]
+fn s6_4_1_no_follower_votes_while_the_leaders_lease_runs() {
+    // Whatever a follower hears, it grants no vote within election_timeout_min of the leader's
+    // round it answered: the lease's whole argument.
+    let mut c = Cluster::with_config(3, no_pre_vote);
+    let l = c.elect();
+    c.deliver_all();
+    let lease = c.nodes[&l].read_lease_until().expect("a lease");
+    let f = NodeId(if l == NodeId(1) { 2 } else { 1 });
+    let term = c.nodes[&l].term();
+    let last = c.nodes[&f].log().last_index();
+    let last_term = c.nodes[&f].log().last_term();
+    let vote = |cand: u32| {
+        Input::Message(Message {
+            from: NodeId(cand),
+            to: f,
+            term: Term(term.0 + 1),
+            body: MessageBody::RequestVote {
+                last_log_index: last,
+                last_log_term: last_term,
+                transfer: false,
+            },
+        })
+    };
+    let cand = 6 - l.0 - f.0;
+    c.now = Instant(lease.0 - 1);
+    c.step(f, vote(cand));
+    assert!(
+        !sent(&c.last_outputs)
+            .iter()
+            .any(|m| matches!(m.body, MessageBody::RequestVoteResponse { .. }))
+            && c.nodes[&f].term() == term,
+        "a vote inside the lease is ignored: {:?}",
+        c.last_outputs
+    );
+}
+
+#[test]
+fn s6_4_1_a_restarted_node_grants_no_vote_for_an_election_timeout() {
+    // It may have answered the leader just before it crashed; that leader's lease counts on it.
+    let mut c = Cluster::with_config(3, no_pre_vote);
+    let l = c.elect();
+    c.deliver_all();
+    let f = NodeId(if l == NodeId(1) { 2 } else { 1 });
+    let cand = NodeId(6 - l.0 - f.0);
+    c.crash(f);
+    c.restart(f);
+    let term = c.nodes[&f].term();
+    let vote = Input::Message(Message {
+        from: cand,
+        to: f,
+        term: Term(term.0 + 1),
+        body: MessageBody::RequestVote {
+            last_log_index: c.nodes[&cand].log().last_index(),
+            last_log_term: c.nodes[&cand].log().last_term(),
+            transfer: false,
+        },
+    });
+    c.step(f, vote.clone());
+    assert!(
+        !sent(&c.last_outputs)
+            .iter()
+            .any(|m| matches!(m.body, MessageBody::RequestVoteResponse { .. })),
+        "ignored just after restart"
+    );
+    c.now = c.now + c.configs[&f].election_timeout_min;
+    c.step(f, vote);
+    assert!(
+        sent(&c.last_outputs)
+            .iter()
+            .any(|m| matches!(m.body, MessageBody::RequestVoteResponse { granted: true })),
+        "granted an election timeout later: {:?}",
+        c.last_outputs
+    );
+}
+
+#[test]
+fn s6_4_1_after_timeout_now_the_leader_reads_by_round_for_the_rest_of_its_term() {
+    let mut c = Cluster::new(3);
+    let l = c.elect();
+    c.deliver_all();
+    assert!(c.nodes[&l].read_lease_until().is_some());
+    let target = NodeId(if l == NodeId(1) { 2 } else { 1 });
+    c.step(l, Input::TransferLeadership { to: Some(target) });
+    // TimeoutNow is out (the target is caught up); hold it back and see the lease gone.
+    assert!(sent(&c.last_outputs)
+        .iter()
+        .any(|m| matches!(m.body, MessageBody::TimeoutNow)));
+    c.drop_inflight();
+    assert_eq!(c.nodes[&l].read_lease_until(), None);
+    let id = c.get(l, "a");
+    assert_eq!(c.reply(id), None, "no answer before a round confirms it");
+    assert!(!sent(&c.last_outputs).is_empty(), "the read starts a round");
 }
 
 // ----- §7 log compaction -----

@@ -21,7 +21,13 @@
 //!   read-index leader always can (Leader Completeness puts those entries at or below its no-op,
 //!   and a newer leader's commits keep it from confirming its round); a deposed leader that
 //!   still believes it leads cannot. This catches a stale read at once, where the
-//!   linearizability check needs a conflicting write on the same key to notice it.
+//!   linearizability check needs a conflicting write on the same key to notice it. A leader
+//!   answering from its read lease must pass the same test.
+//! - **Leader leases never overlap** ([`LEASES_DISJOINT`]): no leader is elected while an earlier
+//!   leader's read lease (`Node::read_lease_until`) still runs. A leader that steps down or
+//!   voids its lease (a transfer) answers no more reads from it, so its lease ends there; one
+//!   that crashes does not take its lease with it (its followers still refuse votes, and so
+//!   does the node itself for a while after it restarts).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -36,6 +42,7 @@ pub const STATE_MACHINE_SAFETY: &str = "StateMachineSafety";
 pub const ACKED_WRITES: &str = "AckedWritesDurable";
 pub const AT_MOST_ONE_COPY: &str = "AtMostOneRunningCopy";
 pub const FRESH_READS: &str = "ReadsSeeCommitted";
+pub const LEASES_DISJOINT: &str = "LeaderLeasesDisjoint";
 /// Simulated time keeps moving at a sane event rate: a node that asks to be woken at the
 /// instant it is woken (or spins on microsecond timers) is a bug, and would hang the run.
 pub const PROGRESS: &str = "Progress";
@@ -88,6 +95,98 @@ impl ElectionSafety {
             }
         }
     }
+}
+
+/// No leader is elected while an earlier term's leader may still answer reads from its lease.
+#[derive(Default)]
+struct LeaderLeases {
+    /// Per member slot: the term it leads and the end of its read lease, as last seen.
+    held: Vec<Option<(Term, u64)>>,
+    /// Leases of leaders that crashed while holding them: they run to their end.
+    orphaned: Vec<(NodeId, Term, u64)>,
+    /// When each term's leader was first seen leading.
+    elected: BTreeMap<Term, u64>,
+}
+
+impl LeaderLeases {
+    /// Node `node` (in `slot`) at `now`: leading in `leading`, with its lease running to
+    /// `lease` (if it holds one).
+    fn observe(
+        &mut self,
+        slot: usize,
+        node: NodeId,
+        leading: Option<Term>,
+        lease: Option<u64>,
+    ) -> Result<(), String> {
+        if self.held.len() <= slot {
+            self.held.resize(slot + 1, None);
+        }
+        let now_held = leading.zip(lease);
+        if self.held[slot] == now_held {
+            return Ok(());
+        }
+        // Stepped down, or voided its lease: it answers no more reads from it.
+        self.held[slot] = now_held;
+        let Some((term, until)) = now_held else {
+            return Ok(());
+        };
+        if let Some((newer, at)) = self
+            .elected
+            .range(term.next()..)
+            .find(|(_, at)| **at < until)
+        {
+            return Err(format!(
+                "{node}'s read lease as leader of term {} runs to {}, but term {}'s leader was                  elected at {}",
+                term.0,
+                show_us(until),
+                newer.0,
+                show_us(*at)
+            ));
+        }
+        Ok(())
+    }
+
+    /// A node was first seen leading `term` at `now`.
+    fn elected(
+        &mut self,
+        term: Term,
+        node: NodeId,
+        now: u64,
+        members: &[NodeId],
+    ) -> Result<(), String> {
+        self.elected.entry(term).or_insert(now);
+        self.orphaned.retain(|(_, _, until)| *until > now);
+        let held = self
+            .held
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, h)| h.map(|(t, u)| (members.get(slot).copied(), t, u)));
+        let orphaned = self.orphaned.iter().map(|(n, t, u)| (Some(*n), *t, *u));
+        for (holder, t, until) in held.chain(orphaned) {
+            if t < term && until > now {
+                let holder = holder.map_or_else(|| "a node".to_string(), |n| n.to_string());
+                return Err(format!(
+                    "{node} became leader of term {} at {}, but {holder}'s read lease as leader                      of term {} runs to {}",
+                    term.0,
+                    show_us(now),
+                    t.0,
+                    show_us(until)
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The node in `slot` crashed (and restarts now): a lease it held runs on.
+    fn crashed(&mut self, slot: usize, node: NodeId) {
+        if let Some(Some((term, until))) = self.held.get_mut(slot).map(Option::take) {
+            self.orphaned.push((node, term, until));
+        }
+    }
+}
+
+fn show_us(us: u64) -> String {
+    format!("{}.{:06} s", us / 1_000_000, us % 1_000_000)
 }
 
 /// A node's term never goes back.
@@ -301,6 +400,7 @@ pub struct SafetyCheckers {
     terms: TermMonotonic,
     matching: LogMatching,
     committed: CommittedLog,
+    leases: LeaderLeases,
     /// The members, in the order of the per-node vectors below.
     members: Vec<NodeId>,
     /// Per node slot: the highest commit index already observed (reset on restart).
@@ -319,6 +419,7 @@ impl SafetyCheckers {
             terms: TermMonotonic::default(),
             matching: LogMatching::default(),
             committed: CommittedLog::default(),
+            leases: LeaderLeases::default(),
             members: members.to_vec(),
             observed_commit: vec![LogIndex(0); members.len()],
             led_in: vec![None; members.len()],
@@ -415,16 +516,21 @@ impl SafetyCheckers {
             }
         }
 
-        if node.is_leader() {
-            let term = node.term();
+        let leading = node.is_leader().then(|| node.term());
+        if let Some(term) = leading {
             let r = self.election.observe_leader(term, id);
             self.record(ELECTION_SAFETY, now_us, Some(id), r);
             if self.led_in[slot] != Some(term) {
                 self.led_in[slot] = Some(term);
                 let r = self.committed.check_leader(node);
                 self.record(COMMITTED_NEVER_LOST, now_us, Some(id), r);
+                let r = self.leases.elected(term, id, now_us, &self.members);
+                self.record(LEASES_DISJOINT, now_us, Some(id), r);
             }
         }
+        let lease = node.read_lease_until().map(|t| t.0);
+        let r = self.leases.observe(slot, id, leading, lease);
+        self.record(LEASES_DISJOINT, now_us, Some(id), r);
     }
 
     /// A workload copy started on `node`: `r` is the at-most-one-copy verdict the engine
@@ -439,6 +545,7 @@ impl SafetyCheckers {
     /// term, which election safety catches).
     pub fn node_restarted(&mut self, node: NodeId) {
         let slot = self.slot(node);
+        self.leases.crashed(slot, node);
         self.observed_commit[slot] = LogIndex(0);
         self.led_in[slot] = None;
         if let Some(t) = self.terms.terms.get_mut(slot) {
@@ -555,6 +662,65 @@ mod tests {
         assert!(c.observe_leader(Term(2), NodeId(2)).is_ok());
         let e = c.observe_leader(Term(1), NodeId(3)).expect_err("fires");
         assert!(e.contains("n3") && e.contains("n1"), "{e}");
+    }
+
+    #[test]
+    fn a_leader_elected_inside_an_earlier_lease_fires() {
+        let members = [NodeId(1), NodeId(2), NodeId(3)];
+        let (n1, n2) = (NodeId(1), NodeId(2));
+        // n1 leads term 1 and holds a lease to 500 ms; n2 is elected for term 2 at 400 ms.
+        let mut c = LeaderLeases::default();
+        assert!(c.elected(Term(1), n1, 100_000, &members).is_ok());
+        assert!(c.observe(0, n1, Some(Term(1)), Some(500_000)).is_ok());
+        let e = c
+            .elected(Term(2), n2, 400_000, &members)
+            .expect_err("fires");
+        assert!(
+            e.contains("n2") && e.contains("n1") && e.contains("0.500000 s"),
+            "{e}"
+        );
+
+        // The other order: term 2 is elected first, then n1 learns of a lease reaching past it.
+        let mut c = LeaderLeases::default();
+        assert!(c.observe(0, n1, Some(Term(1)), Some(300_000)).is_ok());
+        assert!(c.elected(Term(2), n2, 400_000, &members).is_ok());
+        let e = c
+            .observe(0, n1, Some(Term(1)), Some(450_000))
+            .expect_err("fires");
+        assert!(e.contains("term 2"), "{e}");
+
+        // A leader that crashed keeps its lease until it runs out.
+        let mut c = LeaderLeases::default();
+        assert!(c.observe(0, n1, Some(Term(1)), Some(500_000)).is_ok());
+        c.crashed(0, n1);
+        assert!(c.observe(0, n1, None, None).is_ok());
+        assert!(c.elected(Term(2), n2, 450_000, &members).is_err());
+    }
+
+    #[test]
+    fn leases_that_ended_or_were_given_up_pass() {
+        let members = [NodeId(1), NodeId(2), NodeId(3)];
+        let (n1, n2) = (NodeId(1), NodeId(2));
+        let mut c = LeaderLeases::default();
+        assert!(c.observe(0, n1, Some(Term(1)), Some(500_000)).is_ok());
+        // Ran out before the election.
+        assert!(c.elected(Term(2), n2, 500_000, &members).is_ok());
+        // A leader that stepped down (or voided its lease for a transfer) answers no more
+        // reads from it.
+        let mut c = LeaderLeases::default();
+        assert!(c.observe(0, n1, Some(Term(1)), Some(500_000)).is_ok());
+        assert!(c.observe(0, n1, Some(Term(1)), None).is_ok());
+        assert!(c.elected(Term(2), n2, 300_000, &members).is_ok());
+        let mut c = LeaderLeases::default();
+        assert!(c.observe(0, n1, Some(Term(1)), Some(500_000)).is_ok());
+        assert!(c.observe(0, n1, None, None).is_ok());
+        assert!(c.elected(Term(2), n2, 300_000, &members).is_ok());
+        // A crashed leader's lease that ran out is forgotten.
+        let mut c = LeaderLeases::default();
+        assert!(c.observe(0, n1, Some(Term(1)), Some(500_000)).is_ok());
+        c.crashed(0, n1);
+        assert!(c.elected(Term(2), n2, 600_000, &members).is_ok());
+        assert!(c.orphaned.is_empty());
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub(crate) mod tag {
     /// lagging figure 8) and handovers to named nodes: a stream of their own, so a seed that
     /// draws none of them keeps the scenario of earlier versions.
     pub const SWARM_EXTRA: u64 = 8;
+    /// How a swarm seed's leaders answer reads (lease or read-index).
+    pub const SWARM_READS: u64 = 9;
     /// Plus the node number: node `n` uses `NODE_CORE + n`.
     pub const NODE_CORE: u64 = 0x100;
     /// Plus the node number.

@@ -13,6 +13,7 @@
 //!     workloads: [(name: "web", count: 6, max_attempts: 3, watchdog: "1s", backoff: ("100ms", "2s"))],
 //!     faults: [(at: "5s", fault: Crash(Leader)), (at: "12s", fault: Restart(LastCrashed))],
 //!     expect: [NewLeaderWithin("1s"), NoLostWrites, Linearizable],
+//!     lease_reads: false,                                // optional, default true
 //! )
 //! ```
 //!
@@ -70,6 +71,9 @@ pub struct Scenario {
     pub faults: Vec<TimedFault>,
     /// Liveness and history expectations; the safety checkers always run.
     pub expect: Vec<Expectation>,
+    /// Whether leaders answer reads from a lease (`keel_core::Config::lease_reads`) or by a
+    /// heartbeat round per read (read-index). Default true, as in the node.
+    pub lease_reads: bool,
 }
 
 /// The network between nodes.
@@ -355,6 +359,12 @@ struct RawScenario {
     faults: Vec<RawTimedFault>,
     #[serde(default)]
     expect: Vec<RawExpectation>,
+    #[serde(default = "yes")]
+    lease_reads: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Deserialize)]
@@ -909,7 +919,11 @@ impl Scenario {
         s.push_str("    ],\n    expect: [");
         let expect: Vec<String> = self.expect.iter().map(expectation_ron).collect();
         s.push_str(&expect.join(", "));
-        s.push_str("],\n)\n");
+        s.push_str("],\n");
+        if !self.lease_reads {
+            s.push_str("    lease_reads: false,\n");
+        }
+        s.push_str(")\n");
         s
     }
 }
@@ -1329,6 +1343,7 @@ fn convert(loc: &Locator<'_>, raw: RawScenario) -> Result<Scenario, ScenarioErro
         workloads,
         faults,
         expect,
+        lease_reads: raw.lease_reads,
     })
 }
 
@@ -1850,6 +1865,7 @@ mod tests {
                 Expectation::AtMostOneRunningCopy,
                 Expectation::NoFalseReschedules,
             ],
+            lease_reads: false,
         };
         let text = s.to_ron();
         assert_eq!(Scenario::parse(&text, "t.ron"), Ok(s), "{text}");

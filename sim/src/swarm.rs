@@ -236,6 +236,8 @@ pub fn generate(seed: u64) -> Scenario {
             Expectation::NoLostWrites,
             Expectation::Linearizable,
         ],
+        // A stream of its own, so that the rest of the scenario stays that of earlier versions.
+        lease_reads: Stream::new(seed, tag::SWARM_READS).below(4) != 0,
     }
 }
 

@@ -796,8 +796,8 @@ impl<'a> World<'a> {
     fn node_config(&self, i: usize) -> Config {
         let inc = self.nodes[i].incarnation;
         let seed = rng::derive(self.seed, tag::NODE_CORE + i as u64).wrapping_add(inc);
-        #[allow(unused_mut)]
         let mut cfg = Config::new(self.members[i], self.members.clone(), seed);
+        cfg.lease_reads = self.scenario.lease_reads;
         #[cfg(feature = "planted-bugs")]
         {
             cfg.planted_bug = self.cfg.planted_bug;
