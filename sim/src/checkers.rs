@@ -136,7 +136,8 @@ impl LeaderLeases {
             .find(|(_, at)| **at < until)
         {
             return Err(format!(
-                "{node}'s read lease as leader of term {} runs to {}, but term {}'s leader was                  elected at {}",
+                "{node}'s read lease as leader of term {} runs to {}, but term {}'s leader was \
+                 elected at {}",
                 term.0,
                 show_us(until),
                 newer.0,
@@ -166,7 +167,8 @@ impl LeaderLeases {
             if t < term && until > now {
                 let holder = holder.map_or_else(|| "a node".to_string(), |n| n.to_string());
                 return Err(format!(
-                    "{node} became leader of term {} at {}, but {holder}'s read lease as leader                      of term {} runs to {}",
+                    "{node} became leader of term {} at {}, but {holder}'s read lease as leader \
+                     of term {} runs to {}",
                     term.0,
                     show_us(now),
                     t.0,
