@@ -57,6 +57,9 @@ pub struct Node {
     pub(crate) leader_contact: Option<Instant>,
     /// When this incarnation started (see `leader_is_recent`).
     pub(crate) started_at: Instant,
+    /// How long a read lease runs from its start, in microseconds: `election_timeout_min -
+    /// lease_read_margin`; None with lease reads (or check-quorum) off.
+    pub(crate) lease_window_us: Option<u64>,
     /// Answers to this node's current pre-vote or vote round: voter -> granted.
     pub(crate) votes: BTreeMap<NodeId, bool>,
     /// Present while leader.
@@ -99,6 +102,12 @@ impl Node {
             snapshot,
             entries,
         } = durable;
+        let lease_window_us = (cfg.lease_reads && cfg.check_quorum).then(|| {
+            let window = cfg
+                .election_timeout_min
+                .saturating_sub(cfg.lease_read_margin);
+            u64::try_from(window.as_micros()).unwrap_or(u64::MAX)
+        });
         let mut node = Node {
             rng: NodeRng::new(cfg.seed),
             orch_rng: NodeRng::new(cfg.seed ^ 0x6F72_6368_6573_7472),
@@ -118,6 +127,7 @@ impl Node {
             election_deadline: Instant::NEVER,
             leader_contact: None,
             started_at: now,
+            lease_window_us,
             votes: BTreeMap::new(),
             lead: None,
             proposals: BTreeMap::new(),
@@ -386,18 +396,13 @@ impl Node {
     /// Until when this leader may answer reads from its lease (`Config::lease_reads`), if it
     /// holds one (it may have run out already). No other leader may be elected before then.
     pub fn read_lease_until(&self) -> Option<Instant> {
-        if !(self.cfg.lease_reads && self.cfg.check_quorum) {
-            return None;
-        }
-        let window = self
-            .cfg
-            .election_timeout_min
-            .saturating_sub(self.cfg.lease_read_margin);
+        let window = self.lease_window_us?;
         let lead = self.lead.as_ref()?;
         if lead.lease_void {
             return None;
         }
-        lead.lease_from.map(|from| from + window)
+        lead.lease_from
+            .map(|from| Instant(from.0.saturating_add(window).min(Instant::NEVER.0)))
     }
     pub fn commit_index(&self) -> LogIndex {
         self.commit

@@ -357,7 +357,7 @@ impl Node {
     /// when that is news, the read lease moves forward.
     pub(crate) fn round_acked(&mut self, from: NodeId, round: u64) {
         let quorum = self.quorum();
-        let leases = self.cfg.lease_reads && self.cfg.check_quorum;
+        let leases = self.lease_window_us.is_some();
         let Some(lead) = self.lead.as_mut() else {
             return;
         };

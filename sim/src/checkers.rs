@@ -147,6 +147,11 @@ impl LeaderLeases {
         Ok(())
     }
 
+    /// Whether the node in `slot` was last seen holding a lease.
+    fn holds(&self, slot: usize) -> bool {
+        self.held.get(slot).is_some_and(Option::is_some)
+    }
+
     /// A node was first seen leading `term` at `now`.
     fn elected(
         &mut self,
@@ -530,9 +535,11 @@ impl SafetyCheckers {
                 self.record(LEASES_DISJOINT, now_us, Some(id), r);
             }
         }
-        let lease = node.read_lease_until().map(|t| t.0);
-        let r = self.leases.observe(slot, id, leading, lease);
-        self.record(LEASES_DISJOINT, now_us, Some(id), r);
+        if leading.is_some() || self.leases.holds(slot) {
+            let lease = node.read_lease_until().map(|t| t.0);
+            let r = self.leases.observe(slot, id, leading, lease);
+            self.record(LEASES_DISJOINT, now_us, Some(id), r);
+        }
     }
 
     /// A workload copy started on `node`: `r` is the at-most-one-copy verdict the engine
