@@ -304,7 +304,8 @@ impl SimNode {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Owner {
-    Client(usize),
+    /// Client `.0`, on its key `.1` (`user/k{.1}`).
+    Client(usize, usize),
     Overload,
 }
 
@@ -326,8 +327,9 @@ struct Client {
     in_flight: Option<RequestId>,
     ops_issued: u64,
     last_invoke: u64,
-    /// Last value this client saw per key, for compare-and-set.
-    seen: BTreeMap<usize, Option<String>>,
+    /// Per key, the last operation that showed this client the key's value (a read that returned
+    /// it, or a write of it), for compare-and-set: see [`observed`].
+    seen: BTreeMap<usize, OpId>,
 }
 
 /// One simulation run. Build it with [`World::new`], run it with [`World::run`].
@@ -1917,13 +1919,17 @@ impl<'a> World<'a> {
         let client = &mut self.clients[c];
         client.ops_issued += 1;
         client.last_invoke = self.now;
-        let value = client_value(c, client.ops_issued);
         let (op, hop, write) = if roll < 45 {
             get_op(key, key_text)
         } else if roll < 80 {
-            put_op(key, key_text, value)
+            put_op(key, key_text, client_value(c, client.ops_issued))
         } else if roll < 95 {
-            let from = client.seen.get(&k).cloned().flatten();
+            let value = client_value(c, client.ops_issued);
+            let from = client
+                .seen
+                .get(&k)
+                .and_then(|id| self.history.operations().get(id.0))
+                .and_then(observed);
             let w = Write::Cas {
                 key,
                 from: from.clone(),
@@ -1955,7 +1961,7 @@ impl<'a> World<'a> {
         self.pending.insert(
             id,
             Pending {
-                owner: Owner::Client(c),
+                owner: Owner::Client(c, k),
                 op: op_id,
                 write,
                 issued: self.now,
@@ -2095,7 +2101,7 @@ impl<'a> World<'a> {
                 if let Some(w) = p.write.as_ref() {
                     self.checkers.write_acknowledged(self.now, revision, w);
                 }
-                if let Owner::Client(_) = p.owner {
+                if let Owner::Client(..) = p.owner {
                     self.stats.write_latency_us.push(self.now - p.issued);
                 }
                 Completion::Ok { read: None }
@@ -2145,31 +2151,14 @@ impl<'a> World<'a> {
                 self.cover("client outcome unknown");
             }
         }
-        // Remember what the client saw, for its next compare-and-set on that key.
-        let seen = match (p.owner, &completion) {
-            (Owner::Client(_), Completion::Ok { read }) => {
-                self.history.operations().get(p.op.0).and_then(|o| {
-                    let k =
-                        o.op.key()
-                            .strip_prefix("user/k")
-                            .and_then(|k| k.parse::<usize>().ok())?;
-                    let seen = match &o.op {
-                        Op::Get { .. } => read.clone(),
-                        Op::Put { value, .. } => Some(value.clone()),
-                        Op::Cas { to, .. } => Some(to.clone()),
-                        Op::Delete { .. } => None,
-                    };
-                    Some((k, seen))
-                })
-            }
-            _ => None,
-        };
+        let ok = matches!(completion, Completion::Ok { .. });
         self.history.complete(self.now, p.op, completion);
-        let Owner::Client(c) = p.owner else {
+        let Owner::Client(c, k) = p.owner else {
             return;
         };
-        if let Some((k, v)) = seen {
-            self.clients[c].seen.insert(k, v);
+        if ok {
+            // Remember what the client saw, for its next compare-and-set on that key.
+            self.clients[c].seen.insert(k, p.op);
         }
         let client = &mut self.clients[c];
         client.in_flight = None;
@@ -2297,6 +2286,20 @@ enum Answer {
     Reply(keel_core::ClientResult),
     Refused,
     TimedOut,
+}
+
+/// The value a client learnt from completed operation `o`: what a read returned, what a write
+/// wrote (`None`: absent). `None` too for an operation that did not complete `ok`.
+fn observed(o: &crate::history::Operation) -> Option<String> {
+    match &o.op {
+        Op::Get { .. } => match &o.completion {
+            Some(Completion::Ok { read }) => read.clone(),
+            _ => None,
+        },
+        Op::Put { value, .. } => Some(value.clone()),
+        Op::Cas { to, .. } => Some(to.clone()),
+        Op::Delete { .. } => None,
+    }
 }
 
 /// A read of `key`: the request, its history record, and no write.
