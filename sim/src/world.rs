@@ -454,6 +454,19 @@ fn client_value(client: usize, n: u64) -> String {
     s
 }
 
+/// About how many operations the clients will issue (their rate over the run), capped: room
+/// reserved up front for the history.
+fn expected_ops(scenario: &Scenario) -> usize {
+    /// At most this many are reserved (an overloaded run may issue far fewer than its rate).
+    const MAX_RESERVED: f64 = 65_536.0;
+    let c = &scenario.clients;
+    if c.count == 0 || c.rate_per_sec.is_nan() || c.rate_per_sec <= 0.0 {
+        return 0;
+    }
+    let ops = c.rate_per_sec * scenario.duration.as_secs_f64() * 1.05 + 64.0;
+    ops.min(MAX_RESERVED) as usize
+}
+
 fn fmt_time(t: u64) -> String {
     format!("{:>4}.{:03}s", t / 1_000_000, (t / 1_000) % 1_000)
 }
@@ -542,7 +555,7 @@ impl<'a> World<'a> {
             timeouts_armed: false,
             overload: None,
             overload_burst: 0,
-            history: History::new(),
+            history: History::with_capacity(expected_ops(scenario)),
             hasher: TraceHasher::default(),
             out: Vec::new(),
             stats: RunStats::default(),
