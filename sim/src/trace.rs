@@ -583,7 +583,7 @@ impl TraceHasher {
 /// The 1 to 7 bytes `rest` as a little-endian word, zero-padded: from two overlapping loads
 /// (the bytes they share land on the same bits), not byte by byte.
 #[inline]
-fn tail_word(rest: &[u8]) -> u64 {
+pub(crate) fn tail_word(rest: &[u8]) -> u64 {
     let n = rest.len();
     match rest {
         [a, b, c, d, ..] if n >= 4 => {
