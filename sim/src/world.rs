@@ -631,6 +631,8 @@ impl<'a> World<'a> {
         let end = self.end;
         self.schedule(end, Ev::End);
         let mut guard = ProgressGuard::default();
+        // The steps' output buffer, handed down to every step the loop takes (see `Self::step`).
+        let mut out = std::mem::take(&mut self.out);
         while let Some((time, ev)) = self.queue.pop() {
             self.now = time;
             self.stats.events += 1;
@@ -645,8 +647,9 @@ impl<'a> World<'a> {
             if matches!(ev, Ev::End) {
                 break;
             }
-            self.handle(ev);
+            self.handle(ev, &mut out);
         }
+        self.out = out;
         self.finish();
         match self.trace_error.take() {
             Some(e) => Err(e),
@@ -673,8 +676,9 @@ impl<'a> World<'a> {
         }
     }
 
+    /// Handles one event; `out` is the buffer for the outputs of the steps it takes.
     #[inline(always)]
-    fn handle(&mut self, ev: Ev) {
+    fn handle(&mut self, ev: Ev, out: &mut Vec<Output>) {
         match ev {
             Ev::Tick { node, gen } => {
                 let n = &mut self.nodes[node];
@@ -687,7 +691,7 @@ impl<'a> World<'a> {
                     self.arm_timer(node);
                     return;
                 }
-                self.input(node, Input::Tick);
+                self.input_with(node, Input::Tick, out);
             }
             Ev::Deliver {
                 msg,
@@ -711,7 +715,7 @@ impl<'a> World<'a> {
                         "to": msg.to.to_string(), "term": msg.term.0, "msg": msg.body.kind(),
                     }));
                 }
-                self.input(to, Input::Message(msg));
+                self.input_with(to, Input::Message(msg), out);
             }
             Ev::Arrive { node, req } => {
                 if !self.nodes[node].up()
@@ -721,7 +725,7 @@ impl<'a> World<'a> {
                     self.schedule(t, Ev::Refused { id: req.id });
                     return;
                 }
-                self.input(node, Input::Client(*req));
+                self.input_with(node, Input::Client(*req), out);
             }
             Ev::Answer {
                 from,
@@ -751,7 +755,7 @@ impl<'a> World<'a> {
                     return;
                 }
                 self.nodes[node].resume_scheduled = false;
-                self.drain(node);
+                self.drain(node, out);
             }
             Ev::Fault { index } => self.fault(index),
             Ev::PendingCrash { node, incarnation } => {
@@ -762,7 +766,7 @@ impl<'a> World<'a> {
             }
             Ev::HangEnd { node } => {
                 self.condensed(format!("{} resumes after its hang", self.nodes[node].id));
-                self.drain(node);
+                self.drain(node, out);
                 self.arm_timer(node);
                 self.update_leadership();
             }
@@ -858,9 +862,17 @@ impl<'a> World<'a> {
         self.schedule(due, Ev::Tick { node: i, gen });
     }
 
+    /// [`Self::input_with`] with the engine's spare output buffer, for the rare inputs that do
+    /// not come straight from the event loop (faults, workload events).
+    fn input(&mut self, i: usize, input: Input) {
+        let mut out = std::mem::take(&mut self.out);
+        self.input_with(i, input, &mut out);
+        self.out = out;
+    }
+
     /// Hands `input` to node `i` now, or queues it while the node is busy or hung.
     #[inline(always)]
-    fn input(&mut self, i: usize, input: Input) {
+    fn input_with(&mut self, i: usize, input: Input, out: &mut Vec<Output>) {
         let n = &mut self.nodes[i];
         if n.node.is_none() {
             return;
@@ -870,7 +882,7 @@ impl<'a> World<'a> {
             && self.now >= n.busy_until
             && self.now >= n.hung_until;
         if ready {
-            self.step(i, input);
+            self.step(i, input, out);
             return;
         }
         if let Input::Client(_) = input {
@@ -903,7 +915,7 @@ impl<'a> World<'a> {
     }
 
     /// Works through the node's queue for as long as it is free at `now`.
-    fn drain(&mut self, i: usize) {
+    fn drain(&mut self, i: usize, out: &mut Vec<Output>) {
         loop {
             let n = &mut self.nodes[i];
             if n.node.is_none() || self.now < n.busy_until || self.now < n.hung_until {
@@ -912,13 +924,15 @@ impl<'a> World<'a> {
             let Some(input) = n.queue.pop_front().or_else(|| n.client_queue.pop_front()) else {
                 break;
             };
-            self.step(i, input);
+            self.step(i, input, out);
         }
         self.schedule_resume(i);
     }
 
-    /// One step of node `i`: the input goes in, the outputs are executed in order.
-    fn step(&mut self, i: usize, input: Input) {
+    /// One step of node `i`: the input goes in, the outputs are executed in order. `out` is the
+    /// output buffer, passed down from the event loop rather than taken from and put back into
+    /// `self` at every step (no step runs inside another).
+    fn step(&mut self, i: usize, input: Input, out: &mut Vec<Output>) {
         let now = self.now;
         // Fsyncs that completed by now become durable.
         let n = &mut self.nodes[i];
@@ -930,7 +944,6 @@ impl<'a> World<'a> {
         let Some(node) = n.node.as_mut() else {
             return;
         };
-        let mut out = std::mem::take(&mut self.out);
         out.clear();
         self.hasher.u64(now);
         self.hasher.u64(u64::from(n.id.0));
@@ -944,11 +957,11 @@ impl<'a> World<'a> {
                 ..
             })
         );
-        node.step(keel_core::Instant(now), input, &mut out);
+        node.step(keel_core::Instant(now), input, out);
         self.stats.steps += 1;
-        self.checkers.after_step(now, node, &out);
+        self.checkers.after_step(now, node, out);
         if node.is_leader() && !passes_on {
-            for o in &out {
+            for o in out.iter() {
                 let id = match o {
                     Output::Reply(ClientReply {
                         id,
@@ -995,7 +1008,7 @@ impl<'a> World<'a> {
         let t = now + scaled(cost, slow);
         n.busy_until = t;
         let moment = if self.armed && cut.is_none() {
-            self.armed_moment(i, &out)
+            self.armed_moment(i, out)
         } else {
             Moment::NONE
         };
@@ -1017,12 +1030,6 @@ impl<'a> World<'a> {
                 Output::Trace(e) => role_changed |= self.node_event(i, &e),
                 Output::Workload(a) => self.workload_action(i, t, a),
             }
-        }
-        // Hand the buffer back. The one it replaces is the empty `Vec::new()` left by the take
-        // above: nothing to free, so it is forgotten rather than run through drop glue.
-        let empty = std::mem::replace(&mut self.out, out);
-        if empty.capacity() == 0 {
-            std::mem::forget(empty);
         }
         if moment != Moment::NONE {
             self.armed_faults_strike(i, t, moment);
