@@ -132,6 +132,15 @@ impl History {
         History::default()
     }
 
+    /// An empty history with room for `ops` operations (and their invocations and completions),
+    /// so that a run's history is not copied over and over as it grows.
+    pub fn with_capacity(ops: usize) -> History {
+        History {
+            ops: Vec::with_capacity(ops),
+            events: Vec::with_capacity(2 * ops),
+        }
+    }
+
     /// Records that `process` invoked `op` at `time_us`.
     pub fn invoke(&mut self, time_us: u64, process: Process, op: Op) -> OpId {
         debug_assert!(

@@ -16,7 +16,7 @@
 //! every configuration already explored. Invocations are ordered before returns at equal times, so
 //! operations that touch in time count as concurrent (the permissive reading).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 use crate::history::{Completion, History, Op, OpId};
@@ -73,10 +73,14 @@ impl ModelOp {
 
 /// Checks `history`, exploring at most `budget_states` configurations per key.
 pub fn check(history: &History, budget_states: u64) -> (Verdict, CheckStats) {
-    let mut by_key: BTreeMap<&str, Vec<OpId>> = BTreeMap::new();
+    // Grouped by key in a hash table (a run has a few keys and thousands of operations: no
+    // string comparisons per operation), then taken in sorted key order.
+    let mut groups: HashMap<&str, Vec<OpId>, BuildKeyHasher> = HashMap::default();
     for (i, o) in history.operations().iter().enumerate() {
-        by_key.entry(o.op.key()).or_default().push(OpId(i));
+        groups.entry(o.op.key()).or_default().push(OpId(i));
     }
+    let mut by_key: Vec<(&str, Vec<OpId>)> = groups.into_iter().collect();
+    by_key.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let mut stats = CheckStats {
         keys: by_key.len(),
         ..CheckStats::default()
@@ -90,6 +94,33 @@ pub fn check(history: &History, budget_states: u64) -> (Verdict, CheckStats) {
         }
     }
     (Verdict::Linearizable, stats)
+}
+
+/// The sorted lists `a` and `b` merged into one sorted list.
+fn merge_sorted(a: &[u128], b: &[u128]) -> Vec<u128> {
+    let mut merged = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while let (Some(&x), Some(&y)) = (a.get(i), b.get(j)) {
+        if x <= y {
+            merged.push(x);
+            i += 1;
+        } else {
+            merged.push(y);
+            j += 1;
+        }
+    }
+    merged.extend_from_slice(&a[i..]);
+    merged.extend_from_slice(&b[j..]);
+    merged
+}
+
+/// The low 63 bits of a packed event: its operation.
+const OP_MASK: u64 = (1 << 63) - 1;
+
+/// An event of the search list as one integer, ordered as (time, call before return, op): the
+/// time in the high 64 bits, then one bit (0 call, 1 return), then the operation's 63 bits.
+fn timed_event(time: u64, is_return: bool, op: usize) -> u128 {
+    (u128::from(time) << 64) | (u128::from(is_return) << 63) | u128::from(op as u64 & OP_MASK)
 }
 
 struct KeyOp {
@@ -114,7 +145,8 @@ fn check_key<'h>(
 ) -> (Verdict, u64, usize) {
     let all = history.operations();
     // Values borrowed from the history: no copy of a value per operation.
-    let mut values: HashMap<&str, State, BuildKeyHasher> = HashMap::default();
+    let mut values: HashMap<&str, State, BuildKeyHasher> =
+        HashMap::with_capacity_and_hasher(ids.len(), BuildKeyHasher);
     let mut intern = |v: Option<&'h str>| -> State {
         match v {
             None => 0,
@@ -128,7 +160,8 @@ fn check_key<'h>(
     // unknown write of a value nobody observed can be left out: if a linearization applies it,
     // no ok operation falls in the span where its value is current (that would be an
     // observation), so the same order without it is a linearization too.
-    let mut observed: HashSet<&str, BuildKeyHasher> = HashSet::default();
+    let mut observed: HashSet<&str, BuildKeyHasher> =
+        HashSet::with_capacity_and_hasher(ids.len(), BuildKeyHasher);
     for &id in ids {
         let o = &all[id.0];
         match (&o.op, &o.completion) {
@@ -142,8 +175,11 @@ fn check_key<'h>(
         }
     }
     // Operations of this key worth searching, and their events with times.
-    let mut ops: Vec<KeyOp> = Vec::new();
-    let mut timed: Vec<(u64, u8, usize)> = Vec::new(); // (time, 0 call / 1 return, op)
+    let mut ops: Vec<KeyOp> = Vec::with_capacity(ids.len());
+    // The calls and the returns, each (time, 0 call / 1 return, op) packed into one integer in
+    // that order: see `timed_event`.
+    let mut calls: Vec<u128> = Vec::with_capacity(ids.len());
+    let mut returns: Vec<u128> = Vec::with_capacity(ids.len());
     for &id in ids {
         let o = &all[id.0];
         let required = matches!(o.completion, Some(Completion::Ok { .. }));
@@ -167,11 +203,11 @@ fn check_key<'h>(
             }
         };
         let k = ops.len();
-        timed.push((o.invoke_us, 0, k));
+        calls.push(timed_event(o.invoke_us, false, k));
         if required {
-            timed.push((o.complete_us.unwrap_or(u64::MAX), 1, k));
+            returns.push(timed_event(o.complete_us.unwrap_or(u64::MAX), true, k));
         } else {
-            timed.push((u64::MAX, 1, k));
+            returns.push(timed_event(u64::MAX, true, k));
         }
         ops.push(KeyOp {
             id,
@@ -184,8 +220,14 @@ fn check_key<'h>(
     if required_total == 0 {
         return (Verdict::Linearizable, 0, n_ops);
     }
-    // Calls before returns at equal times; then by op for determinism.
-    timed.sort_by_key(|&(t, kind, op)| (t, kind, op));
+    // Calls before returns at equal times; then by op for determinism (the keys are distinct, so
+    // unstable sorts give the one order). A recorded history invokes in time order, so the calls
+    // come sorted as a rule: each list is sorted on its own and the two merged.
+    if !calls.is_sorted() {
+        calls.sort_unstable();
+    }
+    returns.sort_unstable();
+    let timed = merge_sorted(&calls, &returns);
 
     // A doubly linked list over events; node 0 is the head sentinel.
     let n = timed.len();
@@ -195,12 +237,14 @@ fn check_key<'h>(
         is_call: false,
     });
     let mut match_of = vec![0usize; n_ops * 2]; // op -> [call node, return node]
-    for (i, &(_, kind, op)) in timed.iter().enumerate() {
+    for (i, &packed) in timed.iter().enumerate() {
+        let is_return = (packed >> 63) & 1 == 1;
+        let op = (packed as u64 & OP_MASK) as usize;
         events.push(Event {
             op,
-            is_call: kind == 0,
+            is_call: !is_return,
         });
-        match_of[op * 2 + usize::from(kind)] = i + 1;
+        match_of[op * 2 + usize::from(is_return)] = i + 1;
     }
     let mut next: Vec<usize> = (1..=n + 1).collect(); // n+1 = end
     let mut prev: Vec<usize> = (0..=n).map(|i| i.saturating_sub(1)).collect();
@@ -212,7 +256,9 @@ fn check_key<'h>(
     // astronomically unlikely (~budget² / 2^129).
     let zobrist: Vec<u128> = (0..n_ops as u64).map(zobrist_key).collect();
     let mut linearized: u128 = 0;
-    let mut cache: HashSet<(u128, State), BuildKeyHasher> = HashSet::default();
+    // Room for a search that linearizes each operation about once (the usual case).
+    let mut cache: HashSet<(u128, State), BuildKeyHasher> =
+        HashSet::with_capacity_and_hasher(n_ops, BuildKeyHasher);
     let mut stack: Vec<(usize, State)> = Vec::new(); // (call node, state before)
     let mut state: State = 0;
     let mut required_done = 0usize;
@@ -324,10 +370,16 @@ impl std::hash::Hasher for KeyHasher {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
+        let mut words = bytes.chunks_exact(8);
+        for chunk in &mut words {
             let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
+            word.copy_from_slice(chunk);
             self.write_u64(u64::from_le_bytes(word));
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            // Zero-padded, as a whole word: no variable-length copy (a `memcpy` call).
+            self.write_u64(crate::trace::tail_word(rest));
         }
     }
     fn write_u64(&mut self, v: u64) {

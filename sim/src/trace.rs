@@ -46,11 +46,7 @@ impl TraceHasher {
         }
         let rest = words.remainder();
         if !rest.is_empty() {
-            let word = rest
-                .iter()
-                .rev()
-                .fold(0u64, |w, &b| (w << 8) | u64::from(b));
-            self.u64(word);
+            self.u64(tail_word(rest));
         }
     }
 
@@ -581,6 +577,33 @@ impl TraceHasher {
                 self.exit(outcome);
             }
         }
+    }
+}
+
+/// The 1 to 7 bytes `rest` as a little-endian word, zero-padded: from two overlapping loads
+/// (the bytes they share land on the same bits), not byte by byte.
+#[inline]
+pub(crate) fn tail_word(rest: &[u8]) -> u64 {
+    let n = rest.len();
+    match rest {
+        [a, b, c, d, ..] if n >= 4 => {
+            let lo = u64::from(u32::from_le_bytes([*a, *b, *c, *d]));
+            let hi = match &rest[n - 4..] {
+                [e, f, g, h] => u64::from(u32::from_le_bytes([*e, *f, *g, *h])),
+                _ => 0,
+            };
+            lo | hi << (8 * (n - 4))
+        }
+        [a, b, ..] => {
+            let lo = u64::from(u16::from_le_bytes([*a, *b]));
+            let hi = match &rest[n - 2..] {
+                [e, f] => u64::from(u16::from_le_bytes([*e, *f])),
+                _ => 0,
+            };
+            lo | hi << (8 * (n - 2))
+        }
+        [a] => u64::from(*a),
+        [] => 0,
     }
 }
 

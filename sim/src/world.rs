@@ -304,7 +304,8 @@ impl SimNode {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Owner {
-    Client(usize),
+    /// Client `.0`, on its key `.1` (`user/k{.1}`).
+    Client(usize, usize),
     Overload,
 }
 
@@ -326,8 +327,9 @@ struct Client {
     in_flight: Option<RequestId>,
     ops_issued: u64,
     last_invoke: u64,
-    /// Last value this client saw per key, for compare-and-set.
-    seen: BTreeMap<usize, Option<String>>,
+    /// Per key, the last operation that showed this client the key's value (a read that returned
+    /// it, or a write of it), for compare-and-set: see [`observed`].
+    seen: BTreeMap<usize, OpId>,
 }
 
 /// One simulation run. Build it with [`World::new`], run it with [`World::run`].
@@ -452,6 +454,19 @@ fn client_value(client: usize, n: u64) -> String {
     s
 }
 
+/// About how many operations the clients will issue (their rate over the run), capped: room
+/// reserved up front for the history.
+fn expected_ops(scenario: &Scenario) -> usize {
+    /// At most this many are reserved (an overloaded run may issue far fewer than its rate).
+    const MAX_RESERVED: f64 = 65_536.0;
+    let c = &scenario.clients;
+    if c.count == 0 || c.rate_per_sec.is_nan() || c.rate_per_sec <= 0.0 {
+        return 0;
+    }
+    let ops = c.rate_per_sec * scenario.duration.as_secs_f64() * 1.05 + 64.0;
+    ops.min(MAX_RESERVED) as usize
+}
+
 fn fmt_time(t: u64) -> String {
     format!("{:>4}.{:03}s", t / 1_000_000, (t / 1_000) % 1_000)
 }
@@ -540,7 +555,7 @@ impl<'a> World<'a> {
             timeouts_armed: false,
             overload: None,
             overload_burst: 0,
-            history: History::new(),
+            history: History::with_capacity(expected_ops(scenario)),
             hasher: TraceHasher::default(),
             out: Vec::new(),
             stats: RunStats::default(),
@@ -616,6 +631,8 @@ impl<'a> World<'a> {
         let end = self.end;
         self.schedule(end, Ev::End);
         let mut guard = ProgressGuard::default();
+        // The steps' output buffer, handed down to every step the loop takes (see `Self::step`).
+        let mut out = std::mem::take(&mut self.out);
         while let Some((time, ev)) = self.queue.pop() {
             self.now = time;
             self.stats.events += 1;
@@ -630,8 +647,9 @@ impl<'a> World<'a> {
             if matches!(ev, Ev::End) {
                 break;
             }
-            self.handle(ev);
+            self.handle(ev, &mut out);
         }
+        self.out = out;
         self.finish();
         match self.trace_error.take() {
             Some(e) => Err(e),
@@ -658,8 +676,9 @@ impl<'a> World<'a> {
         }
     }
 
+    /// Handles one event; `out` is the buffer for the outputs of the steps it takes.
     #[inline(always)]
-    fn handle(&mut self, ev: Ev) {
+    fn handle(&mut self, ev: Ev, out: &mut Vec<Output>) {
         match ev {
             Ev::Tick { node, gen } => {
                 let n = &mut self.nodes[node];
@@ -672,7 +691,7 @@ impl<'a> World<'a> {
                     self.arm_timer(node);
                     return;
                 }
-                self.input(node, Input::Tick);
+                self.input_with(node, Input::Tick, out);
             }
             Ev::Deliver {
                 msg,
@@ -696,7 +715,7 @@ impl<'a> World<'a> {
                         "to": msg.to.to_string(), "term": msg.term.0, "msg": msg.body.kind(),
                     }));
                 }
-                self.input(to, Input::Message(msg));
+                self.input_with(to, Input::Message(msg), out);
             }
             Ev::Arrive { node, req } => {
                 if !self.nodes[node].up()
@@ -706,7 +725,7 @@ impl<'a> World<'a> {
                     self.schedule(t, Ev::Refused { id: req.id });
                     return;
                 }
-                self.input(node, Input::Client(*req));
+                self.input_with(node, Input::Client(*req), out);
             }
             Ev::Answer {
                 from,
@@ -736,7 +755,7 @@ impl<'a> World<'a> {
                     return;
                 }
                 self.nodes[node].resume_scheduled = false;
-                self.drain(node);
+                self.drain(node, out);
             }
             Ev::Fault { index } => self.fault(index),
             Ev::PendingCrash { node, incarnation } => {
@@ -747,7 +766,7 @@ impl<'a> World<'a> {
             }
             Ev::HangEnd { node } => {
                 self.condensed(format!("{} resumes after its hang", self.nodes[node].id));
-                self.drain(node);
+                self.drain(node, out);
                 self.arm_timer(node);
                 self.update_leadership();
             }
@@ -843,9 +862,17 @@ impl<'a> World<'a> {
         self.schedule(due, Ev::Tick { node: i, gen });
     }
 
+    /// [`Self::input_with`] with the engine's spare output buffer, for the rare inputs that do
+    /// not come straight from the event loop (faults, workload events).
+    fn input(&mut self, i: usize, input: Input) {
+        let mut out = std::mem::take(&mut self.out);
+        self.input_with(i, input, &mut out);
+        self.out = out;
+    }
+
     /// Hands `input` to node `i` now, or queues it while the node is busy or hung.
     #[inline(always)]
-    fn input(&mut self, i: usize, input: Input) {
+    fn input_with(&mut self, i: usize, input: Input, out: &mut Vec<Output>) {
         let n = &mut self.nodes[i];
         if n.node.is_none() {
             return;
@@ -855,7 +882,7 @@ impl<'a> World<'a> {
             && self.now >= n.busy_until
             && self.now >= n.hung_until;
         if ready {
-            self.step(i, input);
+            self.step(i, input, out);
             return;
         }
         if let Input::Client(_) = input {
@@ -888,7 +915,7 @@ impl<'a> World<'a> {
     }
 
     /// Works through the node's queue for as long as it is free at `now`.
-    fn drain(&mut self, i: usize) {
+    fn drain(&mut self, i: usize, out: &mut Vec<Output>) {
         loop {
             let n = &mut self.nodes[i];
             if n.node.is_none() || self.now < n.busy_until || self.now < n.hung_until {
@@ -897,13 +924,15 @@ impl<'a> World<'a> {
             let Some(input) = n.queue.pop_front().or_else(|| n.client_queue.pop_front()) else {
                 break;
             };
-            self.step(i, input);
+            self.step(i, input, out);
         }
         self.schedule_resume(i);
     }
 
-    /// One step of node `i`: the input goes in, the outputs are executed in order.
-    fn step(&mut self, i: usize, input: Input) {
+    /// One step of node `i`: the input goes in, the outputs are executed in order. `out` is the
+    /// output buffer, passed down from the event loop rather than taken from and put back into
+    /// `self` at every step (no step runs inside another).
+    fn step(&mut self, i: usize, input: Input, out: &mut Vec<Output>) {
         let now = self.now;
         // Fsyncs that completed by now become durable.
         let n = &mut self.nodes[i];
@@ -915,7 +944,6 @@ impl<'a> World<'a> {
         let Some(node) = n.node.as_mut() else {
             return;
         };
-        let mut out = std::mem::take(&mut self.out);
         out.clear();
         self.hasher.u64(now);
         self.hasher.u64(u64::from(n.id.0));
@@ -929,11 +957,11 @@ impl<'a> World<'a> {
                 ..
             })
         );
-        node.step(keel_core::Instant(now), input, &mut out);
+        node.step(keel_core::Instant(now), input, out);
         self.stats.steps += 1;
-        self.checkers.after_step(now, node, &out);
+        self.checkers.after_step(now, node, out);
         if node.is_leader() && !passes_on {
-            for o in &out {
+            for o in out.iter() {
                 let id = match o {
                     Output::Reply(ClientReply {
                         id,
@@ -980,7 +1008,7 @@ impl<'a> World<'a> {
         let t = now + scaled(cost, slow);
         n.busy_until = t;
         let moment = if self.armed && cut.is_none() {
-            self.armed_moment(i, &out)
+            self.armed_moment(i, out)
         } else {
             Moment::NONE
         };
@@ -1002,12 +1030,6 @@ impl<'a> World<'a> {
                 Output::Trace(e) => role_changed |= self.node_event(i, &e),
                 Output::Workload(a) => self.workload_action(i, t, a),
             }
-        }
-        // Hand the buffer back. The one it replaces is the empty `Vec::new()` left by the take
-        // above: nothing to free, so it is forgotten rather than run through drop glue.
-        let empty = std::mem::replace(&mut self.out, out);
-        if empty.capacity() == 0 {
-            std::mem::forget(empty);
         }
         if moment != Moment::NONE {
             self.armed_faults_strike(i, t, moment);
@@ -1917,13 +1939,17 @@ impl<'a> World<'a> {
         let client = &mut self.clients[c];
         client.ops_issued += 1;
         client.last_invoke = self.now;
-        let value = client_value(c, client.ops_issued);
         let (op, hop, write) = if roll < 45 {
             get_op(key, key_text)
         } else if roll < 80 {
-            put_op(key, key_text, value)
+            put_op(key, key_text, client_value(c, client.ops_issued))
         } else if roll < 95 {
-            let from = client.seen.get(&k).cloned().flatten();
+            let value = client_value(c, client.ops_issued);
+            let from = client
+                .seen
+                .get(&k)
+                .and_then(|id| self.history.operations().get(id.0))
+                .and_then(observed);
             let w = Write::Cas {
                 key,
                 from: from.clone(),
@@ -1955,7 +1981,7 @@ impl<'a> World<'a> {
         self.pending.insert(
             id,
             Pending {
-                owner: Owner::Client(c),
+                owner: Owner::Client(c, k),
                 op: op_id,
                 write,
                 issued: self.now,
@@ -2095,7 +2121,7 @@ impl<'a> World<'a> {
                 if let Some(w) = p.write.as_ref() {
                     self.checkers.write_acknowledged(self.now, revision, w);
                 }
-                if let Owner::Client(_) = p.owner {
+                if let Owner::Client(..) = p.owner {
                     self.stats.write_latency_us.push(self.now - p.issued);
                 }
                 Completion::Ok { read: None }
@@ -2145,31 +2171,14 @@ impl<'a> World<'a> {
                 self.cover("client outcome unknown");
             }
         }
-        // Remember what the client saw, for its next compare-and-set on that key.
-        let seen = match (p.owner, &completion) {
-            (Owner::Client(_), Completion::Ok { read }) => {
-                self.history.operations().get(p.op.0).and_then(|o| {
-                    let k =
-                        o.op.key()
-                            .strip_prefix("user/k")
-                            .and_then(|k| k.parse::<usize>().ok())?;
-                    let seen = match &o.op {
-                        Op::Get { .. } => read.clone(),
-                        Op::Put { value, .. } => Some(value.clone()),
-                        Op::Cas { to, .. } => Some(to.clone()),
-                        Op::Delete { .. } => None,
-                    };
-                    Some((k, seen))
-                })
-            }
-            _ => None,
-        };
+        let ok = matches!(completion, Completion::Ok { .. });
         self.history.complete(self.now, p.op, completion);
-        let Owner::Client(c) = p.owner else {
+        let Owner::Client(c, k) = p.owner else {
             return;
         };
-        if let Some((k, v)) = seen {
-            self.clients[c].seen.insert(k, v);
+        if ok {
+            // Remember what the client saw, for its next compare-and-set on that key.
+            self.clients[c].seen.insert(k, p.op);
         }
         let client = &mut self.clients[c];
         client.in_flight = None;
@@ -2297,6 +2306,20 @@ enum Answer {
     Reply(keel_core::ClientResult),
     Refused,
     TimedOut,
+}
+
+/// The value a client learnt from completed operation `o`: what a read returned, what a write
+/// wrote (`None`: absent). `None` too for an operation that did not complete `ok`.
+fn observed(o: &crate::history::Operation) -> Option<String> {
+    match &o.op {
+        Op::Get { .. } => match &o.completion {
+            Some(Completion::Ok { read }) => read.clone(),
+            _ => None,
+        },
+        Op::Put { value, .. } => Some(value.clone()),
+        Op::Cas { to, .. } => Some(to.clone()),
+        Op::Delete { .. } => None,
+    }
 }
 
 /// A read of `key`: the request, its history record, and no write.

@@ -113,7 +113,12 @@ impl<T> EventQueue<T> {
             v.push_back((time, ev));
         } else {
             let at = v.partition_point(|(t, _)| *t <= time);
-            v.insert(at, (time, ev));
+            if at == 0 {
+                // Earlier than everything in the bucket (usually a single event).
+                v.push_front((time, ev));
+            } else {
+                v.insert(at, (time, ev));
+            }
         }
         self.occupied[i / 64] |= 1 << (i % 64);
     }
