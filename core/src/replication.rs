@@ -361,12 +361,19 @@ impl Node {
         let Some(lead) = self.lead.as_mut() else {
             return;
         };
-        let started = lead.round_start(round);
         let Some(pr) = lead.progress.get_mut(&from) else {
             return;
         };
         pr.active = true;
-        pr.acked_round = pr.acked_round.max(round);
+        // Most answers echo a round already answered: nothing moves.
+        if round < pr.acked_round || round == pr.acked_round && pr.acked_at.is_some() {
+            return;
+        }
+        pr.acked_round = round;
+        let started = lead.round_start(round);
+        let Some(pr) = lead.progress.get_mut(&from) else {
+            return;
+        };
         // Rounds start in order, so a later start is a later round.
         if started <= pr.acked_at {
             return;
