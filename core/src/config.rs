@@ -55,7 +55,9 @@ pub struct Config {
     /// answered rounds started within `election_timeout_min - lease_read_margin`, no other
     /// leader can exist. Needs `check_quorum`; off, or when the lease has lapsed, or after this
     /// leader sent `TimeoutNow` (a transfer vote ignores stickiness), reads take a round as with
-    /// read-index. Default on.
+    /// read-index. Safety rests on the nodes' clocks advancing at nearly the same rate: a host
+    /// whose monotonic clock stops while the process lives (a suspended VM or laptop) could serve
+    /// a stale read after it wakes; turn this off where that can happen. Default on.
     pub lease_reads: bool,
     /// How much of `election_timeout_min` a read lease gives up to clock-rate differences
     /// between nodes. Must be below `election_timeout_min`. Default 10 ms.
