@@ -206,7 +206,7 @@ pub struct ExpectationResult {
 pub struct RunReport {
     pub scenario: String,
     pub seed: u64,
-    /// The FNV-1a digest of everything the run did, as 16 hex digits.
+    /// The trace hash (see `crate::trace`) of everything the run did, as 16 hex digits.
     pub trace_hash: String,
     pub stats: RunStats,
     pub ops: HistoryCounts,

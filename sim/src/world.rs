@@ -945,8 +945,9 @@ impl<'a> World<'a> {
             return;
         };
         out.clear();
-        self.hasher.u64(now);
-        self.hasher.u64(u64::from(n.id.0));
+        // The time and the node in one word: times stay below 2^48 us (nine years), node ids
+        // below 2^16.
+        self.hasher.u64(now ^ u64::from(n.id.0) << 48);
         self.hasher.input(&input);
         let tick = matches!(input, Input::Tick);
         // A follower passing a leader's answer on to its client answers nothing itself.
