@@ -29,7 +29,7 @@ impl Node {
         self.leader = None;
         self.votes.clear();
         self.votes.insert(self.cfg.id, true);
-        self.reset_election_timer(now);
+        self.redraw_election_timer(now);
         let term = self.term.next();
         self.trace(Event::PreVoteStarted { term }, out);
         if self.granted() >= self.quorum() {
@@ -58,7 +58,7 @@ impl Node {
         self.leader = None;
         self.votes.clear();
         self.votes.insert(self.cfg.id, true);
-        self.reset_election_timer(now);
+        self.redraw_election_timer(now);
         self.persist_hard_state(out);
         self.trace(Event::ElectionStarted { term: self.term }, out);
         if self.granted() >= self.quorum() {
@@ -256,7 +256,7 @@ impl Node {
         if leader.is_some() {
             self.leader_contact = Some(now);
         }
-        self.reset_election_timer(now);
+        self.redraw_election_timer(now);
         if changed {
             self.trace(
                 Event::BecameFollower {
@@ -302,7 +302,7 @@ impl Node {
         lead.quorum_check_at = now + self.cfg.election_timeout_min;
         if active < self.cfg.quorum() {
             self.step_down(StepDownReason::LostQuorum, out);
-            self.reset_election_timer(now);
+            self.redraw_election_timer(now);
             self.trace(
                 Event::BecameFollower {
                     term: self.term,

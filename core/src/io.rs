@@ -236,6 +236,19 @@ pub struct DurableState {
 }
 
 impl DurableState {
+    /// Makes `persist` durable, taking its entries over rather than copying them.
+    pub fn apply_owned(&mut self, persist: Persist) {
+        match persist {
+            Persist::Entries(entries) => {
+                let Some(first) = entries.first() else { return };
+                let keep = self.entries.partition_point(|e| e.index < first.index);
+                self.entries.truncate(keep);
+                self.entries.extend(entries);
+            }
+            other => self.apply(&other),
+        }
+    }
+
     pub fn apply(&mut self, persist: &Persist) {
         match persist {
             Persist::HardState(hs) => self.hard_state = *hs,

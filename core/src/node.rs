@@ -53,6 +53,8 @@ pub struct Node {
     pub(crate) sm: StateMachine,
     /// When a follower's election timer fires.
     pub(crate) election_deadline: Instant,
+    /// The election timeout drawn last (us).
+    pub(crate) election_timeout_us: u64,
     /// When this node last heard from the leader of its term (for leader stickiness).
     pub(crate) leader_contact: Option<Instant>,
     /// When this incarnation started (see `leader_is_recent`).
@@ -125,6 +127,7 @@ impl Node {
             applied: offset,
             sm,
             election_deadline: Instant::NEVER,
+            election_timeout_us: 0,
             leader_contact: None,
             started_at: now,
             lease_window_us,
@@ -135,7 +138,7 @@ impl Node {
             seen_forwards: Default::default(),
             sweep_at: Instant::NEVER,
         };
-        node.reset_election_timer(now);
+        node.redraw_election_timer(now);
         Ok(node)
     }
 
@@ -359,10 +362,20 @@ impl Node {
         })));
     }
 
+    /// Restarts the election timer with the timeout drawn last (on hearing the leader, on
+    /// granting a vote).
     pub(crate) fn reset_election_timer(&mut self, now: Instant) {
+        self.election_deadline = Instant(now.0.saturating_add(self.election_timeout_us));
+    }
+
+    /// Draws a new randomised election timeout (§5.2) and restarts the timer with it: at start,
+    /// and whenever the node changes role or term, as etcd does, rather than at every message
+    /// from the leader.
+    pub(crate) fn redraw_election_timer(&mut self, now: Instant) {
         let lo = self.cfg.election_timeout_min.as_micros() as u64;
         let hi = self.cfg.election_timeout_max.as_micros() as u64;
-        self.election_deadline = Instant(now.0.saturating_add(self.rng.range(lo, hi)));
+        self.election_timeout_us = self.rng.range(lo, hi);
+        self.reset_election_timer(now);
     }
 
     pub(crate) fn quorum(&self) -> usize {

@@ -48,6 +48,9 @@ pub struct RunStats {
     pub client_rejected: u64,
     /// For every write a client had acknowledged, the time from issuing it to the answer (us).
     pub write_latency_us: Vec<u64>,
+    /// For every read a client had answered with a value, the time from issuing it to the
+    /// answer (us).
+    pub read_latency_us: Vec<u64>,
     pub final_commit_index: u64,
     /// Faults the simulator cannot inject yet (workload faults, until workloads exist).
     pub unsupported: Vec<String>,
@@ -130,14 +133,24 @@ impl RunStats {
     /// The median and 99th percentile of [`RunStats::write_latency_us`], if any write was
     /// acknowledged.
     pub fn write_latency(&self) -> Option<(u64, u64)> {
-        if self.write_latency_us.is_empty() {
-            return None;
-        }
-        let mut v = self.write_latency_us.clone();
-        v.sort_unstable();
-        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-        Some((at(0.5), at(0.99)))
+        p50_p99(&self.write_latency_us)
     }
+
+    /// The median and 99th percentile of [`RunStats::read_latency_us`], if any read was
+    /// answered.
+    pub fn read_latency(&self) -> Option<(u64, u64)> {
+        p50_p99(&self.read_latency_us)
+    }
+}
+
+fn p50_p99(samples: &[u64]) -> Option<(u64, u64)> {
+    if samples.is_empty() {
+        return None;
+    }
+    let mut v = samples.to_vec();
+    v.sort_unstable();
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    Some((at(0.5), at(0.99)))
 }
 
 /// Everything a soak expects to see happen at least once over many seeds; one that never happens
@@ -313,6 +326,17 @@ impl RunReport {
                     p50 as f64 / 1e3,
                     p99 as f64 / 1e3,
                     s.write_latency_us.len()
+                ),
+            );
+        }
+        if let Some((p50, p99)) = s.read_latency() {
+            row(
+                "read latency",
+                format!(
+                    "p50 {:.1} ms, p99 {:.1} ms (issued to answered, {} reads)",
+                    p50 as f64 / 1e3,
+                    p99 as f64 / 1e3,
+                    s.read_latency_us.len()
                 ),
             );
         }
@@ -546,18 +570,10 @@ pub(crate) fn judge(
                     (n <= *max, format!("{n} re-placements (at most {max})"))
                 }
                 Expectation::MedianWriteLatencyWithin(d) => {
-                    let bound = d.as_micros() as u64;
-                    match stats.write_latency() {
-                        Some((p50, _)) => (
-                            p50 <= bound,
-                            format!(
-                                "median write latency {:.1} ms (at most {:.1} ms)",
-                                p50 as f64 / 1e3,
-                                bound as f64 / 1e3
-                            ),
-                        ),
-                        None => (false, "no write was acknowledged".to_string()),
-                    }
+                    median_within("write", stats.write_latency(), *d, "acknowledged")
+                }
+                Expectation::MedianReadLatencyWithin(d) => {
+                    median_within("read", stats.read_latency(), *d, "answered")
                 }
                 Expectation::MaxLeaderChanges(max) => {
                     let n = stats.leader_changes;
@@ -664,6 +680,27 @@ fn recovered_within(stats: &RunStats, limit: Duration) -> (bool, String) {
             crate::workloads::ms(worst)
         ),
     )
+}
+
+/// The verdict of a median-latency expectation.
+fn median_within(
+    what: &str,
+    latency: Option<(u64, u64)>,
+    bound: std::time::Duration,
+    done: &str,
+) -> (bool, String) {
+    let bound = bound.as_micros() as u64;
+    match latency {
+        Some((p50, _)) => (
+            p50 <= bound,
+            format!(
+                "median {what} latency {:.1} ms (at most {:.1} ms)",
+                p50 as f64 / 1e3,
+                bound as f64 / 1e3
+            ),
+        ),
+        None => (false, format!("no {what} was {done}")),
+    }
 }
 
 fn describe_expectation(e: &Expectation) -> String {

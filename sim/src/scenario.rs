@@ -36,7 +36,9 @@
 //! `NoFalseReschedules`, `MaxReplacements(0)`, `WorkloadEnds("web", "failed-permanently")`.
 //! `MaxLeaderChanges(1)` bounds how often any node becomes leader (the first election counts),
 //! `MinLeaderChanges(5)` from below;
-//! `MedianWriteLatencyWithin("15ms")` bounds the clients' median write latency;
+//! `MedianWriteLatencyWithin("15ms")` bounds the clients' median write latency,
+//! `MedianReadLatencyWithin("15ms")` their median read latency (either fails when no such
+//! operation succeeded at all);
 //! `TransfersReachTarget("1s")`: every handover reaches its target within 1 s.
 //!
 //! Every error names the file, the line and column, and the field by its path (`clients.keys`,
@@ -270,6 +272,10 @@ pub enum Expectation {
     /// bound (over every write a client had acknowledged). A write must not wait for a timer:
     /// the leader replicates new entries at once.
     MedianWriteLatencyWithin(Duration),
+    /// The median time from a client issuing a read to its answer is within this bound (over
+    /// every read answered with a value). Reads must be answered at all, and without waiting
+    /// for a timer.
+    MedianReadLatencyWithin(Duration),
     /// Every instance of the workload ends the run in this status (`running`, `failed-permanently`,
     /// `backing-off`, `pending`, `assigned`, `completed`, `stopped`).
     WorkloadEnds(String, String),
@@ -490,6 +496,7 @@ enum RawExpectation {
     MaxLeaderChanges(u64),
     MinLeaderChanges(u64),
     MedianWriteLatencyWithin(String),
+    MedianReadLatencyWithin(String),
     WorkloadEnds(String, String),
     TransfersReachTarget(String),
 }
@@ -997,6 +1004,9 @@ fn expectation_ron(e: &Expectation) -> String {
         Expectation::MedianWriteLatencyWithin(d) => {
             format!("MedianWriteLatencyWithin({:?})", format_duration(*d))
         }
+        Expectation::MedianReadLatencyWithin(d) => {
+            format!("MedianReadLatencyWithin({:?})", format_duration(*d))
+        }
         Expectation::WorkloadEnds(w, st) => format!("WorkloadEnds({w:?}, {st:?})"),
         Expectation::TransfersReachTarget(d) => {
             format!("TransfersReachTarget({:?})", format_duration(*d))
@@ -1299,6 +1309,9 @@ fn convert(loc: &Locator<'_>, raw: RawScenario) -> Result<Scenario, ScenarioErro
             RawExpectation::MinLeaderChanges(n) => Expectation::MinLeaderChanges(n),
             RawExpectation::MedianWriteLatencyWithin(d) => {
                 Expectation::MedianWriteLatencyWithin(positive(&path, &d)?)
+            }
+            RawExpectation::MedianReadLatencyWithin(d) => {
+                Expectation::MedianReadLatencyWithin(positive(&path, &d)?)
             }
             RawExpectation::TransfersReachTarget(d) => {
                 Expectation::TransfersReachTarget(positive(&path, &d)?)

@@ -62,6 +62,10 @@ pub const FAILOVER_BOUND: Duration = Duration::from_secs(2);
 /// How long any workload may be without a healthy copy (crash-looping ones aside: they end
 /// failed permanently).
 pub const WORKLOAD_RECOVERY_BOUND: Duration = Duration::from_secs(5);
+/// The median latency of the reads and writes clients had answered in a generated scenario,
+/// faults and all: far above what a healthy cluster takes (tens of milliseconds), far below a
+/// cluster that answers no reads or no writes at all.
+pub const SERVED_BOUND: Duration = Duration::from_millis(500);
 
 fn ms(v: u64) -> Duration {
     Duration::from_millis(v)
@@ -235,6 +239,9 @@ pub fn generate(seed: u64) -> Scenario {
             Expectation::AtMostOneRunningCopy,
             Expectation::NoLostWrites,
             Expectation::Linearizable,
+            // Reads and writes are served at all (faults or not, most succeed quickly).
+            Expectation::MedianReadLatencyWithin(SERVED_BOUND),
+            Expectation::MedianWriteLatencyWithin(SERVED_BOUND),
         ],
         // A stream of its own, so that the rest of the scenario stays that of earlier versions.
         lease_reads: Stream::new(seed, tag::SWARM_READS).below(4) != 0,

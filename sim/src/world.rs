@@ -938,7 +938,7 @@ impl<'a> World<'a> {
         let n = &mut self.nodes[i];
         while n.syncing.front().is_some_and(|(done, _)| *done <= now) {
             if let Some((_, p)) = n.syncing.pop_front() {
-                n.durable.apply(&p);
+                n.durable.apply_owned(p);
             }
         }
         let Some(node) = n.node.as_mut() else {
@@ -1305,7 +1305,7 @@ impl<'a> World<'a> {
         let mut lost = 0;
         while let Some((done, p)) = n.syncing.pop_front() {
             if done <= now {
-                n.durable.apply(&p);
+                n.durable.apply_owned(p);
             } else {
                 lost += 1;
             }
@@ -2107,6 +2107,9 @@ impl<'a> World<'a> {
         let completion = match answer {
             Answer::Reply(Ok(ClientResponse::Value { value, .. })) => {
                 self.hasher.byte(1);
+                if let Owner::Client(..) = p.owner {
+                    self.stats.read_latency_us.push(self.now - p.issued);
+                }
                 Completion::Ok { read: value }
             }
             // Only the operator reads workloads, and its answers never reach here.
