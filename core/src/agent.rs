@@ -214,14 +214,15 @@ impl Node {
             return;
         }
         let had = now < self.agent.lease_until;
-        self.agent.lease_until = until;
-        self.agent.lease_commit = self.agent.lease_commit.max(commit);
+        // The planted bug believes its first lease never ends (so it also never wakes for it).
         #[cfg(feature = "planted-bugs")]
         let until = if self.planted(crate::config::PlantedBug::KeepsWorkloadsAfterLeaseLoss) {
             Instant::NEVER
         } else {
             until
         };
+        self.agent.lease_until = until;
+        self.agent.lease_commit = self.agent.lease_commit.max(commit);
         out.push(Output::Workload(WorkloadAction::LeaseUntil { until }));
         if !had {
             self.agent.dirty = true;

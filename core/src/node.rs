@@ -173,6 +173,7 @@ impl Node {
     }
 
     /// When the driver must deliver the next [`Input::Tick`] (it may deliver one earlier).
+    #[inline]
     pub fn next_deadline(&self) -> Instant {
         let timer = match &self.lead {
             Some(lead) => lead.next_deadline(self.cfg.check_quorum),
@@ -408,6 +409,7 @@ impl Node {
     }
     /// Until when this leader may answer reads from its lease (`Config::lease_reads`), if it
     /// holds one (it may have run out already). No other leader may be elected before then.
+    #[inline]
     pub fn read_lease_until(&self) -> Option<Instant> {
         let window = self.lease_window_us?;
         let lead = self.lead.as_ref()?;
