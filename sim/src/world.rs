@@ -329,7 +329,8 @@ struct Client {
     last_invoke: u64,
     /// Per key, the last operation that showed this client the key's value (a read that returned
     /// it, or a write of it), for compare-and-set: see [`observed`].
-    seen: BTreeMap<usize, OpId>,
+    /// Indexed by key, grown as keys are used.
+    seen: Vec<Option<OpId>>,
 }
 
 /// One simulation run. Build it with [`World::new`], run it with [`World::run`].
@@ -513,7 +514,7 @@ impl<'a> World<'a> {
                 in_flight: None,
                 ops_issued: 0,
                 last_invoke: 0,
-                seen: BTreeMap::new(),
+                seen: Vec::new(),
             })
             .collect();
         World {
@@ -1948,7 +1949,9 @@ impl<'a> World<'a> {
             let value = client_value(c, client.ops_issued);
             let from = client
                 .seen
-                .get(&k)
+                .get(k)
+                .copied()
+                .flatten()
                 .and_then(|id| self.history.operations().get(id.0))
                 .and_then(observed);
             let w = Write::Cas {
@@ -2019,15 +2022,17 @@ impl<'a> World<'a> {
 
     /// Schedules one event at the earliest deadline of a request still pending.
     fn arm_timeouts(&mut self) {
+        // While an event is armed, answered requests at the front wait for it: it skips them
+        // (they are no longer pending) and re-arms after, which clears them then.
+        if self.timeouts_armed {
+            return;
+        }
         while self
             .deadlines
             .front()
             .is_some_and(|(_, id)| !self.pending.contains_key(id) && !self.admin.contains_key(id))
         {
             self.deadlines.pop_front();
-        }
-        if self.timeouts_armed {
-            return;
         }
         if let Some(&(at, _)) = self.deadlines.front() {
             self.timeouts_armed = true;
@@ -2182,7 +2187,11 @@ impl<'a> World<'a> {
         };
         if ok {
             // Remember what the client saw, for its next compare-and-set on that key.
-            self.clients[c].seen.insert(k, p.op);
+            let seen = &mut self.clients[c].seen;
+            if seen.len() <= k {
+                seen.resize(k + 1, None);
+            }
+            seen[k] = Some(p.op);
         }
         let client = &mut self.clients[c];
         client.in_flight = None;
