@@ -30,6 +30,7 @@
 //!   request is recorded in the history (invoke, then ok / fail / info).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use keel_core::{
@@ -358,7 +359,9 @@ pub(crate) struct World<'a> {
     next_process: u64,
     next_request: u64,
     /// `user/k{k}` and its text, by `k` (see [`World::client_key`]).
-    client_keys: Vec<Option<(Key, String)>>,
+    client_keys: Vec<Option<(Key, Arc<str>)>>,
+    /// `user/ov{k}` and its text, by `k`: the overload bursts' keys, likewise.
+    overload_keys: Vec<Option<(Key, Arc<str>)>>,
     /// Requests in flight. Looked up by id only, never iterated: a hash map.
     pending: HashMap<RequestId, Pending, BuildKeyHasher>,
     /// (deadline, request) in deadline order; answered requests are skipped when they come up.
@@ -551,6 +554,7 @@ impl<'a> World<'a> {
             clients,
             next_request: 1,
             client_keys: Vec::new(),
+            overload_keys: Vec::new(),
             pending: HashMap::default(),
             deadlines: VecDeque::new(),
             timeouts_armed: false,
@@ -2041,16 +2045,8 @@ impl<'a> World<'a> {
     }
 
     /// Client key `k` (`user/k{k}`) and its text, formatted once per run.
-    fn client_key(&mut self, k: usize) -> (Key, String) {
-        if self.client_keys.len() <= k {
-            self.client_keys.resize_with(k + 1, || None);
-        }
-        let (key, text) = self.client_keys[k].get_or_insert_with(|| {
-            let key = Key::user(format!("k{k}"));
-            let text = key.to_string();
-            (key, text)
-        });
-        (key.clone(), text.clone())
+    fn client_key(&mut self, k: usize) -> (Key, Arc<str>) {
+        cached_key(&mut self.client_keys, "k", k)
     }
 
     fn overload_arrival(&mut self, burst: u64) {
@@ -2063,8 +2059,7 @@ impl<'a> World<'a> {
         let target = self.overload_rng.below(self.nodes.len());
         // Spread over many keys, as a burst from many independent clients would be.
         let k = self.overload_rng.below(OVERLOAD_KEYS);
-        let key = Key::user(format!("ov{k}"));
-        let key_text = key.to_string();
+        let (key, key_text) = cached_key(&mut self.overload_keys, "ov", k);
         let id = self.new_request();
         let process = self.next_process;
         self.next_process += 1;
@@ -2335,13 +2330,26 @@ fn observed(o: &crate::history::Operation) -> Option<String> {
     }
 }
 
+/// User key `{prefix}{k}` and its text, from `table` (formatted there the first time).
+fn cached_key(table: &mut Vec<Option<(Key, Arc<str>)>>, prefix: &str, k: usize) -> (Key, Arc<str>) {
+    if table.len() <= k {
+        table.resize_with(k + 1, || None);
+    }
+    let (key, text) = table[k].get_or_insert_with(|| {
+        let key = Key::user(format!("{prefix}{k}"));
+        let text = Arc::from(key.to_string());
+        (key, text)
+    });
+    (key.clone(), Arc::clone(text))
+}
+
 /// A read of `key`: the request, its history record, and no write.
-fn get_op(key: Key, key_text: String) -> (ClientOp, Op, Option<Write>) {
+fn get_op(key: Key, key_text: Arc<str>) -> (ClientOp, Op, Option<Write>) {
     (ClientOp::Get { key }, Op::Get { key: key_text }, None)
 }
 
 /// A put of `value`: the request, its history record, and the write to check if acknowledged.
-fn put_op(key: Key, key_text: String, value: String) -> (ClientOp, Op, Option<Write>) {
+fn put_op(key: Key, key_text: Arc<str>, value: String) -> (ClientOp, Op, Option<Write>) {
     let w = Write::Put {
         key,
         value: value.clone(),
