@@ -15,27 +15,29 @@
 //! `value` is the written value for `put`, `null` for `delete`, `{"from": .., "to": ..}` for
 //! `cas`, and for `get` `null` on invocation and the value read (or `null`) on completion.
 
+use std::sync::Arc;
+
 use serde_json::{json, Value as Json};
 
 /// A Jepsen process: one client's sequence of operations, at most one open at a time.
 pub type Process = u64;
 
-/// What a client asked for. `key` is `partition/name`.
+/// What a client asked for. `key` is `partition/name`, shared by every operation on the key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
     Put {
-        key: String,
+        key: Arc<str>,
         value: String,
     },
     Get {
-        key: String,
+        key: Arc<str>,
     },
     Delete {
-        key: String,
+        key: Arc<str>,
     },
     /// Set `key` to `to` if it holds `from` (`None`: absent).
     Cas {
-        key: String,
+        key: Arc<str>,
         from: Option<String>,
         to: String,
     },
@@ -267,8 +269,8 @@ impl History {
                 .ok_or_else(|| bad("`f` is not a string".into()))?;
             let key = get("key")?
                 .as_str()
-                .ok_or_else(|| bad("`key` is not a string".into()))?
-                .to_string();
+                .ok_or_else(|| bad("`key` is not a string".into()))?;
+            let key: Arc<str> = Arc::from(key);
             let value = get("value")?;
             let string = |v: &Json, what: &str| -> Result<Option<String>, HistoryError> {
                 match v {
@@ -474,7 +476,7 @@ mod tests {
             let mut t = 0;
             for (p, f, outcome, v) in ops {
                 t += 7;
-                let key = format!("user/k{v}");
+                let key: Arc<str> = format!("user/k{v}").into();
                 if let Some(id) = open[p as usize].take() {
                     let c = match outcome {
                         0 => Completion::Ok { read: (v % 2 == 0).then(|| format!("v{v}")) },

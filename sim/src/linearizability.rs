@@ -73,13 +73,25 @@ impl ModelOp {
 
 /// Checks `history`, exploring at most `budget_states` configurations per key.
 pub fn check(history: &History, budget_states: u64) -> (Verdict, CheckStats) {
-    // Grouped by key in a hash table (a run has a few keys and thousands of operations: no
-    // string comparisons per operation), then taken in sorted key order.
-    let mut groups: HashMap<&str, Vec<OpId>, BuildKeyHasher> = HashMap::default();
+    // Grouped by key in hash tables (a run has a few keys and thousands of operations: no
+    // string comparisons per operation), then taken in sorted key order. The operations on a
+    // key share its text, so they are looked up by where that text is (no string hashed or
+    // compared), and by the text itself only the first time a copy of it is seen.
+    let mut by_key: Vec<(&str, Vec<OpId>)> = Vec::new();
+    let mut by_text: HashMap<&str, usize, BuildKeyHasher> = HashMap::default();
+    let mut by_place: HashMap<(usize, usize), usize, BuildKeyHasher> = HashMap::default();
     for (i, o) in history.operations().iter().enumerate() {
-        groups.entry(o.op.key()).or_default().push(OpId(i));
+        let key = o.op.key();
+        let group = *by_place
+            .entry((key.as_ptr() as usize, key.len()))
+            .or_insert_with(|| {
+                *by_text.entry(key).or_insert_with(|| {
+                    by_key.push((key, Vec::new()));
+                    by_key.len() - 1
+                })
+            });
+        by_key[group].1.push(OpId(i));
     }
-    let mut by_key: Vec<(&str, Vec<OpId>)> = groups.into_iter().collect();
     by_key.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let mut stats = CheckStats {
         keys: by_key.len(),
@@ -180,6 +192,8 @@ fn check_key<'h>(
     // that order: see `timed_event`.
     let mut calls: Vec<u128> = Vec::with_capacity(ids.len());
     let mut returns: Vec<u128> = Vec::with_capacity(ids.len());
+    // Returns at infinity (unknown outcomes), in op order: after every timed return.
+    let mut unknown_returns: Vec<u128> = Vec::new();
     for &id in ids {
         let o = &all[id.0];
         let required = matches!(o.completion, Some(Completion::Ok { .. }));
@@ -207,7 +221,7 @@ fn check_key<'h>(
         if required {
             returns.push(timed_event(o.complete_us.unwrap_or(u64::MAX), true, k));
         } else {
-            returns.push(timed_event(u64::MAX, true, k));
+            unknown_returns.push(timed_event(u64::MAX, true, k));
         }
         ops.push(KeyOp {
             id,
@@ -226,7 +240,16 @@ fn check_key<'h>(
     if !calls.is_sorted() {
         calls.sort_unstable();
     }
-    returns.sort_unstable();
+    // Operations return in about the order they were invoked: a stable sort, which merges the
+    // runs it finds, does little work on such a list. The returns at infinity come last, in op
+    // order already.
+    if !returns.is_sorted() {
+        returns.sort();
+    }
+    returns.extend_from_slice(&unknown_returns);
+    if !returns.is_sorted() {
+        returns.sort_unstable();
+    }
     let timed = merge_sorted(&calls, &returns);
 
     // A doubly linked list over events; node 0 is the head sentinel.
@@ -392,6 +415,9 @@ impl std::hash::Hasher for KeyHasher {
     fn write_u32(&mut self, v: u32) {
         self.write_u64(u64::from(v));
     }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
 }
 
 impl std::hash::BuildHasher for BuildKeyHasher {
@@ -468,13 +494,13 @@ mod tests {
 
     fn put(k: &str, v: &str) -> Op {
         Op::Put {
-            key: format!("user/{k}"),
+            key: format!("user/{k}").into(),
             value: v.into(),
         }
     }
     fn get(k: &str) -> Op {
         Op::Get {
-            key: format!("user/{k}"),
+            key: format!("user/{k}").into(),
         }
     }
     fn ok() -> Completion {

@@ -30,6 +30,7 @@
 //!   request is recorded in the history (invoke, then ok / fail / info).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use keel_core::{
@@ -306,14 +307,15 @@ impl SimNode {
 enum Owner {
     /// Client `.0`, on its key `.1` (`user/k{.1}`).
     Client(usize, usize),
-    Overload,
+    /// An overload burst, on key `.0` (`user/ov{.0}`).
+    Overload(usize),
 }
 
 struct Pending {
     owner: Owner,
+    /// Its history record (which, with the owner's key, gives the write to check if it is
+    /// acknowledged: see [`AckedWrites`]).
     op: OpId,
-    /// The write, for acknowledged-write checking.
-    write: Option<Write>,
     /// When it was issued (us).
     issued: u64,
     /// A read: the highest index committed anywhere when it was issued (see
@@ -329,7 +331,8 @@ struct Client {
     last_invoke: u64,
     /// Per key, the last operation that showed this client the key's value (a read that returned
     /// it, or a write of it), for compare-and-set: see [`observed`].
-    seen: BTreeMap<usize, OpId>,
+    /// Indexed by key, grown as keys are used.
+    seen: Vec<Option<OpId>>,
 }
 
 /// One simulation run. Build it with [`World::new`], run it with [`World::run`].
@@ -357,7 +360,11 @@ pub(crate) struct World<'a> {
     next_process: u64,
     next_request: u64,
     /// `user/k{k}` and its text, by `k` (see [`World::client_key`]).
-    client_keys: Vec<Option<(Key, String)>>,
+    client_keys: Vec<Option<(Key, Arc<str>)>>,
+    /// `user/ov{k}` and its text, by `k`: the overload bursts' keys, likewise.
+    overload_keys: Vec<Option<(Key, Arc<str>)>>,
+    /// Where an acknowledged write is rebuilt for the checkers.
+    acked_writes: AckedWrites,
     /// Requests in flight. Looked up by id only, never iterated: a hash map.
     pending: HashMap<RequestId, Pending, BuildKeyHasher>,
     /// (deadline, request) in deadline order; answered requests are skipped when they come up.
@@ -431,27 +438,27 @@ const OVERLOAD_KEYS: usize = 1024;
 /// `format!("c{client}.{n}")`, the value a client writes, without the formatting machinery (one
 /// per client operation).
 fn client_value(client: usize, n: u64) -> String {
-    fn push_decimal(s: &mut String, mut x: u64) {
-        let mut digits = [0u8; 20];
-        let mut i = digits.len();
+    /// Writes `x` in decimal ending just before `buf[end]`; returns where it starts.
+    fn decimal_before(buf: &mut [u8], mut end: usize, mut x: u64) -> usize {
         loop {
-            i -= 1;
-            digits[i] = b'0' + (x % 10) as u8;
+            end -= 1;
+            buf[end] = b'0' + (x % 10) as u8;
             x /= 10;
             if x == 0 {
-                break;
+                return end;
             }
         }
-        for &d in &digits[i..] {
-            s.push(char::from(d));
-        }
     }
-    let mut s = String::with_capacity(24);
-    s.push('c');
-    push_decimal(&mut s, client as u64);
-    s.push('.');
-    push_decimal(&mut s, n);
-    s
+    // Filled from the back: `c`, up to 20 digits, `.`, up to 20 digits.
+    let mut buf = [0u8; 42];
+    let mut start = decimal_before(&mut buf, 42, n);
+    start -= 1;
+    buf[start] = b'.';
+    start = decimal_before(&mut buf, start, client as u64);
+    start -= 1;
+    buf[start] = b'c';
+    // ASCII throughout, so never the empty fallback.
+    String::from(std::str::from_utf8(&buf[start..]).unwrap_or_default())
 }
 
 /// About how many operations the clients will issue (their rate over the run), capped: room
@@ -513,7 +520,7 @@ impl<'a> World<'a> {
                 in_flight: None,
                 ops_issued: 0,
                 last_invoke: 0,
-                seen: BTreeMap::new(),
+                seen: Vec::new(),
             })
             .collect();
         World {
@@ -550,6 +557,8 @@ impl<'a> World<'a> {
             clients,
             next_request: 1,
             client_keys: Vec::new(),
+            overload_keys: Vec::new(),
+            acked_writes: AckedWrites::default(),
             pending: HashMap::default(),
             deadlines: VecDeque::new(),
             timeouts_armed: false,
@@ -1940,7 +1949,7 @@ impl<'a> World<'a> {
         let client = &mut self.clients[c];
         client.ops_issued += 1;
         client.last_invoke = self.now;
-        let (op, hop, write) = if roll < 45 {
+        let (op, hop) = if roll < 45 {
             get_op(key, key_text)
         } else if roll < 80 {
             put_op(key, key_text, client_value(c, client.ops_issued))
@@ -1948,43 +1957,40 @@ impl<'a> World<'a> {
             let value = client_value(c, client.ops_issued);
             let from = client
                 .seen
-                .get(&k)
+                .get(k)
+                .copied()
+                .flatten()
                 .and_then(|id| self.history.operations().get(id.0))
                 .and_then(observed);
-            let w = Write::Cas {
-                key,
-                from: from.clone(),
-                to: value.clone(),
-            };
             (
-                ClientOp::Write(w.clone()),
+                ClientOp::Write(Write::Cas {
+                    key,
+                    from: from.clone(),
+                    to: value.clone(),
+                }),
                 Op::Cas {
                     key: key_text,
                     from,
                     to: value,
                 },
-                Some(w),
             )
         } else {
-            let w = Write::Delete { key };
             (
-                ClientOp::Write(w.clone()),
+                ClientOp::Write(Write::Delete { key }),
                 Op::Delete { key: key_text },
-                Some(w),
             )
         };
         let process = client.process;
         let target = client.target;
         let id = self.new_request();
         self.clients[c].in_flight = Some(id);
+        let read_floor = matches!(hop, Op::Get { .. }).then(|| self.checkers.committed_max());
         let op_id = self.history.invoke(self.now, process, hop);
-        let read_floor = write.is_none().then(|| self.checkers.committed_max());
         self.pending.insert(
             id,
             Pending {
                 owner: Owner::Client(c, k),
                 op: op_id,
-                write,
                 issued: self.now,
                 read_floor,
             },
@@ -2019,15 +2025,17 @@ impl<'a> World<'a> {
 
     /// Schedules one event at the earliest deadline of a request still pending.
     fn arm_timeouts(&mut self) {
+        // While an event is armed, answered requests at the front wait for it: it skips them
+        // (they are no longer pending) and re-arms after, which clears them then.
+        if self.timeouts_armed {
+            return;
+        }
         while self
             .deadlines
             .front()
             .is_some_and(|(_, id)| !self.pending.contains_key(id) && !self.admin.contains_key(id))
         {
             self.deadlines.pop_front();
-        }
-        if self.timeouts_armed {
-            return;
         }
         if let Some(&(at, _)) = self.deadlines.front() {
             self.timeouts_armed = true;
@@ -2036,16 +2044,8 @@ impl<'a> World<'a> {
     }
 
     /// Client key `k` (`user/k{k}`) and its text, formatted once per run.
-    fn client_key(&mut self, k: usize) -> (Key, String) {
-        if self.client_keys.len() <= k {
-            self.client_keys.resize_with(k + 1, || None);
-        }
-        let (key, text) = self.client_keys[k].get_or_insert_with(|| {
-            let key = Key::user(format!("k{k}"));
-            let text = key.to_string();
-            (key, text)
-        });
-        (key.clone(), text.clone())
+    fn client_key(&mut self, k: usize) -> (Key, Arc<str>) {
+        cached_key(&mut self.client_keys, "k", k)
     }
 
     fn overload_arrival(&mut self, burst: u64) {
@@ -2058,24 +2058,22 @@ impl<'a> World<'a> {
         let target = self.overload_rng.below(self.nodes.len());
         // Spread over many keys, as a burst from many independent clients would be.
         let k = self.overload_rng.below(OVERLOAD_KEYS);
-        let key = Key::user(format!("ov{k}"));
-        let key_text = key.to_string();
+        let (key, key_text) = cached_key(&mut self.overload_keys, "ov", k);
         let id = self.new_request();
         let process = self.next_process;
         self.next_process += 1;
-        let (op, hop, write) = if self.overload_rng.below(2) == 0 {
+        let (op, hop) = if self.overload_rng.below(2) == 0 {
             get_op(key, key_text)
         } else {
             put_op(key, key_text, format!("o{}", id.0))
         };
+        let read_floor = matches!(hop, Op::Get { .. }).then(|| self.checkers.committed_max());
         let op_id = self.history.invoke(self.now, process, hop);
-        let read_floor = write.is_none().then(|| self.checkers.committed_max());
         self.pending.insert(
             id,
             Pending {
-                owner: Owner::Overload,
+                owner: Owner::Overload(k),
                 op: op_id,
-                write,
                 issued: self.now,
                 read_floor,
             },
@@ -2122,7 +2120,17 @@ impl<'a> World<'a> {
             Answer::Reply(Ok(ClientResponse::Written { revision })) => {
                 self.hasher.byte(2);
                 self.hasher.u64(revision.0);
-                if let Some(w) = p.write.as_ref() {
+                let key = match p.owner {
+                    Owner::Client(_, k) => self.client_keys.get(k),
+                    Owner::Overload(k) => self.overload_keys.get(k),
+                }
+                .and_then(|entry| entry.as_ref())
+                .map(|(key, _)| key);
+                let op = self.history.operations().get(p.op.0).map(|o| &o.op);
+                if let Some(w) = key
+                    .zip(op)
+                    .and_then(|(key, op)| self.acked_writes.rebuild(key, op))
+                {
                     self.checkers.write_acknowledged(self.now, revision, w);
                 }
                 if let Owner::Client(..) = p.owner {
@@ -2182,7 +2190,11 @@ impl<'a> World<'a> {
         };
         if ok {
             // Remember what the client saw, for its next compare-and-set on that key.
-            self.clients[c].seen.insert(k, p.op);
+            let seen = &mut self.clients[c].seen;
+            if seen.len() <= k {
+                seen.resize(k + 1, None);
+            }
+            seen[k] = Some(p.op);
         }
         let client = &mut self.clients[c];
         client.in_flight = None;
@@ -2275,7 +2287,14 @@ mod tests {
 
     #[test]
     fn client_values_read_as_formatted() {
-        for (c, n) in [(0, 0), (0, 1), (7, 10), (11, 12345), (123, u64::MAX)] {
+        for (c, n) in [
+            (0, 0),
+            (0, 1),
+            (7, 10),
+            (11, 12345),
+            (123, u64::MAX),
+            (usize::MAX, u64::MAX),
+        ] {
             assert_eq!(super::client_value(c, n), format!("c{c}.{n}"));
         }
     }
@@ -2326,25 +2345,117 @@ fn observed(o: &crate::history::Operation) -> Option<String> {
     }
 }
 
-/// A read of `key`: the request, its history record, and no write.
-fn get_op(key: Key, key_text: String) -> (ClientOp, Op, Option<Write>) {
-    (ClientOp::Get { key }, Op::Get { key: key_text }, None)
+/// User key `{prefix}{k}` and its text, from `table` (formatted there the first time).
+fn cached_key(table: &mut Vec<Option<(Key, Arc<str>)>>, prefix: &str, k: usize) -> (Key, Arc<str>) {
+    if table.len() <= k {
+        table.resize_with(k + 1, || None);
+    }
+    let (key, text) = table[k].get_or_insert_with(|| {
+        let key = Key::user(format!("{prefix}{k}"));
+        let text = Arc::from(key.to_string());
+        (key, text)
+    });
+    (key.clone(), Arc::clone(text))
 }
 
-/// A put of `value`: the request, its history record, and the write to check if acknowledged.
-fn put_op(key: Key, key_text: String, value: String) -> (ClientOp, Op, Option<Write>) {
-    let w = Write::Put {
-        key,
-        value: value.clone(),
-    };
+/// A read of `key`: the request and its history record.
+fn get_op(key: Key, key_text: Arc<str>) -> (ClientOp, Op) {
+    (ClientOp::Get { key }, Op::Get { key: key_text })
+}
+
+/// A put of `value`: the request and its history record.
+fn put_op(key: Key, key_text: Arc<str>, value: String) -> (ClientOp, Op) {
     (
-        ClientOp::Write(w.clone()),
+        ClientOp::Write(Write::Put {
+            key,
+            value: value.clone(),
+        }),
         Op::Put {
             key: key_text,
             value,
         },
-        Some(w),
     )
+}
+
+/// One reusable write per kind, refilled in place (reusing its strings' buffers) with the write
+/// an acknowledged request made, rebuilt from its history record: what the acknowledged-write
+/// check compares with the committed entry, without a copy kept per request in flight.
+struct AckedWrites {
+    put: Write,
+    delete: Write,
+    cas: Write,
+}
+
+impl Default for AckedWrites {
+    fn default() -> Self {
+        AckedWrites {
+            put: Write::Put {
+                key: Key::user(String::new()),
+                value: String::new(),
+            },
+            delete: Write::Delete {
+                key: Key::user(String::new()),
+            },
+            cas: Write::Cas {
+                key: Key::user(String::new()),
+                from: None,
+                to: String::new(),
+            },
+        }
+    }
+}
+
+impl AckedWrites {
+    /// The write `op` on `key` made (equal to the one sent); `None` for a read.
+    fn rebuild(&mut self, key: &Key, op: &Op) -> Option<&Write> {
+        fn set_key(to: &mut Key, from: &Key) {
+            let Key { partition, name } = from;
+            to.partition = *partition;
+            to.name.clone_from(name);
+        }
+        match op {
+            Op::Get { .. } => None,
+            Op::Put { value, .. } => {
+                if let Write::Put { key: k, value: v } = &mut self.put {
+                    set_key(k, key);
+                    v.clone_from(value);
+                } else {
+                    self.put = Write::Put {
+                        key: key.clone(),
+                        value: value.clone(),
+                    };
+                }
+                Some(&self.put)
+            }
+            Op::Delete { .. } => {
+                if let Write::Delete { key: k } = &mut self.delete {
+                    set_key(k, key);
+                } else {
+                    self.delete = Write::Delete { key: key.clone() };
+                }
+                Some(&self.delete)
+            }
+            Op::Cas { from, to, .. } => {
+                if let Write::Cas {
+                    key: k,
+                    from: f,
+                    to: t,
+                } = &mut self.cas
+                {
+                    set_key(k, key);
+                    f.clone_from(from);
+                    t.clone_from(to);
+                } else {
+                    self.cas = Write::Cas {
+                        key: key.clone(),
+                        from: from.clone(),
+                        to: to.clone(),
+                    };
+                }
+                Some(&self.cas)
+            }
+        }
+    }
 }
 
 /// A short, stable description of a fault for traces: its scenario-file form.
