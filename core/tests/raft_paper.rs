@@ -664,13 +664,19 @@ fn value_of(reply: Option<&ClientResult>) -> Option<String> {
     }
 }
 
-#[test]
-fn s6_4_1_a_leader_holding_a_lease_answers_a_read_at_once_without_a_round() {
-    let mut c = Cluster::new(3);
+/// Elects a leader and has it commit `a = 1`, every message delivered.
+fn elect_and_write_a(c: &mut Cluster) -> NodeId {
     let l = c.elect();
     c.deliver_all();
     c.put(l, "a", "1");
     c.deliver_all();
+    l
+}
+
+#[test]
+fn s6_4_1_a_leader_holding_a_lease_answers_a_read_at_once_without_a_round() {
+    let mut c = Cluster::new(3);
+    let l = elect_and_write_a(&mut c);
     assert!(c.nodes[&l].read_lease_until().is_some_and(|u| u > c.now));
     let id = c.get(l, "a");
     assert_eq!(value_of(c.reply(id)), Some("1".to_string()));
@@ -684,10 +690,7 @@ fn s6_4_1_a_leader_holding_a_lease_answers_a_read_at_once_without_a_round() {
 #[test]
 fn s6_4_1_a_lease_lapses_once_no_majority_answered_within_the_window() {
     let mut c = Cluster::new(3);
-    let l = c.elect();
-    c.deliver_all();
-    c.put(l, "a", "1");
-    c.deliver_all();
+    let l = elect_and_write_a(&mut c);
     let lease = c.nodes[&l].read_lease_until().expect("a lease");
     let cfg = c.configs[&l].clone();
     // The lease runs from the start of a round the followers answered, short of the window.
