@@ -98,6 +98,7 @@ scenario_tests!(
     leader_transfer_named,
     late_vote_request,
     stale_leader_reads_read_index,
+    restart_vote_hold,
 );
 
 #[test]
