@@ -402,6 +402,14 @@ mod tests {
             Err(ConfigError::HeartbeatTooSlow { .. })
         ));
         let mut c = three();
+        c.lease_read_margin = c.election_timeout_min;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::LeaseReadMargin { .. })
+        ));
+        c.lease_read_margin = c.election_timeout_min - Duration::from_micros(1);
+        assert_eq!(c.validate(), Ok(()));
+        let mut c = three();
         c.id = NodeId(9);
         assert!(matches!(c.validate(), Err(ConfigError::NotAMember { .. })));
         let mut c = three();

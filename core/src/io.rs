@@ -239,12 +239,7 @@ impl DurableState {
     /// Makes `persist` durable, taking its entries over rather than copying them.
     pub fn apply_owned(&mut self, persist: Persist) {
         match persist {
-            Persist::Entries(entries) => {
-                let Some(first) = entries.first() else { return };
-                let keep = self.entries.partition_point(|e| e.index < first.index);
-                self.entries.truncate(keep);
-                self.entries.extend(entries);
-            }
+            Persist::Entries(entries) => self.append(entries),
             other => self.apply(&other),
         }
     }
@@ -252,12 +247,7 @@ impl DurableState {
     pub fn apply(&mut self, persist: &Persist) {
         match persist {
             Persist::HardState(hs) => self.hard_state = *hs,
-            Persist::Entries(entries) => {
-                let Some(first) = entries.first() else { return };
-                let keep = self.entries.partition_point(|e| e.index < first.index);
-                self.entries.truncate(keep);
-                self.entries.extend(entries.iter().cloned());
-            }
+            Persist::Entries(entries) => self.append(entries.iter().cloned()),
             Persist::Snapshot(snap) => {
                 let matches = self
                     .entries
@@ -271,6 +261,17 @@ impl DurableState {
                 self.snapshot = Some(snap.clone());
             }
         }
+    }
+
+    /// A batch replaces every durable entry from its first index on.
+    fn append(&mut self, entries: impl IntoIterator<Item = Entry>) {
+        let mut entries = entries.into_iter().peekable();
+        let Some(first) = entries.peek().map(|e| e.index) else {
+            return;
+        };
+        let keep = self.entries.partition_point(|e| e.index < first);
+        self.entries.truncate(keep);
+        self.entries.extend(entries);
     }
 
     /// The index of the last durable entry (or of the snapshot, if the log is empty).

@@ -417,6 +417,47 @@ fn s5_3_a_leader_backs_off_a_whole_conflicting_term_at_once_and_repairs_the_foll
     );
 }
 
+/// Ticks leader `l` every millisecond for `ms` milliseconds; returns when (after the start) it
+/// sent an empty AppendEntries, a heartbeat.
+fn heartbeats_over(c: &mut Cluster, l: NodeId, ms: u64) -> Vec<Duration> {
+    let start = c.now;
+    let mut at = Vec::new();
+    for i in 1..=ms {
+        c.now = start + Duration::from_millis(i);
+        c.step(l, Input::Tick);
+        let empty = sent(&c.last_outputs).iter().any(
+            |m| matches!(&m.body, MessageBody::AppendEntries { entries, .. } if entries.is_empty()),
+        );
+        if empty {
+            at.push(Duration::from_millis(i));
+        }
+        c.deliver_all();
+    }
+    at
+}
+
+#[test]
+fn s5_2_a_follower_sent_entries_within_half_a_heartbeat_interval_gets_no_heartbeat() {
+    let mut c = Cluster::new(3);
+    let l = c.elect();
+    c.deliver_all();
+    let interval = c.configs[&l].heartbeat_interval;
+    // Find a beat (the ticks stop at the first heartbeat), then write 5 ms before the next one.
+    let mut beat = heartbeats_over(&mut c, l, 1);
+    while beat.is_empty() {
+        beat = heartbeats_over(&mut c, l, 1);
+    }
+    c.now = c.now + (interval - Duration::from_millis(5));
+    c.put(l, "a", "1");
+    c.deliver_all();
+    let after = heartbeats_over(&mut c, l, 60);
+    assert_eq!(
+        after.first().copied(),
+        Some(interval + Duration::from_millis(5)),
+        "the beat 5 ms after the write skips the followers; the next one does not: {after:?}"
+    );
+}
+
 #[test]
 fn s5_3_entries_in_flight_to_one_follower_are_bounded() {
     let mut c = Cluster::with_config(3, |cfg| {
