@@ -1374,6 +1374,17 @@ mod tests {
 
     const BASE: &str = "Scenario(\n    name: \"t\",\n    nodes: 3,\n    duration: \"30s\",\n";
 
+    /// `e` names line `line` and field `field`.
+    #[track_caller]
+    fn assert_at(e: &ScenarioError, line: usize, field: &str) {
+        assert_eq!((e.line, e.field.as_deref()), (line, Some(field)), "{e}");
+    }
+
+    /// The base scenario with one fault, `fault` at `at`.
+    fn one_fault(at: &str, fault: &str) -> String {
+        format!("{BASE}    faults: [\n        (at: \"{at}\", fault: {fault}),\n    ],\n)\n")
+    }
+
     #[test]
     fn every_scenario_file_loads_and_round_trips() {
         let mut n = 0;
@@ -1403,7 +1414,7 @@ mod tests {
     #[test]
     fn an_unknown_field_names_its_line_and_field() {
         let e = err(&format!("{BASE}    frobnicate: true,\n)\n"));
-        assert_eq!((e.line, e.field.as_deref()), (5, Some("frobnicate")), "{e}");
+        assert_at(&e, 5, "frobnicate");
         let text = e.to_string();
         assert!(text.starts_with("t.ron:5:"), "{text}");
         assert!(
@@ -1416,7 +1427,7 @@ mod tests {
     fn a_bad_duration_names_its_line_and_field() {
         let e =
             err("Scenario(\n    name: \"t\",\n    nodes: 3,\n    duration: \"30 parsecs\",\n)\n");
-        assert_eq!((e.line, e.field.as_deref()), (4, Some("duration")), "{e}");
+        assert_at(&e, 4, "duration");
         assert!(e.message.contains("250ms"), "{e}");
     }
 
@@ -1430,66 +1441,41 @@ mod tests {
     fn a_wrong_type_names_the_field_it_is_in() {
         let e =
             err("Scenario(\n    name: \"t\",\n    nodes: \"three\",\n    duration: \"1s\",\n)\n");
-        assert_eq!((e.line, e.field.as_deref()), (3, Some("nodes")), "{e}");
+        assert_at(&e, 3, "nodes");
     }
 
     #[test]
     fn an_unknown_node_names_the_fault() {
-        let e = err(&format!(
-            "{BASE}    faults: [\n        (at: \"1s\", fault: Crash(Leader)),\n        (at: \"2s\", fault: Crash(Node(\"n9\"))),\n    ],\n)\n"
+        let e = err(&one_fault(
+            "1s",
+            "Crash(Leader)),\n        (at: \"2s\", fault: Crash(Node(\"n9\"))",
         ));
-        assert_eq!(
-            (e.line, e.field.as_deref()),
-            (7, Some("faults[1].fault")),
-            "{e}"
-        );
+        assert_at(&e, 7, "faults[1].fault");
         assert!(
             e.message.contains("\"n9\"") && e.message.contains("n1..n3"),
             "{e}"
         );
-        let e = err(&format!(
-            "{BASE}    faults: [\n        (at: \"2s\", fault: Partition([[\"n1\"], [\"n2\", \"n7\"]])),\n    ],\n)\n"
-        ));
-        assert_eq!(
-            (e.line, e.field.as_deref()),
-            (6, Some("faults[0].fault")),
-            "{e}"
-        );
+        let e = err(&one_fault("2s", "Partition([[\"n1\"], [\"n2\", \"n7\"]])"));
+        assert_at(&e, 6, "faults[0].fault");
     }
 
     #[test]
     fn a_fault_after_the_end_or_out_of_order_is_refused() {
-        let e = err(&format!(
-            "{BASE}    faults: [\n        (at: \"40s\", fault: Heal),\n    ],\n)\n"
-        ));
-        assert_eq!(
-            (e.line, e.field.as_deref()),
-            (6, Some("faults[0].at")),
-            "{e}"
-        );
+        let e = err(&one_fault("40s", "Heal"));
+        assert_at(&e, 6, "faults[0].at");
         assert!(e.message.contains("after the end"), "{e}");
-        let e = err(&format!(
-            "{BASE}    faults: [\n        (at: \"5s\", fault: Heal),\n        (at: \"4s\", fault: Heal),\n    ],\n)\n"
-        ));
-        assert_eq!(
-            (e.line, e.field.as_deref()),
-            (7, Some("faults[1].at")),
-            "{e}"
-        );
+        let e = err(&one_fault("5s", "Heal),\n        (at: \"4s\", fault: Heal"));
+        assert_at(&e, 7, "faults[1].at");
     }
 
     #[test]
     fn semantic_limits_are_enforced() {
         let e = err("Scenario(\n    name: \"t\",\n    nodes: 0,\n    duration: \"1s\",\n)\n");
-        assert_eq!((e.line, e.field.as_deref()), (3, Some("nodes")), "{e}");
+        assert_at(&e, 3, "nodes");
         let e = err(&format!(
             "{BASE}    network: (latency: (\"5ms\", \"1ms\")),\n)\n"
         ));
-        assert_eq!(
-            (e.line, e.field.as_deref()),
-            (5, Some("network.latency")),
-            "{e}"
-        );
+        assert_at(&e, 5, "network.latency");
         let e = err(&format!("{BASE}    network: (drop_rate: 1.5),\n)\n"));
         assert_eq!(e.field.as_deref(), Some("network.drop_rate"), "{e}");
         let e = err(&format!(
@@ -1533,21 +1519,13 @@ mod tests {
         assert_eq!(e.field.as_deref(), Some("clients.bogus"), "{e}");
         assert!(e.message.contains("rate_per_sec"), "{e}");
         let e = err(&format!("{BASE}    clients: (count: \"x\"),\n)\n"));
-        assert_eq!(
-            (e.line, e.field.as_deref()),
-            (5, Some("clients.count")),
-            "{e}"
-        );
+        assert_at(&e, 5, "clients.count");
         let e = err(&format!(
             "{BASE}    workloads: [(name: \"a\"), (count: 2)],\n)\n"
         ));
-        assert_eq!(
-            (e.line, e.field.as_deref()),
-            (5, Some("workloads[1].name")),
-            "{e}"
-        );
+        assert_at(&e, 5, "workloads[1].name");
         let e = err("Scenario(\n    name: \"t\",\n    nodes: 3)\n");
-        assert_eq!((e.line, e.field.as_deref()), (3, Some("duration")), "{e}");
+        assert_at(&e, 3, "duration");
         let e = err(&format!(
             "{BASE}    faults: [(at: \"1s\", fault: Overload(rate_per_sec: 5))],\n)\n"
         ));
@@ -1555,7 +1533,7 @@ mod tests {
         let e = err(&format!(
             "{BASE}    expect: [NoLostWrites, Linearisable],\n)\n"
         ));
-        assert_eq!((e.line, e.field.as_deref()), (5, Some("expect[1]")), "{e}");
+        assert_at(&e, 5, "expect[1]");
     }
 
     #[test]
@@ -1571,11 +1549,7 @@ mod tests {
         );
         let line = "    faults: [(at: \"1s\", fault: Heal), (at: \"2s\", fault: Crash(Leeder))],\n";
         let e = err(&format!("{BASE}{line})\n"));
-        assert_eq!(
-            (e.line, e.field.as_deref()),
-            (5, Some("faults[1].fault")),
-            "{e}"
-        );
+        assert_at(&e, 5, "faults[1].fault");
         let line = "    faults: [(at: \"5s\", fault: Heal), (at: \"1s\", fault: Heal)],\n";
         let e = err(&format!("{BASE}{line})\n"));
         assert_eq!(e.field.as_deref(), Some("faults[1].at"), "{e}");
@@ -1589,17 +1563,9 @@ mod tests {
             "{BASE}    description: \"faults: [(at: \\\"1s\\\")]\", /* at: \"0s\" */\n    faults: [\n        // (at: \"3s\", fault: Heal),\n        (at: \"1s\", fault: Overload(rate_per_sec: 10, lasting: \"1s\")),\n        (at: \"99s\", fault: Heal),\n    ],\n    clients: (rate_per_sec: -1),\n)\n"
         );
         let e = err(&text.replace("-1", "1"));
-        assert_eq!(
-            (e.line, e.field.as_deref()),
-            (9, Some("faults[1].at")),
-            "{e}"
-        );
+        assert_at(&e, 9, "faults[1].at");
         let e = err(&text.replace("\"99s\"", "\"2s\""));
-        assert_eq!(
-            (e.line, e.field.as_deref()),
-            (11, Some("clients.rate_per_sec")),
-            "{e}"
-        );
+        assert_at(&e, 11, "clients.rate_per_sec");
     }
 
     #[test]
@@ -1610,19 +1576,15 @@ mod tests {
         let e = err(&format!("{BASE}    workloads: [(name: \"\")],\n)\n"));
         assert_eq!(e.field.as_deref(), Some("workloads[0].name"), "{e}");
         let e = err(&format!("{BASE}    clients: (count: 1, keys: 0),\n)\n"));
-        assert_eq!(
-            (e.line, e.field.as_deref()),
-            (5, Some("clients.keys")),
-            "{e}"
-        );
+        assert_at(&e, 5, "clients.keys");
         let e = err(&format!("{BASE}    clients: (rate_per_sec: -5),\n)\n"));
         assert_eq!(e.field.as_deref(), Some("clients.rate_per_sec"), "{e}");
         let e = err(&format!("{BASE}    network: (duplicate_rate: -0.1),\n)\n"));
         assert_eq!(e.field.as_deref(), Some("network.duplicate_rate"), "{e}");
         let e = err("Scenario(\n    name: \"t\",\n    nodes: 10,\n    duration: \"1s\",\n)\n");
-        assert_eq!((e.line, e.field.as_deref()), (3, Some("nodes")), "{e}");
+        assert_at(&e, 3, "nodes");
         let e = err("Scenario(\n    name: \"t\",\n    nodes: 3,\n    duration: \"0s\",\n)\n");
-        assert_eq!((e.line, e.field.as_deref()), (4, Some("duration")), "{e}");
+        assert_at(&e, 4, "duration");
         let e = err(&format!(
             "{BASE}    faults: [(at: \"1s\", fault: Overload(rate_per_sec: 10, lasting: \"0s\"))],\n)\n"
         ));
@@ -1634,15 +1596,11 @@ mod tests {
         let e = err(&format!(
             "{BASE}    workloads: [(name: \"web\")],\n    faults: [(at: \"1s\", fault: HangWorkload(\"db\"))],\n)\n"
         ));
-        assert_eq!(
-            (e.line, e.field.as_deref()),
-            (6, Some("faults[0].fault")),
-            "{e}"
-        );
+        assert_at(&e, 6, "faults[0].fault");
         let e = err(&format!(
             "{BASE}    expect: [NewLeaderWithin(\"soon\")],\n)\n"
         ));
-        assert_eq!((e.line, e.field.as_deref()), (5, Some("expect[0]")), "{e}");
+        assert_at(&e, 5, "expect[0]");
         // Integer literals are fine where a float is expected, and workload faults resolve.
         let s = Scenario::parse(
             &format!("{BASE}    network: (drop_rate: 1),\n    workloads: [(name: \"web\")],\n    faults: [(at: \"1s\", fault: CrashWorkload(\"web\")), (at: \"1s\", fault: Slow(Random, 3, \"2s\"))],\n)\n"),
@@ -1661,7 +1619,7 @@ mod tests {
     #[test]
     fn armed_faults_parse_and_bad_ones_are_located() {
         let s = Scenario::parse(
-            &format!("{BASE}    faults: [\n        (at: \"1s\", fault: CrashAfterVote(LastCrashed, \"2ms\")),\n        (at: \"2s\", fault: IsolateLeaderOnAppend(\"800ms\")),\n    ],\n)\n"),
+            &one_fault("1s", "CrashAfterVote(LastCrashed, \"2ms\")),\n        (at: \"2s\", fault: IsolateLeaderOnAppend(\"800ms\")"),
             "t.ron",
         )
         .expect("parses");
@@ -1674,45 +1632,27 @@ mod tests {
             Fault::IsolateLeaderOnAppend(Duration::from_millis(800))
         );
         assert_eq!(Scenario::parse(&s.to_ron(), "again.ron"), Ok(s));
-        let e = err(&format!(
-            "{BASE}    faults: [\n        (at: \"1s\", fault: Heal),\n        (at: \"2s\", fault: CrashAfterVote(Node(\"n4\"), \"1ms\")),\n    ],\n)\n"
+        let e = err(&one_fault(
+            "1s",
+            "Heal),\n        (at: \"2s\", fault: CrashAfterVote(Node(\"n4\"), \"1ms\")",
         ));
-        assert_eq!(
-            (e.line, e.field.as_deref()),
-            (7, Some("faults[1].fault")),
-            "{e}"
-        );
-        let e = err(&format!(
-            "{BASE}    faults: [\n        (at: \"1s\", fault: IsolateLeaderOnAppend(\"0s\")),\n    ],\n)\n"
-        ));
-        assert_eq!(
-            (e.line, e.field.as_deref()),
-            (6, Some("faults[0].fault")),
-            "{e}"
-        );
+        assert_at(&e, 7, "faults[1].fault");
+        let e = err(&one_fault("1s", "IsolateLeaderOnAppend(\"0s\")"));
+        assert_at(&e, 6, "faults[0].fault");
         assert!(e.message.contains("above zero"), "{e}");
-        let e = err(&format!(
-            "{BASE}    faults: [\n        (at: \"1s\", fault: CrashAfterVote(Leader, \"soon\")),\n    ],\n)\n"
-        ));
-        assert_eq!(
-            (e.line, e.field.as_deref()),
-            (6, Some("faults[0].fault")),
-            "{e}"
-        );
-        let e = err(&format!(
-            "{BASE}    faults: [\n        (at: \"1s\", fault: CrashAfterVote(\"1ms\")),\n    ],\n)\n"
-        ));
-        assert_eq!(
-            (e.line, e.field.as_deref()),
-            (6, Some("faults[0].fault")),
-            "{e}"
-        );
+        let e = err(&one_fault("1s", "CrashAfterVote(Leader, \"soon\")"));
+        assert_at(&e, 6, "faults[0].fault");
+        let e = err(&one_fault("1s", "CrashAfterVote(\"1ms\")"));
+        assert_at(&e, 6, "faults[0].fault");
     }
 
     #[test]
     fn delays_parse_and_bad_ones_are_located() {
         let s = Scenario::parse(
-            &format!("{BASE}    faults: [\n        (at: \"1s\", fault: Delay(from: Node(\"n1\"), to: Leader, extra: \"150ms\", lasting: \"2s\")),\n    ],\n)\n"),
+            &one_fault(
+                "1s",
+                "Delay(from: Node(\"n1\"), to: Leader, extra: \"150ms\", lasting: \"2s\")",
+            ),
             "t.ron",
         )
         .expect("parses");
@@ -1731,58 +1671,40 @@ mod tests {
         let e = err(&format!(
             "{BASE}    faults: [\n        (at: \"1s\", fault: Heal),\n{line}    ],\n)\n"
         ));
-        assert_eq!(
-            (e.line, e.field.as_deref()),
-            (7, Some("faults[1].fault.extra")),
-            "{e}"
-        );
+        assert_at(&e, 7, "faults[1].fault.extra");
         assert_eq!(e.column, 1 + line.find("extra:").unwrap(), "{e}");
         assert!(e.message.contains("250ms"), "{e}");
-        let e = err(&format!(
-            "{BASE}    faults: [\n        (at: \"1s\", fault: Delay(from: Leader, to: Follower, extra: \"5ms\", lasting: \"0s\")),\n    ],\n)\n"
+        let e = err(&one_fault(
+            "1s",
+            "Delay(from: Leader, to: Follower, extra: \"5ms\", lasting: \"0s\")",
         ));
-        assert_eq!(
-            (e.line, e.field.as_deref()),
-            (6, Some("faults[0].fault.lasting")),
-            "{e}"
-        );
+        assert_at(&e, 6, "faults[0].fault.lasting");
         assert!(e.message.contains("above zero"), "{e}");
-        let e = err(&format!(
-            "{BASE}    faults: [\n        (at: \"1s\", fault: Delay(from: Leader, to: Follower, lasting: \"1s\")),\n    ],\n)\n"
+        let e = err(&one_fault(
+            "1s",
+            "Delay(from: Leader, to: Follower, lasting: \"1s\")",
         ));
         assert_eq!(e.field.as_deref(), Some("faults[0].fault.extra"), "{e}");
         assert!(e.message.contains("missing field `extra`"), "{e}");
-        let e = err(&format!(
-            "{BASE}    faults: [\n        (at: \"1s\", fault: Delay(from: Node(\"n7\"), to: Leader, extra: \"5ms\", lasting: \"1s\")),\n    ],\n)\n"
+        let e = err(&one_fault(
+            "1s",
+            "Delay(from: Node(\"n7\"), to: Leader, extra: \"5ms\", lasting: \"1s\")",
         ));
-        assert_eq!(
-            (e.line, e.field.as_deref()),
-            (6, Some("faults[0].fault")),
-            "{e}"
-        );
+        assert_at(&e, 6, "faults[0].fault");
         assert!(e.message.contains("\"n7\""), "{e}");
     }
 
     #[test]
     fn commit_cut_offs_parse_and_bad_ones_are_located() {
-        let s = Scenario::parse(
-            &format!("{BASE}    faults: [\n        (at: \"3s\", fault: IsolateLeaderOnCommit(\"2s\")),\n    ],\n)\n"),
-            "t.ron",
-        )
-        .expect("parses");
+        let s = Scenario::parse(&one_fault("3s", "IsolateLeaderOnCommit(\"2s\")"), "t.ron")
+            .expect("parses");
         assert_eq!(
             s.faults[0].fault,
             Fault::IsolateLeaderOnCommit(Duration::from_secs(2))
         );
         assert_eq!(Scenario::parse(&s.to_ron(), "again.ron"), Ok(s));
-        let e = err(&format!(
-            "{BASE}    faults: [\n        (at: \"1s\", fault: IsolateLeaderOnCommit(\"0ms\")),\n    ],\n)\n"
-        ));
-        assert_eq!(
-            (e.line, e.field.as_deref()),
-            (6, Some("faults[0].fault")),
-            "{e}"
-        );
+        let e = err(&one_fault("1s", "IsolateLeaderOnCommit(\"0ms\")"));
+        assert_at(&e, 6, "faults[0].fault");
         assert!(e.message.contains("above zero"), "{e}");
     }
 
@@ -1803,18 +1725,12 @@ mod tests {
             [Expectation::TransfersReachTarget(Duration::from_secs(1))]
         );
         assert_eq!(Scenario::parse(&s.to_ron(), "again.ron"), Ok(s));
-        let e = err(&format!(
-            "{BASE}    faults: [\n        (at: \"1s\", fault: TransferLeadershipTo(Node(\"n4\"))),\n    ],\n)\n"
-        ));
-        assert_eq!(
-            (e.line, e.field.as_deref()),
-            (6, Some("faults[0].fault")),
-            "{e}"
-        );
+        let e = err(&one_fault("1s", "TransferLeadershipTo(Node(\"n4\"))"));
+        assert_at(&e, 6, "faults[0].fault");
         let e = err(&format!(
             "{BASE}    expect: [NoLostWrites, TransfersReachTarget(\"0s\")],\n)\n"
         ));
-        assert_eq!((e.line, e.field.as_deref()), (5, Some("expect[1]")), "{e}");
+        assert_at(&e, 5, "expect[1]");
     }
 
     #[test]
