@@ -96,6 +96,13 @@ impl<N: Net> axum::serve::Listener for HttpListener<N> {
     }
 }
 
+/// splitmix64's finaliser: a bijection on `u64` under which nearby inputs give unrelated outputs.
+pub(crate) fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// A small deterministic random stream (splitmix64) for the transport's reconnect jitter: seeded
 /// from the node's seed, so a simulated run with a fixed seed repeats exactly.
 #[derive(Clone, Debug)]
@@ -108,10 +115,7 @@ impl Jitter {
 
     fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        mix64(self.0)
     }
 
     /// A delay in `0..max` (whole milliseconds; 0 if `max` is under 1 ms).
