@@ -239,6 +239,7 @@ pub async fn run_with_api<N: Net>(
         members.clone(),
         spec.transport.clone(),
         inbound_tx,
+        outbound.handshakes(),
     )));
     let ApiInbox {
         tx: api_tx,

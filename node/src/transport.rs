@@ -2,16 +2,23 @@
 //!
 //! Outbound: messages for a peer wait in a bounded queue; when it is full new messages are
 //! dropped (Raft retransmits), so a slow or dead peer never blocks the others. The writer task
-//! connects, sends its [`Hello`], streams frames, and on any error reconnects after a capped,
-//! jittered backoff. Inbound: each accepted connection must open with a valid [`Hello`]; after it,
-//! every frame must decode to a [`Message`] from that peer to this node. Anything else closes that
-//! connection with a logged reason; the node stays up.
+//! connects, sends its [`Hello`], streams frames, and on any error, or when the peer closes its
+//! end (a crashed process), reconnects after a capped, jittered backoff. Inbound: each accepted
+//! connection must open with a valid [`Hello`]; after it, every frame must decode to a
+//! [`Message`] from that peer to this node. Anything else closes that connection with a logged
+//! reason; the node stays up.
 //!
 //! Wedged connections: a connection can stop moving without either side seeing an error (a peer
 //! that crashed or was cut off without a reset, a partition that swallowed segments). The writer
 //! gives a connection up when a connect, or a write without progress, takes longer than
 //! [`TransportConfig::io_timeout`], and reconnects; an inbound connection is closed as soon as a
 //! newer one from the same peer has shaken hands, since the peer only writes to its newest.
+//!
+//! A peer that shakes hands anew has just come back (restarted, or its side of a partition
+//! healed). Its messages to us should not wait out our backoff to be answered, so the writer to
+//! it then reconnects at once: from its backoff, from a connect under way, or from a connection
+//! older than [`TransportConfig::reconnect_max`], which has likely died the same way. A younger
+//! connection is kept, so that two nodes cannot make each other reconnect in turn.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -32,10 +39,13 @@ pub struct TransportConfig {
     pub cluster: String,
     /// Messages queued per peer before new ones are dropped. Default 1024.
     pub peer_queue: usize,
-    /// First reconnect delay; doubles per failure up to `reconnect_max`. Default 50 ms.
+    /// First reconnect delay; doubles per failure up to `reconnect_max`. Each wait is drawn
+    /// between half and all of the current delay (jitter), and ends early when the peer
+    /// connects to this node. Default 50 ms.
     #[serde(with = "crate::config::duration")]
     pub reconnect_min: Duration,
-    /// Longest reconnect delay. Default 1 s.
+    /// Longest reconnect delay. Also the age past which a connection to a peer is replaced when
+    /// that peer connects here anew (see the module docs). Default 1 s.
     #[serde(with = "crate::config::duration")]
     pub reconnect_max: Duration,
     /// Largest frame accepted. Default 64 MiB.
@@ -64,7 +74,13 @@ impl Default for TransportConfig {
 pub struct Outbound {
     queues: BTreeMap<NodeId, mpsc::Sender<Message>>,
     dropped: std::sync::atomic::AtomicU64,
+    handshakes: Handshakes,
 }
+
+/// Per peer, how many of its inbound connections to this node have shaken hands. The listener
+/// counts; a reader whose number is no longer the latest was superseded and closes, and the
+/// writer to that peer may reconnect at once (see the module docs).
+pub type Handshakes = std::sync::Arc<BTreeMap<NodeId, watch::Sender<u64>>>;
 
 impl Outbound {
     /// Starts a writer task per peer on the network `N`; `seed` drives their reconnect jitter.
@@ -74,17 +90,35 @@ impl Outbound {
         cfg: &TransportConfig,
         seed: u64,
     ) -> Outbound {
+        let handshakes: Handshakes =
+            std::sync::Arc::new(peers.keys().map(|p| (*p, watch::Sender::new(0))).collect());
         let mut queues = BTreeMap::new();
         for (id, addr) in peers {
             let (tx, rx) = mpsc::channel(cfg.peer_queue);
             queues.insert(*id, tx);
             let jitter = Jitter::new(seed ^ u64::from(id.0).wrapping_mul(0x2545_F491_4F6C_DD1D));
-            tokio::spawn(writer::<N>(me, *id, *addr, rx, cfg.clone(), jitter));
+            let came_back = handshakes[id].subscribe();
+            tokio::spawn(writer::<N>(
+                me,
+                *id,
+                *addr,
+                rx,
+                came_back,
+                cfg.clone(),
+                jitter,
+            ));
         }
         Outbound {
             queues,
             dropped: std::sync::atomic::AtomicU64::new(0),
+            handshakes,
         }
+    }
+
+    /// The handshake counters [`listen`] must update, so that the writer to a peer that has just
+    /// connected here anew can reconnect at once.
+    pub fn handshakes(&self) -> Handshakes {
+        self.handshakes.clone()
     }
 
     /// Messages dropped so far because a peer's queue was full (a slow or unreachable peer).
@@ -109,62 +143,199 @@ async fn writer<N: Net>(
     peer: NodeId,
     addr: SocketAddr,
     mut rx: mpsc::Receiver<Message>,
+    mut came_back: watch::Receiver<u64>,
     cfg: TransportConfig,
     mut jitter: Jitter,
 ) {
     let mut delay = cfg.reconnect_min;
     loop {
-        match tokio::time::timeout(cfg.io_timeout, N::connect(addr)).await {
-            Ok(Ok(mut stream)) => {
-                let _ = N::set_nodelay(&stream);
-                let mut buf = Vec::new();
-                if codec::encode(&Hello::new(&cfg.cluster, me), &mut buf).is_ok()
-                    && write_with_progress(&mut stream, &buf, cfg.io_timeout)
-                        .await
-                        .is_ok()
-                {
-                    delay = cfg.reconnect_min;
-                    tracing::info!(%peer, %addr, "connected");
-                    loop {
-                        let Some(m) = rx.recv().await else {
-                            return; // the node is shutting down
-                        };
-                        buf.clear();
-                        if codec::encode(&m, &mut buf).is_err() {
-                            continue;
-                        }
-                        // Batch whatever else is already queued into the same write.
-                        while buf.len() < 1 << 20 {
-                            match rx.try_recv() {
-                                Ok(m) => {
-                                    let _ = codec::encode(&m, &mut buf);
-                                }
-                                Err(_) => break,
-                            }
-                        }
-                        match write_with_progress(&mut stream, &buf, cfg.io_timeout).await {
-                            Ok(()) => {}
-                            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                                tracing::warn!(%peer, timeout = ?cfg.io_timeout,
-                                    "the peer took nothing for too long; reconnecting");
-                                break;
-                            }
-                            Err(e) => {
-                                tracing::warn!(%peer, error = %e, "connection lost");
-                                break;
-                            }
-                        }
-                    }
-                }
+        let link = Link {
+            me,
+            peer,
+            addr,
+            cfg: &cfg,
+        };
+        match link.session::<N>(&mut rx, &mut came_back, &mut delay).await {
+            Ended::Shutdown => return,
+            Ended::PeerCameBack => {
+                delay = cfg.reconnect_min;
+                continue;
             }
-            Ok(Err(e)) => tracing::debug!(%peer, %addr, error = %e, "connect failed"),
-            Err(_) => tracing::debug!(%peer, %addr, "connect timed out"),
+            Ended::Failed => {}
         }
         if rx.is_closed() {
             return; // the node stopped
         }
-        tokio::time::sleep(delay + jitter.up_to(delay)).await;
+        // Handshakes from the peer before this wait need not cut it short.
+        came_back.mark_unchanged();
+        let wait = delay / 2 + jitter.up_to(delay / 2);
+        tokio::select! {
+            biased;
+            Some(()) = came_back_now(&mut came_back) => {
+                tracing::debug!(%peer, "the peer connected here; reconnecting at once");
+                delay = cfg.reconnect_min;
+                continue;
+            }
+            () = tokio::time::sleep(wait) => {}
+        }
         delay = (delay * 2).min(cfg.reconnect_max);
+    }
+}
+
+/// Why a writer's connection (or attempt at one) ended.
+enum Ended {
+    /// The node is shutting down.
+    Shutdown,
+    /// The connect or a write failed, or the peer closed the connection: back off, reconnect.
+    Failed,
+    /// The peer connected to this node anew while we were connecting, or while our connection
+    /// was old: the peer is up, and an old connection is likely dead (a partition or a restart
+    /// that both sides saw); reconnect at once.
+    PeerCameBack,
+}
+
+/// Resolves when the peer shakes hands with this node again (never, once the listener is gone).
+async fn came_back_now(came_back: &mut watch::Receiver<u64>) -> Option<()> {
+    came_back.changed().await.ok()
+}
+
+/// Resolves when the peer shakes hands with this node again while our connection, made at
+/// `since`, is older than `young`. A younger connection was just made and is kept: otherwise two
+/// nodes could make each other reconnect in turn, each new connection answering the other's.
+async fn replaced(
+    came_back: &mut watch::Receiver<u64>,
+    since: tokio::time::Instant,
+    young: Duration,
+) -> Option<()> {
+    loop {
+        came_back_now(came_back).await?;
+        if since.elapsed() >= young {
+            return Some(());
+        }
+    }
+}
+
+/// One writer's view of its peer.
+struct Link<'a> {
+    me: NodeId,
+    peer: NodeId,
+    addr: SocketAddr,
+    cfg: &'a TransportConfig,
+}
+
+impl Link<'_> {
+    /// Connects, shakes hands and streams queued messages until something ends the connection.
+    /// `delay` (the backoff) is reset once the handshake is written.
+    async fn session<N: Net>(
+        &self,
+        rx: &mut mpsc::Receiver<Message>,
+        came_back: &mut watch::Receiver<u64>,
+        delay: &mut Duration,
+    ) -> Ended {
+        let (peer, addr) = (self.peer, self.addr);
+        came_back.mark_unchanged();
+        let mut stream = tokio::select! {
+            biased;
+            Some(()) = came_back_now(came_back) => {
+                tracing::debug!(%peer, "the peer connected here during our connect; retrying at once");
+                return Ended::PeerCameBack;
+            }
+            r = tokio::time::timeout(self.cfg.io_timeout, N::connect(addr)) => match r {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, %addr, error = %e, "connect failed");
+                    return Ended::Failed;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, %addr, "connect timed out");
+                    return Ended::Failed;
+                }
+            },
+        };
+        let _ = N::set_nodelay(&stream);
+        let mut buf = Vec::new();
+        if codec::encode(&Hello::new(&self.cfg.cluster, self.me), &mut buf).is_err() {
+            return Ended::Failed;
+        }
+        let since = tokio::time::Instant::now();
+        if let Err(end) = self.write(&mut stream, &buf, came_back, since).await {
+            return end;
+        }
+        *delay = self.cfg.reconnect_min;
+        tracing::info!(%peer, %addr, "connected");
+        // The peer never writes on this connection: anything readable is its end closing (a
+        // crash or restart shows here at once, not at the next write, which would be lost).
+        let mut probe = [0u8; 1];
+        loop {
+            let m = tokio::select! {
+                biased;
+                m = rx.recv() => match m {
+                    Some(m) => m,
+                    None => return Ended::Shutdown,
+                },
+                Some(()) = replaced(came_back, since, self.cfg.reconnect_max) => {
+                    tracing::debug!(%peer, "the peer connected here anew; replacing our old connection");
+                    return Ended::PeerCameBack;
+                }
+                r = stream.read(&mut probe) => {
+                    match r {
+                        Ok(0) => tracing::info!(%peer, "the peer closed the connection"),
+                        Ok(_) => tracing::warn!(%peer, "the peer wrote on a connection it only reads; reconnecting"),
+                        Err(e) => tracing::warn!(%peer, error = %e, "connection lost"),
+                    }
+                    return Ended::Failed;
+                }
+            };
+            buf.clear();
+            if codec::encode(&m, &mut buf).is_err() {
+                continue;
+            }
+            // Batch whatever else is already queued into the same write.
+            while buf.len() < 1 << 20 {
+                match rx.try_recv() {
+                    Ok(m) => {
+                        let _ = codec::encode(&m, &mut buf);
+                    }
+                    Err(_) => break,
+                }
+            }
+            if let Err(end) = self.write(&mut stream, &buf, came_back, since).await {
+                return end;
+            }
+        }
+    }
+
+    /// Writes `buf` on the connection made at `since`. A write that makes no progress for
+    /// `io_timeout` is given up, and so is one under way when the peer connects here anew while
+    /// the connection is older than `reconnect_max`.
+    async fn write(
+        &self,
+        stream: &mut (impl AsyncWrite + Unpin),
+        buf: &[u8],
+        came_back: &mut watch::Receiver<u64>,
+        since: tokio::time::Instant,
+    ) -> Result<(), Ended> {
+        let peer = self.peer;
+        let r = tokio::select! {
+            biased;
+            r = write_with_progress(stream, buf, self.cfg.io_timeout) => r,
+            Some(()) = replaced(came_back, since, self.cfg.reconnect_max) => {
+                tracing::debug!(%peer, "the peer connected here anew during our write; replacing our old connection");
+                return Err(Ended::PeerCameBack);
+            }
+        };
+        match r {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                tracing::warn!(%peer, timeout = ?self.cfg.io_timeout,
+                    "the peer took nothing for too long; reconnecting");
+                Err(Ended::Failed)
+            }
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "connection lost");
+                Err(Ended::Failed)
+            }
+        }
     }
 }
 
@@ -195,15 +366,8 @@ pub async fn listen<N: Net>(
     members: Vec<NodeId>,
     cfg: TransportConfig,
     inbound: mpsc::Sender<Message>,
+    latest: Handshakes,
 ) {
-    // Per peer, how many of its connections have shaken hands: a reader whose number is no
-    // longer the latest was superseded and closes.
-    let latest: std::sync::Arc<BTreeMap<NodeId, watch::Sender<u64>>> = std::sync::Arc::new(
-        members
-            .iter()
-            .map(|m| (*m, watch::Sender::new(0)))
-            .collect(),
-    );
     loop {
         let (stream, addr) = match N::accept(&listener).await {
             Ok(x) => x,
@@ -228,7 +392,7 @@ async fn reader(
     me: NodeId,
     members: &[NodeId],
     cfg: &TransportConfig,
-    latest: &BTreeMap<NodeId, watch::Sender<u64>>,
+    latest: &Handshakes,
     inbound: mpsc::Sender<Message>,
 ) -> Result<(), FrameError> {
     let mut decoder = FrameDecoder::new(cfg.max_frame_bytes);

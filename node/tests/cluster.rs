@@ -67,14 +67,15 @@ impl Member {
     }
 }
 
-/// GETs `path` (which must answer 200) every 50 ms until its body contains `want`, for at most
-/// 5 s; returns the last body.
+/// GETs `path` (which must answer 200 once it answers: a node just started may not listen yet)
+/// every 50 ms until its body contains `want`, for at most 5 s; returns the last body.
 async fn get_until(addr: SocketAddr, path: &str, want: &str) -> String {
     let mut last = String::new();
     for _ in 0..100 {
-        let (status, body) = http(addr, "GET", path, "").await.expect("answer");
-        assert_eq!(status, 200, "{body}");
-        last = body;
+        if let Some((status, body)) = http(addr, "GET", path, "").await {
+            assert_eq!(status, 200, "{body}");
+            last = body;
+        }
         if last.contains(want) {
             break;
         }
@@ -272,15 +273,12 @@ async fn three_nodes_survive_the_loss_of_their_leader() {
         "{body}"
     );
 
-    // The old leader restarts from disk and rejoins as a follower.
+    // The old leader restarts from disk and rejoins as a follower. (How soon is checked on
+    // simulated time in turmoil.rs; real time on a loaded machine only bounds it loosely.)
     members[li].start();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let (status, body) = http(members[li].spec.http, "GET", "/v1/cluster", "")
-        .await
-        .expect("answer");
-    assert_eq!(status, 200, "{body}");
-    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
-    assert_eq!(v["leader"].as_str(), Some(new_leader.as_str()), "{body}");
+    let want = format!(r#""leader":"{new_leader}""#);
+    let body = get_until(members[li].spec.http, "/v1/cluster", &want).await;
+    assert!(body.contains(&want), "{body}");
     for m in &mut members {
         m.kill().await;
     }

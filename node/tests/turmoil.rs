@@ -359,24 +359,34 @@ fn crash_scenario(seed: u64) -> Vec<String> {
             note(format!("{k} acknowledged through {via} at revision {last}"));
             acked.push((k, v));
         }
+        // Down long enough for the others' reconnect backoff to reach its cap (1 s).
+        tokio::time::sleep(Duration::from_secs(3)).await;
         ask.borrow_mut().push_back(Fault::Bounce(old.clone()));
         tokio::time::sleep(Duration::from_millis(10)).await;
+        let restarted = ms();
         note(format!("{old} restarted"));
         let mut caught_up = None;
-        for _ in 0..100 {
+        for _ in 0..1000 {
             if let Some(c) = cluster(&old).await {
                 if c["commit_index"].as_u64() >= Some(last) {
                     caught_up = Some(c);
                     break;
                 }
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let c = caught_up.expect("the restarted node catches up within 10 s");
         note(format!(
             "{old} caught up: leader {} term {} commit {}",
             c["leader"], c["term"], c["commit_index"]
         ));
+        // The leader reconnects as soon as the restarted node connects to it, not when its
+        // backoff (up to 1 s by now) runs out.
+        let took = ms() - restarted;
+        assert!(
+            took < 100,
+            "{old} took {took} ms after its restart to catch up"
+        );
         for (k, v) in &acked {
             assert_eq!(&get(&old, k).await, v, "{k} through the restarted {old}");
         }
