@@ -340,7 +340,15 @@ async fn a_workload_runs_as_a_process_and_moves_when_its_node_dies() {
     let first = running_on(any, "ticker", None).await;
     // It keeps running past its watchdog interval: its output is its progress.
     tokio::time::sleep(Duration::from_millis(2000)).await;
-    let w = workload(any, "ticker").await.expect("answer");
+    let mut w = None;
+    for _ in 0..100 {
+        w = workload(any, "ticker").await;
+        if w.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let w = w.expect("the workload readable within 5 s");
     assert_eq!(w["status"], "running", "{w}");
     assert_eq!(w["attempts"], 1, "never restarted: {w}");
     assert!(
