@@ -39,6 +39,15 @@ pub trait Net: Send + Sync + 'static {
     fn set_nodelay(_stream: &Self::Stream) -> io::Result<()> {
         Ok(())
     }
+
+    /// Has the network give a connection up once data it sent stays unacknowledged for
+    /// `timeout` (TCP_USER_TIMEOUT), where it has such a thing.
+    fn set_unacked_timeout(
+        _stream: &Self::Stream,
+        _timeout: std::time::Duration,
+    ) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The real network: `tokio::net`.
@@ -67,6 +76,15 @@ impl Net for TokioNet {
 
     fn set_nodelay(stream: &Self::Stream) -> io::Result<()> {
         stream.set_nodelay(true)
+    }
+
+    /// Linux: without it, a connection whose peer vanished (a host down, a cable pulled, a
+    /// partition) keeps taking writes into the kernel's buffer and retransmitting them with
+    /// exponential backoff for up to ~15 minutes; after the fault heals it may stay silent for
+    /// one more retransmission interval, seconds by then.
+    #[cfg(all(not(madsim), any(target_os = "linux", target_os = "android")))]
+    fn set_unacked_timeout(stream: &Self::Stream, timeout: std::time::Duration) -> io::Result<()> {
+        socket2::SockRef::from(stream).set_tcp_user_timeout(Some(timeout))
     }
 }
 
@@ -131,6 +149,22 @@ impl Jitter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(all(not(madsim), any(target_os = "linux", target_os = "android")))]
+    #[tokio::test]
+    async fn peer_connections_give_up_on_unacknowledged_data_after_the_set_time() {
+        let listener = TokioNet::bind("127.0.0.1:0".parse().expect("address"))
+            .await
+            .expect("bind");
+        let addr = TokioNet::local_addr(&listener).expect("address");
+        let stream = TokioNet::connect(addr).await.expect("connect");
+        let timeout = std::time::Duration::from_millis(1500);
+        TokioNet::set_unacked_timeout(&stream, timeout).expect("set");
+        let set = socket2::SockRef::from(&stream)
+            .tcp_user_timeout()
+            .expect("get");
+        assert_eq!(set, Some(timeout));
+    }
 
     #[test]
     fn jitter_stays_below_its_bound_and_repeats_per_seed() {

@@ -52,7 +52,9 @@ pub struct TransportConfig {
     pub max_frame_bytes: u32,
     /// A connect that has not finished after this long, or a write during which the peer took
     /// nothing for this long (64 KiB at a time), gives the connection up (the peer stopped
-    /// reading: crashed, cut off, or wedged) and reconnects. Default 2 s.
+    /// reading: crashed, cut off, or wedged) and reconnects. On Linux it is also the connection's
+    /// TCP_USER_TIMEOUT: sent data unacknowledged for this long ends the connection, so a peer
+    /// lost to the network is noticed before the send buffer fills. Default 2 s.
     #[serde(with = "crate::config::duration")]
     pub io_timeout: Duration,
 }
@@ -253,6 +255,9 @@ impl Link<'_> {
             },
         };
         let _ = N::set_nodelay(&stream);
+        if let Err(e) = N::set_unacked_timeout(&stream, self.cfg.io_timeout) {
+            tracing::debug!(%peer, error = %e, "could not set the unacknowledged-data timeout");
+        }
         let mut buf = Vec::new();
         if codec::encode(&Hello::new(&self.cfg.cluster, self.me), &mut buf).is_err() {
             return Ended::Failed;
