@@ -106,8 +106,9 @@ pub struct HistoryCounts {
     pub info: usize,
 }
 
+/// An entry of [`History::events`]: an operation was invoked, or completed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum EventKind {
+pub(crate) enum EventKind {
     Invoke,
     Complete,
 }
@@ -190,6 +191,12 @@ impl History {
 
     pub fn operations(&self) -> &[Operation] {
         &self.ops
+    }
+
+    /// Invocations and completions in the order they were recorded: time order, as a rule (the
+    /// linearizability check takes its event order from here rather than sorting the times).
+    pub(crate) fn events(&self) -> &[(EventKind, OpId)] {
+        &self.events
     }
 
     pub fn counts(&self) -> HistoryCounts {

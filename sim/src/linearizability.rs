@@ -19,7 +19,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
-use crate::history::{Completion, History, Op, OpId};
+use crate::history::{Completion, EventKind, History, Op, OpId};
 
 /// The verdict on a history.
 #[derive(Clone, Debug, PartialEq)]
@@ -73,32 +73,56 @@ impl ModelOp {
 
 /// Checks `history`, exploring at most `budget_states` configurations per key.
 pub fn check(history: &History, budget_states: u64) -> (Verdict, CheckStats) {
+    let all = history.operations();
     // Grouped by key in hash tables (a run has a few keys and thousands of operations: no
     // string comparisons per operation), then taken in sorted key order. The operations on a
     // key share its text, so they are looked up by where that text is (no string hashed or
     // compared), and by the text itself only the first time a copy of it is seen.
-    let mut by_key: Vec<(&str, Vec<OpId>)> = Vec::new();
+    let mut by_key: Vec<KeyOps> = Vec::new();
     let mut by_text: HashMap<&str, usize, BuildKeyHasher> = HashMap::default();
     let mut by_place: HashMap<(usize, usize), usize, BuildKeyHasher> = HashMap::default();
-    for (i, o) in history.operations().iter().enumerate() {
+    // Each operation's group in `by_key`.
+    let mut group_of: Vec<usize> = Vec::with_capacity(all.len());
+    for (i, o) in all.iter().enumerate() {
         let key = o.op.key();
-        let group = *by_place
-            .entry((key.as_ptr() as usize, key.len()))
-            .or_insert_with(|| {
-                *by_text.entry(key).or_insert_with(|| {
-                    by_key.push((key, Vec::new()));
+        let place = (key.as_ptr() as usize, key.len());
+        let group = match by_place.get(&place) {
+            Some(&group) => group,
+            None => {
+                let group = *by_text.entry(key).or_insert_with(|| {
+                    by_key.push(KeyOps {
+                        key,
+                        ids: Vec::new(),
+                        completed: Vec::new(),
+                    });
                     by_key.len() - 1
-                })
-            });
-        by_key[group].1.push(OpId(i));
+                });
+                by_place.insert(place, group);
+                group
+            }
+        };
+        by_key[group].ids.push(OpId(i));
+        group_of.push(group);
     }
-    by_key.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    // Each key's completions in the order they were recorded: time order, as a rule, so that
+    // its returns need (almost) no sorting.
+    for &(kind, id) in history.events() {
+        if kind == EventKind::Complete {
+            if let Some(&group) = group_of.get(id.0) {
+                by_key[group].completed.push(id);
+            }
+        }
+    }
+    by_key.sort_unstable_by(|a, b| a.key.cmp(b.key));
     let mut stats = CheckStats {
         keys: by_key.len(),
         ..CheckStats::default()
     };
-    for (key, ids) in &by_key {
-        let (verdict, explored, ops) = check_key(history, key, ids, budget_states);
+    // Shared by the keys (an operation belongs to one key): see `check_key`.
+    let mut search_index = vec![NOT_SEARCHED; all.len()];
+    for key_ops in &by_key {
+        let (verdict, explored, ops) =
+            check_key(history, key_ops, &mut search_index, budget_states);
         stats.states_explored += explored;
         stats.ops += ops;
         if verdict != Verdict::Linearizable {
@@ -106,6 +130,44 @@ pub fn check(history: &History, budget_states: u64) -> (Verdict, CheckStats) {
         }
     }
     (Verdict::Linearizable, stats)
+}
+
+/// The operations on one key.
+struct KeyOps<'h> {
+    key: &'h str,
+    /// In invocation order.
+    ids: Vec<OpId>,
+    /// The completed ones, in the order their completions were recorded.
+    completed: Vec<OpId>,
+}
+
+/// Not among the operations a key's search places (see `check_key`).
+const NOT_SEARCHED: usize = usize::MAX;
+
+/// Sorts `v`, a list of distinct items that is sorted but for a few items a short way out of
+/// place (events taken in the order a history recorded them: time order, but for ties), in time
+/// proportional to its length plus the distance the items move. A list much further from sorted
+/// goes to the general sort; either way the result is the one sorted order.
+fn sort_nearly_sorted(v: &mut [u128]) {
+    let mut moves_left = 8 * v.len() + 64;
+    for i in 1..v.len() {
+        let x = v[i];
+        if v[i - 1] <= x {
+            continue; // in place: the usual case
+        }
+        let mut j = i - 1;
+        while j > 0 && v[j - 1] > x {
+            j -= 1;
+        }
+        v[j..=i].rotate_right(1);
+        match moves_left.checked_sub(i - j) {
+            Some(left) => moves_left = left,
+            None => {
+                v.sort_unstable();
+                return;
+            }
+        }
+    }
 }
 
 /// The sorted lists `a` and `b` merged into one sorted list.
@@ -149,78 +211,85 @@ struct Event {
     is_call: bool,
 }
 
-fn check_key<'h>(
-    history: &'h History,
-    key: &str,
-    ids: &[OpId],
-    budget: u64,
-) -> (Verdict, u64, usize) {
-    let all = history.operations();
-    // Values borrowed from the history: no copy of a value per operation.
-    let mut values: HashMap<&str, State, BuildKeyHasher> =
-        HashMap::with_capacity_and_hasher(ids.len(), BuildKeyHasher);
-    let mut intern = |v: Option<&'h str>| -> State {
-        match v {
-            None => 0,
-            Some(s) => {
-                let next = values.len() as State + 1;
-                *values.entry(s).or_insert(next)
-            }
-        }
-    };
-    // Values some completed operation observed: read by an ok get, or required by a cas. An
-    // unknown write of a value nobody observed can be left out: if a linearization applies it,
-    // no ok operation falls in the span where its value is current (that would be an
-    // observation), so the same order without it is a linearization too.
-    let mut observed: HashSet<&str, BuildKeyHasher> =
-        HashSet::with_capacity_and_hasher(ids.len(), BuildKeyHasher);
-    for &id in ids {
-        let o = &all[id.0];
-        match (&o.op, &o.completion) {
-            (Op::Get { .. }, Some(Completion::Ok { read: Some(v) })) => {
-                observed.insert(v.as_str());
-            }
-            (Op::Cas { from: Some(v), .. }, _) => {
-                observed.insert(v.as_str());
-            }
-            _ => {}
+/// The id of value `v` (`None`, absent, is 0), numbering new values from 1 on.
+fn intern<'h>(values: &mut HashMap<&'h str, State, BuildKeyHasher>, v: Option<&'h str>) -> State {
+    match v {
+        None => 0,
+        Some(s) => {
+            let next = values.len() as State + 1;
+            *values.entry(s).or_insert(next)
         }
     }
+}
+
+/// Checks the operations on one key. `search_index[op]` is set to the index among the searched
+/// operations for each operation searched here (and was `NOT_SEARCHED` for all of them).
+fn check_key(
+    history: &History,
+    key_ops: &KeyOps,
+    search_index: &mut [usize],
+    budget: u64,
+) -> (Verdict, u64, usize) {
+    let KeyOps {
+        key,
+        ids,
+        completed,
+    } = key_ops;
+    let all = history.operations();
+    // Values borrowed from the history: no copy of a value per operation. Each value text is
+    // hashed once per operation naming it.
+    let mut values: HashMap<&str, State, BuildKeyHasher> =
+        HashMap::with_capacity_and_hasher(ids.len(), BuildKeyHasher);
+    // First the values some completed operation observed: read by an ok get, or required by a
+    // cas. An unknown write of a value nobody observed can be left out: if a linearization
+    // applies it, no ok operation falls in the span where its value is current (that would be
+    // an observation), so the same order without it is a linearization too.
+    // `seen[i]`: the id of the value operation `ids[i]` observed (0 if none), kept for the
+    // second pass so that no value is looked up twice.
+    let seen: Vec<State> = ids
+        .iter()
+        .map(|id| {
+            let o = &all[id.0];
+            match (&o.op, &o.completion) {
+                (Op::Get { .. }, Some(Completion::Ok { read: Some(v) }))
+                | (Op::Cas { from: Some(v), .. }, _) => intern(&mut values, Some(v)),
+                _ => 0,
+            }
+        })
+        .collect();
+    // The observed values are numbered 1..=observed.
+    let observed = values.len() as State;
     // Operations of this key worth searching, and their events with times.
     let mut ops: Vec<KeyOp> = Vec::with_capacity(ids.len());
     // The calls and the returns, each (time, 0 call / 1 return, op) packed into one integer in
     // that order: see `timed_event`.
     let mut calls: Vec<u128> = Vec::with_capacity(ids.len());
-    let mut returns: Vec<u128> = Vec::with_capacity(ids.len());
     // Returns at infinity (unknown outcomes), in op order: after every timed return.
     let mut unknown_returns: Vec<u128> = Vec::new();
-    for &id in ids {
+    for (&id, &seen) in ids.iter().zip(&seen) {
         let o = &all[id.0];
         let required = matches!(o.completion, Some(Completion::Ok { .. }));
-        let unobserved = match &o.op {
-            Op::Put { value, .. } | Op::Cas { to: value, .. } => !observed.contains(value.as_str()),
-            Op::Get { .. } | Op::Delete { .. } => false,
+        let model = match (&o.op, &o.completion) {
+            (_, Some(Completion::Fail)) => continue,
+            // `seen`: the value read (0 for none, absent).
+            (Op::Get { .. }, Some(Completion::Ok { .. })) => ModelOp::Read(seen),
+            (Op::Get { .. }, _) => continue,
+            (Op::Put { value, .. }, _) => ModelOp::Put(intern(&mut values, Some(value))),
+            (Op::Delete { .. }, _) => ModelOp::Delete,
+            // `seen`: the value required (0 for none, absent).
+            (Op::Cas { to, .. }, _) => ModelOp::Cas(seen, intern(&mut values, Some(to))),
+        };
+        let unobserved = match model {
+            ModelOp::Put(v) | ModelOp::Cas(_, v) => v > observed,
+            ModelOp::Read(_) | ModelOp::Delete => false,
         };
         if !required && unobserved {
             continue;
         }
-        let model = match (&o.op, &o.completion) {
-            (_, Some(Completion::Fail)) => continue,
-            (Op::Get { .. }, Some(Completion::Ok { read })) => {
-                ModelOp::Read(intern(read.as_deref()))
-            }
-            (Op::Get { .. }, _) => continue,
-            (Op::Put { value, .. }, _) => ModelOp::Put(intern(Some(value.as_str()))),
-            (Op::Delete { .. }, _) => ModelOp::Delete,
-            (Op::Cas { from, to, .. }, _) => {
-                ModelOp::Cas(intern(from.as_deref()), intern(Some(to.as_str())))
-            }
-        };
         let k = ops.len();
+        search_index[id.0] = k;
         calls.push(timed_event(o.invoke_us, false, k));
-        if required {
-            returns.push(timed_event(o.complete_us.unwrap_or(u64::MAX), true, k));
-        } else {
+        if !required {
             unknown_returns.push(timed_event(u64::MAX, true, k));
         }
         ops.push(KeyOp {
@@ -234,22 +303,27 @@ fn check_key<'h>(
     if required_total == 0 {
         return (Verdict::Linearizable, 0, n_ops);
     }
-    // Calls before returns at equal times; then by op for determinism (the keys are distinct, so
-    // unstable sorts give the one order). A recorded history invokes in time order, so the calls
-    // come sorted as a rule: each list is sorted on its own and the two merged.
-    if !calls.is_sorted() {
-        calls.sort_unstable();
+    // The timed returns, in the order the history recorded them.
+    let mut returns: Vec<u128> = Vec::with_capacity(required_total + unknown_returns.len());
+    for &id in completed {
+        let k = search_index[id.0];
+        if k != NOT_SEARCHED && ops[k].required {
+            let complete_us = all[id.0].complete_us.unwrap_or(u64::MAX);
+            returns.push(timed_event(complete_us, true, k));
+        }
     }
-    // Operations return in about the order they were invoked: a stable sort, which merges the
-    // runs it finds, does little work on such a list. The returns at infinity come last, in op
-    // order already.
-    if !returns.is_sorted() {
-        returns.sort();
-    }
+    debug_assert_eq!(
+        returns.len(),
+        required_total,
+        "every ok operation's completion is recorded"
+    );
     returns.extend_from_slice(&unknown_returns);
-    if !returns.is_sorted() {
-        returns.sort_unstable();
-    }
+    // Calls before returns at equal times; then by op for determinism (the keys are distinct, so
+    // there is one sorted order). The history recorded the calls in op order and both in time
+    // order, so each list is sorted but for ties (a return recorded before a call at the same
+    // instant, say): each is sorted on its own, cheaply, and the two merged.
+    sort_nearly_sorted(&mut calls);
+    sort_nearly_sorted(&mut returns);
     let timed = merge_sorted(&calls, &returns);
 
     // A doubly linked list over events; node 0 is the head sentinel.
@@ -259,7 +333,7 @@ fn check_key<'h>(
         op: usize::MAX,
         is_call: false,
     });
-    let mut match_of = vec![0usize; n_ops * 2]; // op -> [call node, return node]
+    let mut return_node = vec![0usize; n_ops]; // op -> its return's node
     for (i, &packed) in timed.iter().enumerate() {
         let is_return = (packed >> 63) & 1 == 1;
         let op = (packed as u64 & OP_MASK) as usize;
@@ -267,7 +341,9 @@ fn check_key<'h>(
             op,
             is_call: !is_return,
         });
-        match_of[op * 2 + usize::from(is_return)] = i + 1;
+        if is_return {
+            return_node[op] = i + 1;
+        }
     }
     let mut next: Vec<usize> = (1..=n + 1).collect(); // n+1 = end
     let mut prev: Vec<usize> = (0..=n).map(|i| i.saturating_sub(1)).collect();
@@ -279,10 +355,13 @@ fn check_key<'h>(
     // astronomically unlikely (~budget² / 2^129).
     let zobrist: Vec<u128> = (0..n_ops as u64).map(zobrist_key).collect();
     let mut linearized: u128 = 0;
-    // Room for a search that linearizes each operation about once (the usual case).
-    let mut cache: HashSet<(u128, State), BuildKeyHasher> =
-        HashSet::with_capacity_and_hasher(n_ops, BuildKeyHasher);
-    let mut stack: Vec<(usize, State)> = Vec::new(); // (call node, state before)
+    // The configurations (linearized set, state) explored and abandoned: a backtrack leaves
+    // the one it undoes here. The configurations on the current path need no entry: each holds
+    // a subset of the linearized set, so a step (which adds an operation) never reaches one of
+    // them. A search that never backtracks (the usual case) hashes nothing.
+    let mut dead: HashSet<(u128, State), BuildKeyHasher> = HashSet::default();
+    // (call node, state before); as deep as the operations, in a search that never backtracks.
+    let mut stack: Vec<(usize, State)> = Vec::with_capacity(n_ops);
     let mut state: State = 0;
     let mut required_done = 0usize;
     let mut explored = 0u64;
@@ -312,7 +391,7 @@ fn check_key<'h>(
             let mut moved = false;
             if let Some(new_state) = op.model.step(state) {
                 linearized ^= zobrist[ev.op];
-                if cache.insert((linearized, new_state)) {
+                if dead.is_empty() || !dead.contains(&(linearized, new_state)) {
                     explored += 1;
                     if explored > budget {
                         return (
@@ -335,7 +414,7 @@ fn check_key<'h>(
                     }
                     // Remove the call and its return from the list.
                     lift(&mut next, &mut prev, entry);
-                    lift(&mut next, &mut prev, match_of[ev.op * 2 + 1]);
+                    lift(&mut next, &mut prev, return_node[ev.op]);
                     entry = next[0];
                     moved = true;
                 } else {
@@ -354,13 +433,14 @@ fn check_key<'h>(
             let Some((call, before)) = stack.pop() else {
                 break;
             };
+            dead.insert((linearized, state));
             let op = events[call].op;
             if ops[op].required {
                 required_done -= 1;
             }
             state = before;
             linearized ^= zobrist[op];
-            unlift(&mut next, &mut prev, match_of[op * 2 + 1]);
+            unlift(&mut next, &mut prev, return_node[op]);
             unlift(&mut next, &mut prev, call);
             entry = next[call];
         }
