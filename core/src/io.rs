@@ -239,7 +239,13 @@ impl DurableState {
     /// Makes `persist` durable, taking its entries over rather than copying them.
     pub fn apply_owned(&mut self, persist: Persist) {
         match persist {
-            Persist::Entries(entries) => self.append(entries),
+            Persist::Entries(mut entries) => {
+                if let Some(first) = entries.first() {
+                    self.truncate_from(first.index);
+                    // A whole-vector move (one copy of the elements), not an element-wise extend.
+                    self.entries.append(&mut entries);
+                }
+            }
             other => self.apply(&other),
         }
     }
@@ -247,7 +253,12 @@ impl DurableState {
     pub fn apply(&mut self, persist: &Persist) {
         match persist {
             Persist::HardState(hs) => self.hard_state = *hs,
-            Persist::Entries(entries) => self.append(entries.iter().cloned()),
+            Persist::Entries(entries) => {
+                if let Some(first) = entries.first() {
+                    self.truncate_from(first.index);
+                    self.entries.extend_from_slice(entries);
+                }
+            }
             Persist::Snapshot(snap) => {
                 let matches = self
                     .entries
@@ -263,15 +274,14 @@ impl DurableState {
         }
     }
 
-    /// A batch replaces every durable entry from its first index on.
-    fn append(&mut self, entries: impl IntoIterator<Item = Entry>) {
-        let mut entries = entries.into_iter().peekable();
-        let Some(first) = entries.peek().map(|e| e.index) else {
+    /// Discards every durable entry at or after `first`: a batch starting there replaces them.
+    fn truncate_from(&mut self, first: LogIndex) {
+        // Most batches extend the log: then nothing goes, and no search is needed.
+        if self.entries.last().is_none_or(|e| e.index < first) {
             return;
-        };
+        }
         let keep = self.entries.partition_point(|e| e.index < first);
         self.entries.truncate(keep);
-        self.entries.extend(entries);
     }
 
     /// The index of the last durable entry (or of the snapshot, if the log is empty).
