@@ -344,7 +344,9 @@ impl Node {
             (Mode::Replicate, Some(sent_last)) => {
                 pr.next = sent_last.next();
                 pr.inflight.push_back((sent_last, now));
-                true
+                // Exactly the checks the next call would start with: a caught-up follower (the
+                // usual case after a proposal) costs no second call.
+                pr.inflight.len() < max_inflight && pr.next <= last
             }
             _ => {
                 pr.mode = Mode::Probe { sent: true };
