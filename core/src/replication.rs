@@ -307,11 +307,13 @@ impl Node {
         let max_inflight = self.cfg.max_inflight_messages;
         let max_entries = self.cfg.max_entries_per_message;
         let last = self.log.last_index();
-        let Some(lead) = self.lead.as_ref() else {
+        // One look-up of the follower's progress, updated before the message is queued (nothing
+        // reads it in between): this runs for every proposal and every acknowledgement.
+        let Some(lead) = self.lead.as_mut() else {
             return false;
         };
         let round = lead.round;
-        let Some(pr) = lead.progress.get(&peer) else {
+        let Some(pr) = lead.progress.get_mut(&peer) else {
             return false;
         };
         match pr.mode {
@@ -325,7 +327,20 @@ impl Node {
             return false;
         };
         let entries: Vec<Entry> = self.log.slice(pr.next, max_entries).to_vec();
-        let sent_last = entries.last().map(|e| e.index);
+        pr.last_sent = now;
+        let more = match (pr.mode, entries.last()) {
+            (Mode::Replicate, Some(sent)) => {
+                pr.next = sent.index.next();
+                pr.inflight.push_back((sent.index, now));
+                // Exactly the checks the next call would start with: a caught-up follower (the
+                // usual case after a proposal) costs no second call.
+                pr.inflight.len() < max_inflight && pr.next <= last
+            }
+            _ => {
+                pr.mode = Mode::Probe { sent: true };
+                false
+            }
+        };
         // Tell the follower about commits only up to what it will hold after this message.
         let leader_commit = self.commit.min(LogIndex(prev.0 + entries.len() as u64));
         let body = MessageBody::AppendEntries {
@@ -336,23 +351,7 @@ impl Node {
             round,
         };
         self.send(peer, body, out);
-        let Some(pr) = self.progress_mut(peer) else {
-            return false;
-        };
-        pr.last_sent = now;
-        match (pr.mode, sent_last) {
-            (Mode::Replicate, Some(sent_last)) => {
-                pr.next = sent_last.next();
-                pr.inflight.push_back((sent_last, now));
-                // Exactly the checks the next call would start with: a caught-up follower (the
-                // usual case after a proposal) costs no second call.
-                pr.inflight.len() < max_inflight && pr.next <= last
-            }
-            _ => {
-                pr.mode = Mode::Probe { sent: true };
-                false
-            }
-        }
+        more
     }
 
     /// A follower answered `round`, so it heard this leader no earlier than the round's start;
@@ -537,14 +536,21 @@ impl Node {
             AppendResult::Success { .. } => LogIndex(0),
         };
         self.round_acked(from, round);
+        let commit = self.commit;
         let Some(pr) = self.progress_mut(from) else {
             return;
         };
         match result {
             AppendResult::Success { match_index } => {
-                if match_index > pr.matched {
+                let advanced = match_index > pr.matched;
+                if advanced {
                     pr.matched = match_index;
                 }
+                // Every change to a match index or to the log runs `maybe_commit`, so after the
+                // last run nothing was left to commit; only this follower moving past the commit
+                // index can change that (the usual case of the later acknowledgements of an
+                // already committed entry skips the quorum arithmetic).
+                let commit_may_move = advanced && pr.matched > commit;
                 pr.next = pr.next.max(pr.matched.next());
                 while pr.inflight.front().is_some_and(|(i, _)| *i <= pr.matched) {
                     pr.inflight.pop_front();
@@ -561,7 +567,9 @@ impl Node {
                     }
                     _ => {}
                 }
-                self.maybe_commit(now, out);
+                if commit_may_move {
+                    self.maybe_commit(now, out);
+                }
                 self.maybe_send_timeout_now(out);
             }
             AppendResult::Reject {
