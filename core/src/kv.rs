@@ -201,15 +201,19 @@ impl KvState {
             Write::Delete { key } => {
                 self.entries.remove(key);
             }
-            Write::Cas { key, from, to } => {
-                let current = self.entries.get(key).map(|v| &v.value);
-                if current != from.as_ref() {
+            // One search of the map, not a look-up and then a put's own.
+            Write::Cas { key, from, to } => match (self.entries.get_mut(key), from) {
+                (Some(v), Some(from)) if v.value == *from => {
+                    v.value.clone_from(to);
+                    v.mod_revision = index;
+                }
+                (None, None) => self.insert(key, to, index),
+                (current, _) => {
                     return WriteOutcome::CasMismatch {
-                        current: current.cloned(),
+                        current: current.map(|v| v.value.clone()),
                     };
                 }
-                self.put(key, to, index);
-            }
+            },
             Write::Batch { ops } => {
                 for op in ops {
                     match op {
@@ -231,16 +235,19 @@ impl KvState {
                 v.value.clone_from(value);
                 v.mod_revision = index;
             }
-            None => {
-                self.entries.insert(
-                    key.clone(),
-                    Versioned {
-                        value: value.clone(),
-                        mod_revision: index,
-                    },
-                );
-            }
+            None => self.insert(key, value, index),
         }
+    }
+
+    /// Adds `key`, known to be absent.
+    fn insert(&mut self, key: &Key, value: &Value, index: LogIndex) {
+        self.entries.insert(
+            key.clone(),
+            Versioned {
+                value: value.clone(),
+                mod_revision: index,
+            },
+        );
     }
 }
 
@@ -316,6 +323,18 @@ mod tests {
         );
         assert_eq!(s.get(&k).map(|v| v.value.as_str()), Some("y"));
         assert_eq!(s.get(&k).map(|v| v.mod_revision), Some(LogIndex(3)));
+        assert_eq!(
+            s.apply(LogIndex(4), &cas(Some("x"), "z")),
+            WriteOutcome::CasMismatch {
+                current: Some("y".into())
+            }
+        );
+        s.apply(LogIndex(5), &Write::Delete { key: k.clone() });
+        assert_eq!(
+            s.apply(LogIndex(6), &cas(Some("y"), "z")),
+            WriteOutcome::CasMismatch { current: None }
+        );
+        assert!(s.get(&k).is_none());
     }
 
     #[test]

@@ -622,6 +622,18 @@ impl Node {
         }
     }
 
+    /// Removes the proposal waiting on `index`, if any. Entries apply in index order, so a
+    /// follower has none and the leader's oldest is usually the one: a look at the first key
+    /// spares the tree search in both cases.
+    fn take_proposal(&mut self, index: LogIndex) -> Option<crate::client::Proposal> {
+        let first = self.proposals.first_entry()?;
+        match first.key().cmp(&index) {
+            std::cmp::Ordering::Equal => Some(first.remove()),
+            std::cmp::Ordering::Greater => None,
+            std::cmp::Ordering::Less => self.proposals.remove(&index),
+        }
+    }
+
     /// Applies committed entries in order and answers the writes waiting on them.
     pub(crate) fn apply_committed(&mut self, now: Instant, out: &mut Vec<Output>) {
         while self.applied < self.commit {
@@ -630,16 +642,19 @@ impl Node {
                 debug_assert!(false, "committed entry {index} missing from the log");
                 return;
             };
-            let (term, command) = (entry.term, entry.command.clone());
-            let outcome = self.sm.apply(index, &command);
+            // The log and the state machine are separate fields: the entry is applied where it
+            // lies, without taking a reference count on its command.
+            let term = entry.term;
+            let orch = matches!(*entry.command, crate::message::Command::Orch(_));
+            let outcome = self.sm.apply(index, &entry.command);
             self.applied = index;
-            if matches!(*command, crate::message::Command::Orch(_)) {
+            if orch {
                 self.registry_changed();
                 if let Some(orch) = self.orch.as_mut() {
                     orch.wake(now);
                 }
             }
-            if let Some(p) = self.proposals.remove(&index) {
+            if let Some(p) = self.take_proposal(index) {
                 let result = match (p.term == term, outcome) {
                     (false, _) => Err(ClientError::NotCommitted),
                     (true, Some(WriteOutcome::Applied { revision })) => {
