@@ -443,9 +443,10 @@ fn s5_2_a_follower_sent_entries_within_half_a_heartbeat_interval_gets_no_heartbe
     c.deliver_all();
     let interval = c.configs[&l].heartbeat_interval;
     // Find a beat (the ticks stop at the first heartbeat), then write 5 ms before the next one.
-    let mut beat = heartbeats_over(&mut c, l, 1);
-    while beat.is_empty() {
-        beat = heartbeats_over(&mut c, l, 1);
+    let mut waited = Duration::ZERO;
+    while heartbeats_over(&mut c, l, 1).is_empty() {
+        waited += Duration::from_millis(1);
+        assert!(waited <= interval, "no heartbeat within {interval:?}");
     }
     c.now = c.now + (interval - Duration::from_millis(5));
     c.put(l, "a", "1");

@@ -149,14 +149,14 @@ async fn writer<N: Net>(
     cfg: TransportConfig,
     mut jitter: Jitter,
 ) {
+    let link = Link {
+        me,
+        peer,
+        addr,
+        cfg: &cfg,
+    };
     let mut delay = cfg.reconnect_min;
     loop {
-        let link = Link {
-            me,
-            peer,
-            addr,
-            cfg: &cfg,
-        };
         match link.session::<N>(&mut rx, &mut came_back, &mut delay).await {
             Ended::Shutdown => return,
             Ended::PeerCameBack => {
@@ -448,5 +448,39 @@ async fn reader(
             return Ok(());
         }
         decoder.push(&buf[..n]);
+    }
+}
+
+#[cfg(all(test, not(madsim)))]
+mod tests {
+    use super::*;
+
+    /// A new handshake from the peer replaces our connection to it only once that connection is
+    /// at least `young` (`reconnect_max`) old; a younger one is kept.
+    #[tokio::test]
+    async fn a_peer_handshake_replaces_only_a_connection_older_than_reconnect_max() {
+        let handshakes = watch::Sender::new(0u64);
+        let mut came_back = handshakes.subscribe();
+        let young = Duration::from_secs(10);
+        let now = tokio::time::Instant::now();
+        handshakes.send_modify(|g| *g += 1);
+        let kept = tokio::time::timeout(
+            Duration::from_millis(50),
+            replaced(&mut came_back, now, young),
+        )
+        .await;
+        assert!(kept.is_err(), "a connection made just now was replaced");
+        let old = now.checked_sub(young).expect("an instant 10 s back");
+        handshakes.send_modify(|g| *g += 1);
+        let replaced_old =
+            tokio::time::timeout(Duration::from_secs(5), replaced(&mut came_back, old, young));
+        assert_eq!(
+            replaced_old.await,
+            Ok(Some(())),
+            "an old connection was kept"
+        );
+        // Without a listener, nothing replaces it.
+        drop(handshakes);
+        assert_eq!(replaced(&mut came_back, old, young).await, None);
     }
 }
