@@ -43,6 +43,14 @@ pub struct Config {
     /// Most AppendEntries messages carrying entries in flight to one follower at a time; beyond it
     /// new entries wait and go out batched with the next acknowledgement. Default 8.
     pub max_inflight_messages: usize,
+    /// Most AppendEntries a follower holds that arrived ahead of a gap in its log (the network
+    /// delivered a later message before an earlier one), to append them once the gap fills
+    /// instead of rejecting them. A rejection sends the leader back to probing one message at a
+    /// time and makes it send the held entries again. Holding a message is the same as the
+    /// network delivering it later, so it cannot affect safety; held messages are dropped when the
+    /// term or the leader changes, and past the bound a follower rejects as usual. 0 holds none.
+    /// Default 8 (one leader's `max_inflight_messages`).
+    pub max_held_appends: usize,
 
     /// Most client writes admitted but not yet answered by a leader; past it new writes are
     /// answered `Overloaded` at once. Default 1024.
@@ -233,6 +241,7 @@ impl Config {
             check_quorum: true,
             max_entries_per_message: 64,
             max_inflight_messages: 8,
+            max_held_appends: 8,
             max_pending_proposals: 1024,
             max_pending_reads: 1024,
             lease_reads: true,

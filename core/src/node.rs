@@ -57,6 +57,14 @@ pub struct Node {
     pub(crate) election_timeout_us: u64,
     /// When this node last heard from the leader of its term (for leader stickiness).
     pub(crate) leader_contact: Option<Instant>,
+    /// AppendEntries from the current leader in the current term that arrived ahead of a gap in
+    /// the log, oldest first (see `Config::max_held_appends`).
+    pub(crate) held: Vec<crate::replication::HeldAppend>,
+    /// The last AppendEntries answer this follower sent its current leader in this term was a
+    /// success: the leader streams entries to it, so a message ahead of a gap was most likely
+    /// overtaken by a later one and is worth holding. Otherwise the leader is probing, and a
+    /// message ahead of the log is answered at once, so the probe moves on.
+    pub(crate) streaming: bool,
     /// When this incarnation started (see `leader_is_recent`).
     pub(crate) started_at: Instant,
     /// How long a read lease runs from its start, in microseconds: `election_timeout_min -
@@ -129,6 +137,8 @@ impl Node {
             election_deadline: Instant::NEVER,
             election_timeout_us: 0,
             leader_contact: None,
+            held: Vec::new(),
+            streaming: false,
             started_at: now,
             lease_window_us,
             votes: BTreeMap::new(),

@@ -16,6 +16,17 @@ use crate::read::PendingRead;
 use crate::trace::Event;
 use crate::types::{Instant, LogIndex, NodeId, Term};
 
+/// An AppendEntries a follower holds because it arrived ahead of a gap in its log (see
+/// `Config::max_held_appends`); always from the current leader in the current term.
+#[derive(Debug)]
+pub(crate) struct HeldAppend {
+    prev_log_index: LogIndex,
+    prev_log_term: Term,
+    entries: Vec<Entry>,
+    leader_commit: LogIndex,
+    round: u64,
+}
+
 /// What the leader knows about one follower.
 #[derive(Clone, Debug)]
 pub(crate) struct Progress {
@@ -425,8 +436,58 @@ impl Node {
         self.leader_contact = Some(now);
         self.reset_election_timer(now);
 
+        let msg = HeldAppend {
+            prev_log_index,
+            prev_log_term,
+            entries,
+            leader_commit,
+            round,
+        };
+        let mut round = round;
+        let Some(mut result) = self.append_from_leader(now, msg, out) else {
+            return;
+        };
+        // An append may fill the gap in front of held messages: they are appended now, and one
+        // answer (the highest match, the latest round) acknowledges them all.
+        while let AppendResult::Success { match_index } = result {
+            let Some(held) = self.take_held(match_index) else {
+                break;
+            };
+            round = round.max(held.round);
+            match self.append_from_leader(now, held, out) {
+                Some(AppendResult::Success { match_index: m }) => {
+                    result = AppendResult::Success {
+                        match_index: m.max(match_index),
+                    };
+                }
+                // `take_held` checked the message against the log: it cannot be refused.
+                _ => break,
+            }
+        }
+        self.streaming = matches!(result, AppendResult::Success { .. });
+        self.send(
+            from,
+            MessageBody::AppendEntriesResponse { result, round },
+            out,
+        );
+    }
+
+    /// The consistency check and append of one AppendEntries from the leader of this term: the
+    /// answer to send, or None if there is none (the message is held, or refused outright).
+    fn append_from_leader(
+        &mut self,
+        now: Instant,
+        msg: HeldAppend,
+        out: &mut Vec<Output>,
+    ) -> Option<AppendResult> {
+        let HeldAppend {
+            prev_log_index,
+            prev_log_term,
+            mut entries,
+            leader_commit,
+            round,
+        } = msg;
         let mut prev = prev_log_index;
-        let mut entries = entries;
         // Entries at or before our compaction point are committed and held in our snapshot.
         if prev < self.log.offset() {
             let skip = entries
@@ -436,38 +497,44 @@ impl Node {
             entries.drain(..skip);
             let end = LogIndex(prev.0 + skip as u64);
             if entries.is_empty() {
-                let result = AppendResult::Success {
+                return Some(AppendResult::Success {
                     match_index: end.min(self.log.offset()),
-                };
-                return self.send(
-                    from,
-                    MessageBody::AppendEntriesResponse { result, round },
-                    out,
-                );
+                });
             }
             prev = self.log.offset();
         }
-        let reject = match self.log.term_at(prev) {
-            None => Some(AppendResult::Reject {
-                rejected_prev_index: prev_log_index,
-                conflict_term: None,
-                conflict_index: self.log.last_index().next(),
-            }),
+        match self.log.term_at(prev) {
+            None => {
+                // Ahead of a gap while the leader streams to us: most likely a later message
+                // overtook an earlier one. Hold it until the gap fills (the leader's loss
+                // detection resends what really was lost).
+                if self.streaming
+                    && !entries.is_empty()
+                    && self.held.len() < self.cfg.max_held_appends
+                {
+                    self.held.push(HeldAppend {
+                        prev_log_index: prev,
+                        prev_log_term,
+                        entries,
+                        leader_commit,
+                        round,
+                    });
+                    return None;
+                }
+                return Some(AppendResult::Reject {
+                    rejected_prev_index: prev_log_index,
+                    conflict_term: None,
+                    conflict_index: self.log.last_index().next(),
+                });
+            }
             Some(t) if t != prev_log_term && prev > self.log.offset() => {
-                Some(AppendResult::Reject {
+                return Some(AppendResult::Reject {
                     rejected_prev_index: prev_log_index,
                     conflict_term: Some(t),
                     conflict_index: self.log.first_index_of_term(t, prev),
-                })
+                });
             }
-            Some(_) => None,
-        };
-        if let Some(result) = reject {
-            return self.send(
-                from,
-                MessageBody::AppendEntriesResponse { result, round },
-                out,
-            );
+            Some(_) => {}
         }
 
         let match_index = LogIndex(prev.0 + entries.len() as u64);
@@ -482,9 +549,9 @@ impl Node {
                 // report that). Refuse rather than corrupt the state machine.
                 debug_assert!(
                     self.bug_planted(),
-                    "leader {from} conflicts with committed index {from_index}"
+                    "leader conflicts with committed index {from_index}"
                 );
-                return;
+                return None;
             }
             if from_index <= self.log.last_index() {
                 self.log.truncate_from(from_index);
@@ -503,12 +570,22 @@ impl Node {
             self.trace(Event::Committed { index: commit_to }, out);
             self.apply_committed(now, out);
         }
-        let result = AppendResult::Success { match_index };
-        self.send(
-            from,
-            MessageBody::AppendEntriesResponse { result, round },
-            out,
-        );
+        Some(AppendResult::Success { match_index })
+    }
+
+    /// Takes the oldest held message that the log now reaches (its previous entry is at or
+    /// before `last`), dropping those the log reaches but does not match (a message that would
+    /// be rejected: dropping it is the same as the network losing it).
+    fn take_held(&mut self, last: LogIndex) -> Option<HeldAppend> {
+        while let Some(k) = self.held.iter().position(|h| h.prev_log_index <= last) {
+            let h = self.held.remove(k);
+            let matches = h.prev_log_index <= self.log.offset()
+                || self.log.term_at(h.prev_log_index) == Some(h.prev_log_term);
+            if matches {
+                return Some(h);
+            }
+        }
+        None
     }
 
     /// Leader side: a follower answered.

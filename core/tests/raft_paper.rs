@@ -342,6 +342,212 @@ fn s5_3_a_follower_rejects_entries_whose_predecessor_does_not_match() {
     assert_eq!(c.node(1).log().last_index(), LogIndex(1));
 }
 
+/// `append`, with the heartbeat round the leader stamps on it.
+fn append_in_round(prev: (u64, u64), entries: Vec<Entry>, commit: u64, round: u64) -> Input {
+    let mut input = append(2, 1, 2, prev, entries, commit);
+    if let Input::Message(Message {
+        body: MessageBody::AppendEntries { round: r, .. },
+        ..
+    }) = &mut input
+    {
+        *r = round;
+    }
+    input
+}
+
+fn answers(out: &[Output]) -> Vec<(AppendResult, u64)> {
+    sent(out)
+        .iter()
+        .filter_map(|m| match &m.body {
+            MessageBody::AppendEntriesResponse { result, round } => Some((*result, *round)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A follower of n2 in term 2 that appended entry 1 (term 2): the leader streams to it.
+fn streaming_follower(tweak: impl Fn(&mut Config)) -> Cluster {
+    let mut c = Cluster::with_config(3, tweak);
+    c.step(
+        NodeId(1),
+        append(2, 1, 2, (0, 0), vec![entry(2, 1, "a")], 0),
+    );
+    assert_eq!(
+        answers(&c.last_outputs),
+        vec![(
+            AppendResult::Success {
+                match_index: LogIndex(1)
+            },
+            0
+        )]
+    );
+    c
+}
+
+#[test]
+fn s5_3_entries_that_overtake_earlier_ones_are_held_and_appended_once_the_gap_fills() {
+    let mut c = streaming_follower(|_| {});
+    // Entry 3 arrives before entry 2 (the network reordered them): no answer, nothing appended.
+    c.step(
+        NodeId(1),
+        append_in_round((2, 2), vec![entry(2, 3, "c")], 0, 7),
+    );
+    assert!(answers(&c.last_outputs).is_empty(), "{:?}", c.last_outputs);
+    assert!(!c
+        .last_outputs
+        .iter()
+        .any(|o| matches!(o, Output::Persist(Persist::Entries(_)))));
+    assert_eq!(c.node(1).log().last_index(), LogIndex(1));
+    // Entry 2 fills the gap: both are appended (and persisted before the answer), and one
+    // answer acknowledges both, in the later round.
+    c.step(
+        NodeId(1),
+        append_in_round((1, 2), vec![entry(2, 2, "b")], 0, 6),
+    );
+    assert_eq!(c.node(1).log().last_index(), LogIndex(3));
+    assert_eq!(
+        answers(&c.last_outputs),
+        vec![(
+            AppendResult::Success {
+                match_index: LogIndex(3)
+            },
+            7
+        )]
+    );
+    let answer_at = c
+        .last_outputs
+        .iter()
+        .position(|o| matches!(o, Output::Send(_)));
+    let last_persist = c
+        .last_outputs
+        .iter()
+        .rposition(|o| matches!(o, Output::Persist(Persist::Entries(_))));
+    assert!(
+        last_persist < answer_at,
+        "persist before send: {:?}",
+        c.last_outputs
+    );
+}
+
+#[test]
+fn s5_3_a_follower_the_leader_is_probing_rejects_entries_ahead_of_its_log_at_once() {
+    // Never answered this leader: it is probing for the match point, and waits on the answer.
+    let mut c = Cluster::new(3);
+    c.step(
+        NodeId(1),
+        append(2, 1, 2, (1, 2), vec![entry(2, 2, "b")], 0),
+    );
+    let reject = AppendResult::Reject {
+        rejected_prev_index: LogIndex(1),
+        conflict_term: None,
+        conflict_index: LogIndex(1),
+    };
+    assert_eq!(answers(&c.last_outputs), vec![(reject, 0)]);
+    // Last answered with a rejection: the same.
+    let mut c = streaming_follower(|_| {});
+    c.step(NodeId(1), append(2, 1, 2, (9, 2), vec![], 0));
+    c.step(
+        NodeId(1),
+        append(2, 1, 2, (2, 2), vec![entry(2, 3, "c")], 0),
+    );
+    let reject = AppendResult::Reject {
+        rejected_prev_index: LogIndex(2),
+        conflict_term: None,
+        conflict_index: LogIndex(2),
+    };
+    assert_eq!(answers(&c.last_outputs), vec![(reject, 0)]);
+    // Streamed to by the leader of term 2; a new leader's first message is a probe.
+    let mut c = streaming_follower(|_| {});
+    c.step(
+        NodeId(1),
+        append(3, 1, 3, (2, 2), vec![entry(3, 3, "c")], 0),
+    );
+    assert_eq!(answers(&c.last_outputs), vec![(reject, 0)]);
+}
+
+#[test]
+fn s5_3_held_entries_are_dropped_when_the_term_changes() {
+    let mut c = streaming_follower(|_| {});
+    c.step(
+        NodeId(1),
+        append(2, 1, 2, (2, 2), vec![entry(2, 3, "c")], 0),
+    );
+    assert!(answers(&c.last_outputs).is_empty());
+    // A leader of term 3 fills index 2 with the entry the held message builds on. The message
+    // of term 2 would pass the consistency check, but it must not follow it in: the answer
+    // goes to the leader of term 3, which may hold another entry at index 3.
+    c.step(
+        NodeId(1),
+        append(3, 1, 3, (1, 2), vec![entry(2, 2, "b")], 0),
+    );
+    assert_eq!(c.node(1).log().last_index(), LogIndex(2));
+    assert_eq!(
+        answers(&c.last_outputs),
+        vec![(
+            AppendResult::Success {
+                match_index: LogIndex(2)
+            },
+            0
+        )]
+    );
+}
+
+#[test]
+fn s5_3_a_held_message_whose_predecessor_does_not_match_is_dropped_not_appended() {
+    let mut c = streaming_follower(|_| {});
+    // Held: it claims index 2 has term 2.
+    c.step(
+        NodeId(1),
+        append(2, 1, 2, (2, 2), vec![entry(2, 3, "c")], 0),
+    );
+    // The gap fills with an entry of term 1 at index 2 (a leader never sends both; the check
+    // is the follower's own): the held message fails the check and is dropped.
+    c.step(
+        NodeId(1),
+        append(2, 1, 2, (1, 2), vec![entry(1, 2, "b")], 0),
+    );
+    assert_eq!(c.node(1).log().last_index(), LogIndex(2));
+    assert_eq!(
+        answers(&c.last_outputs),
+        vec![(
+            AppendResult::Success {
+                match_index: LogIndex(2)
+            },
+            0
+        )]
+    );
+}
+
+#[test]
+fn s5_3_past_max_held_appends_a_follower_rejects_entries_ahead_of_a_gap() {
+    for bound in [0u64, 1] {
+        let mut c = streaming_follower(|cfg| cfg.max_held_appends = bound as usize);
+        for k in 0..bound {
+            c.step(
+                NodeId(1),
+                append(2, 1, 2, (2 + k, 2), vec![entry(2, 3 + k, "c")], 0),
+            );
+            assert!(answers(&c.last_outputs).is_empty());
+        }
+        c.step(
+            NodeId(1),
+            append(2, 1, 2, (5, 2), vec![entry(2, 6, "f")], 0),
+        );
+        assert_eq!(
+            answers(&c.last_outputs),
+            vec![(
+                AppendResult::Reject {
+                    rejected_prev_index: LogIndex(5),
+                    conflict_term: None,
+                    conflict_index: LogIndex(2)
+                },
+                0
+            )],
+            "bound {bound}"
+        );
+    }
+}
+
 #[test]
 fn s5_3_a_follower_truncates_a_conflicting_suffix_and_takes_the_leaders_entries() {
     let mut c = Cluster::new(3);
