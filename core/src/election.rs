@@ -250,11 +250,6 @@ impl Node {
         if self.role == Role::Leader {
             self.step_down(StepDownReason::HigherTerm, out);
         }
-        if changed {
-            // Held messages belong to the old leader or term, and the new one streams nothing yet.
-            self.held.clear();
-            self.streaming = false;
-        }
         self.role = Role::Follower;
         self.leader = leader;
         self.votes.clear();

@@ -57,14 +57,15 @@ pub struct Node {
     pub(crate) election_timeout_us: u64,
     /// When this node last heard from the leader of its term (for leader stickiness).
     pub(crate) leader_contact: Option<Instant>,
-    /// AppendEntries from the current leader in the current term that arrived ahead of a gap in
-    /// the log, oldest first (see `Config::max_held_appends`).
+    /// AppendEntries that arrived ahead of a gap in the log, oldest first (see
+    /// `Config::max_held_appends`). Only those of the current leader and term are ever appended.
     pub(crate) held: Vec<crate::replication::HeldAppend>,
-    /// The last AppendEntries answer this follower sent its current leader in this term was a
-    /// success: the leader streams entries to it, so a message ahead of a gap was most likely
-    /// overtaken by a later one and is worth holding. Otherwise the leader is probing, and a
-    /// message ahead of the log is answered at once, so the probe moves on.
-    pub(crate) streaming: bool,
+    /// The leader and term this follower last answered AppendEntries with a success (None after a
+    /// rejection): while that is its current leader and term, the leader streams entries to it,
+    /// so a message ahead of a gap was most likely overtaken by a later one and is worth holding.
+    /// Otherwise the leader is probing, and a message ahead of the log is answered at once, so
+    /// the probe moves on.
+    pub(crate) streaming: Option<(Term, NodeId)>,
     /// When this incarnation started (see `leader_is_recent`).
     pub(crate) started_at: Instant,
     /// How long a read lease runs from its start, in microseconds: `election_timeout_min -
@@ -138,7 +139,7 @@ impl Node {
             election_timeout_us: 0,
             leader_contact: None,
             held: Vec::new(),
-            streaming: false,
+            streaming: None,
             started_at: now,
             lease_window_us,
             votes: BTreeMap::new(),

@@ -17,9 +17,12 @@ use crate::trace::Event;
 use crate::types::{Instant, LogIndex, NodeId, Term};
 
 /// An AppendEntries a follower holds because it arrived ahead of a gap in its log (see
-/// `Config::max_held_appends`); always from the current leader in the current term.
+/// `Config::max_held_appends`).
 #[derive(Debug)]
 pub(crate) struct HeldAppend {
+    /// The leader that sent it, and its term.
+    leader: NodeId,
+    term: Term,
     prev_log_index: LogIndex,
     prev_log_term: Term,
     entries: Vec<Entry>,
@@ -437,6 +440,8 @@ impl Node {
         self.reset_election_timer(now);
 
         let msg = HeldAppend {
+            leader: from,
+            term: self.term,
             prev_log_index,
             prev_log_term,
             entries,
@@ -464,7 +469,8 @@ impl Node {
                 _ => break,
             }
         }
-        self.streaming = matches!(result, AppendResult::Success { .. });
+        self.streaming =
+            matches!(result, AppendResult::Success { .. }).then_some((self.term, from));
         self.send(
             from,
             MessageBody::AppendEntriesResponse { result, round },
@@ -481,6 +487,8 @@ impl Node {
         out: &mut Vec<Output>,
     ) -> Option<AppendResult> {
         let HeldAppend {
+            leader,
+            term,
             prev_log_index,
             prev_log_term,
             mut entries,
@@ -508,11 +516,13 @@ impl Node {
                 // Ahead of a gap while the leader streams to us: most likely a later message
                 // overtook an earlier one. Hold it until the gap fills (the leader's loss
                 // detection resends what really was lost).
-                if self.streaming
+                if self.streaming == Some((term, leader))
                     && !entries.is_empty()
                     && self.held.len() < self.cfg.max_held_appends
                 {
                     self.held.push(HeldAppend {
+                        leader,
+                        term,
                         prev_log_index: prev,
                         prev_log_term,
                         entries,
@@ -573,10 +583,15 @@ impl Node {
         Some(AppendResult::Success { match_index })
     }
 
-    /// Takes the oldest held message that the log now reaches (its previous entry is at or
-    /// before `last`), dropping those the log reaches but does not match (a message that would
-    /// be rejected: dropping it is the same as the network losing it).
+    /// Takes the oldest held message of the current leader and term that the log now reaches
+    /// (its previous entry is at or before `last`). Drops those of another leader or term (the
+    /// answer goes to the current leader, which may hold other entries there) and those the log
+    /// reaches but does not match (a message that would be rejected: dropping it is the same as
+    /// the network losing it).
     fn take_held(&mut self, last: LogIndex) -> Option<HeldAppend> {
+        let (term, leader) = (self.term, self.leader);
+        self.held
+            .retain(|h| h.term == term && Some(h.leader) == leader);
         while let Some(k) = self.held.iter().position(|h| h.prev_log_index <= last) {
             let h = self.held.remove(k);
             let matches = h.prev_log_index <= self.log.offset()
