@@ -99,6 +99,7 @@ scenario_tests!(
     late_vote_request,
     stale_leader_reads_read_index,
     restart_vote_hold,
+    new_leader_probes_laggards,
 );
 
 #[test]
