@@ -169,6 +169,7 @@ enum ChaosAction {
 }
 
 fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Sim {
@@ -563,6 +564,26 @@ fn thread_cpu_seconds() -> f64 {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// `cargo xtask sim ... | head`: once the reader has gone, stop quietly with the status a Unix
+/// tool killed by SIGPIPE has (128 + 13), instead of a panic and a backtrace. Rust ignores SIGPIPE,
+/// so `print!` panics on the broken pipe (EPIPE, "os error 32", checked by number: the text
+/// follows the locale).
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && msg.contains("(os error 32)") {
+            std::process::exit(141);
+        }
+        default(info)
+    }));
 }
 
 /// A line describing this machine, for benchmark records.
