@@ -365,6 +365,25 @@ fn answers(out: &[Output]) -> Vec<(AppendResult, u64)> {
         .collect()
 }
 
+/// The step answered exactly once: a success up to `match_index`, in `round`.
+fn assert_one_success(c: &Cluster, match_index: u64, round: u64) {
+    let success = AppendResult::Success {
+        match_index: LogIndex(match_index),
+    };
+    assert_eq!(answers(&c.last_outputs), vec![(success, round)]);
+}
+
+/// The step answered exactly once: a rejection of `rejected_prev` as beyond the follower's log,
+/// whose next index is `next`, in round 0.
+fn assert_one_rejection_beyond_the_log(c: &Cluster, rejected_prev: u64, next: u64) {
+    let reject = AppendResult::Reject {
+        rejected_prev_index: LogIndex(rejected_prev),
+        conflict_term: None,
+        conflict_index: LogIndex(next),
+    };
+    assert_eq!(answers(&c.last_outputs), vec![(reject, 0)]);
+}
+
 /// A follower of n2 in term 2 that appended entry 1 (term 2): the leader streams to it.
 fn streaming_follower(tweak: impl Fn(&mut Config)) -> Cluster {
     let mut c = Cluster::with_config(3, tweak);
@@ -372,15 +391,7 @@ fn streaming_follower(tweak: impl Fn(&mut Config)) -> Cluster {
         NodeId(1),
         append(2, 1, 2, (0, 0), vec![entry(2, 1, "a")], 0),
     );
-    assert_eq!(
-        answers(&c.last_outputs),
-        vec![(
-            AppendResult::Success {
-                match_index: LogIndex(1)
-            },
-            0
-        )]
-    );
+    assert_one_success(&c, 1, 0);
     c
 }
 
@@ -405,15 +416,7 @@ fn s5_3_entries_that_overtake_earlier_ones_are_held_and_appended_once_the_gap_fi
         append_in_round((1, 2), vec![entry(2, 2, "b")], 0, 6),
     );
     assert_eq!(c.node(1).log().last_index(), LogIndex(3));
-    assert_eq!(
-        answers(&c.last_outputs),
-        vec![(
-            AppendResult::Success {
-                match_index: LogIndex(3)
-            },
-            7
-        )]
-    );
+    assert_one_success(&c, 3, 7);
     let answer_at = c
         .last_outputs
         .iter()
@@ -437,12 +440,7 @@ fn s5_3_a_follower_the_leader_is_probing_rejects_entries_ahead_of_its_log_at_onc
         NodeId(1),
         append(2, 1, 2, (1, 2), vec![entry(2, 2, "b")], 0),
     );
-    let reject = AppendResult::Reject {
-        rejected_prev_index: LogIndex(1),
-        conflict_term: None,
-        conflict_index: LogIndex(1),
-    };
-    assert_eq!(answers(&c.last_outputs), vec![(reject, 0)]);
+    assert_one_rejection_beyond_the_log(&c, 1, 1);
     // Last answered with a rejection: the same.
     let mut c = streaming_follower(|_| {});
     c.step(NodeId(1), append(2, 1, 2, (9, 2), vec![], 0));
@@ -450,19 +448,14 @@ fn s5_3_a_follower_the_leader_is_probing_rejects_entries_ahead_of_its_log_at_onc
         NodeId(1),
         append(2, 1, 2, (2, 2), vec![entry(2, 3, "c")], 0),
     );
-    let reject = AppendResult::Reject {
-        rejected_prev_index: LogIndex(2),
-        conflict_term: None,
-        conflict_index: LogIndex(2),
-    };
-    assert_eq!(answers(&c.last_outputs), vec![(reject, 0)]);
+    assert_one_rejection_beyond_the_log(&c, 2, 2);
     // Streamed to by the leader of term 2; a new leader's first message is a probe.
     let mut c = streaming_follower(|_| {});
     c.step(
         NodeId(1),
         append(3, 1, 3, (2, 2), vec![entry(3, 3, "c")], 0),
     );
-    assert_eq!(answers(&c.last_outputs), vec![(reject, 0)]);
+    assert_one_rejection_beyond_the_log(&c, 2, 2);
 }
 
 #[test]
@@ -481,15 +474,7 @@ fn s5_3_held_entries_are_dropped_when_the_term_changes() {
         append(3, 1, 3, (1, 2), vec![entry(2, 2, "b")], 0),
     );
     assert_eq!(c.node(1).log().last_index(), LogIndex(2));
-    assert_eq!(
-        answers(&c.last_outputs),
-        vec![(
-            AppendResult::Success {
-                match_index: LogIndex(2)
-            },
-            0
-        )]
-    );
+    assert_one_success(&c, 2, 0);
 }
 
 #[test]
@@ -507,15 +492,7 @@ fn s5_3_a_held_message_whose_predecessor_does_not_match_is_dropped_not_appended(
         append(2, 1, 2, (1, 2), vec![entry(1, 2, "b")], 0),
     );
     assert_eq!(c.node(1).log().last_index(), LogIndex(2));
-    assert_eq!(
-        answers(&c.last_outputs),
-        vec![(
-            AppendResult::Success {
-                match_index: LogIndex(2)
-            },
-            0
-        )]
-    );
+    assert_one_success(&c, 2, 0);
 }
 
 #[test]
@@ -533,18 +510,7 @@ fn s5_3_past_max_held_appends_a_follower_rejects_entries_ahead_of_a_gap() {
             NodeId(1),
             append(2, 1, 2, (5, 2), vec![entry(2, 6, "f")], 0),
         );
-        assert_eq!(
-            answers(&c.last_outputs),
-            vec![(
-                AppendResult::Reject {
-                    rejected_prev_index: LogIndex(5),
-                    conflict_term: None,
-                    conflict_index: LogIndex(2)
-                },
-                0
-            )],
-            "bound {bound}"
-        );
+        assert_one_rejection_beyond_the_log(&c, 5, 2);
     }
 }
 
