@@ -559,7 +559,7 @@ impl Node {
                 // report that). Refuse rather than corrupt the state machine.
                 debug_assert!(
                     self.bug_planted(),
-                    "leader conflicts with committed index {from_index}"
+                    "leader {leader} conflicts with committed index {from_index}"
                 );
                 return None;
             }
