@@ -47,9 +47,10 @@ pub struct Config {
     /// delivered a later message before an earlier one), to append them once the gap fills
     /// instead of rejecting them. A rejection sends the leader back to probing one message at a
     /// time and makes it send the held entries again. Holding a message is the same as the
-    /// network delivering it later, so it cannot affect safety; held messages are dropped when the
-    /// term or the leader changes, and past the bound a follower rejects as usual. 0 holds none.
-    /// Default 8 (one leader's `max_inflight_messages`).
+    /// network delivering it later, so it cannot affect safety; a held message is never appended
+    /// once the term or the leader has changed, and past the bound a follower rejects as usual.
+    /// Only a follower the leader streams to holds (one being probed answers at once). 0 holds
+    /// none. Default 8 (one leader's `max_inflight_messages`).
     pub max_held_appends: usize,
 
     /// Most client writes admitted but not yet answered by a leader; past it new writes are

@@ -483,28 +483,21 @@ impl Node {
     fn append_from_leader(
         &mut self,
         now: Instant,
-        msg: HeldAppend,
+        mut msg: HeldAppend,
         out: &mut Vec<Output>,
     ) -> Option<AppendResult> {
-        let HeldAppend {
-            leader,
-            term,
-            prev_log_index,
-            prev_log_term,
-            mut entries,
-            leader_commit,
-            round,
-        } = msg;
+        let prev_log_index = msg.prev_log_index;
         let mut prev = prev_log_index;
         // Entries at or before our compaction point are committed and held in our snapshot.
         if prev < self.log.offset() {
-            let skip = entries
+            let skip = msg
+                .entries
                 .iter()
                 .take_while(|e| e.index <= self.log.offset())
                 .count();
-            entries.drain(..skip);
+            msg.entries.drain(..skip);
             let end = LogIndex(prev.0 + skip as u64);
-            if entries.is_empty() {
+            if msg.entries.is_empty() {
                 return Some(AppendResult::Success {
                     match_index: end.min(self.log.offset()),
                 });
@@ -515,20 +508,13 @@ impl Node {
             None => {
                 // Ahead of a gap while the leader streams to us: most likely a later message
                 // overtook an earlier one. Hold it until the gap fills (the leader's loss
-                // detection resends what really was lost).
-                if self.streaming == Some((term, leader))
-                    && !entries.is_empty()
+                // detection resends what really was lost). (`prev` is the message's own here: a
+                // predecessor behind the compaction point was moved to it, whose term is known.)
+                if self.streaming == Some((msg.term, msg.leader))
+                    && !msg.entries.is_empty()
                     && self.held.len() < self.cfg.max_held_appends
                 {
-                    self.held.push(HeldAppend {
-                        leader,
-                        term,
-                        prev_log_index: prev,
-                        prev_log_term,
-                        entries,
-                        leader_commit,
-                        round,
-                    });
+                    self.held.push(msg);
                     return None;
                 }
                 return Some(AppendResult::Reject {
@@ -537,7 +523,7 @@ impl Node {
                     conflict_index: self.log.last_index().next(),
                 });
             }
-            Some(t) if t != prev_log_term && prev > self.log.offset() => {
+            Some(t) if t != msg.prev_log_term && prev > self.log.offset() => {
                 return Some(AppendResult::Reject {
                     rejected_prev_index: prev_log_index,
                     conflict_term: Some(t),
@@ -547,6 +533,12 @@ impl Node {
             Some(_) => {}
         }
 
+        let HeldAppend {
+            leader,
+            mut entries,
+            leader_commit,
+            ..
+        } = msg;
         let match_index = LogIndex(prev.0 + entries.len() as u64);
         let first_new = entries
             .iter()
