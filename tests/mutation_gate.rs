@@ -5,11 +5,14 @@
 //! recovered in time, a hung run...), never merely because its trace differs: a changed trace
 //! proves the mutant changed behaviour, not that our checks would notice a bug.
 //!
+//! The gate stops at the first failing run (the runs already under way finish): a caught mutant
+//! needs one failure, and its remaining runs, often slowed by the mutant, would only add time.
+//!
 //! Ignored in normal runs (`cargo test` covers the same ground with snapshots). Seeds:
 //! `KEEL_GATE_SEEDS` per scenario file (default 3) and `KEEL_GATE_SWARM` swarm seeds (default
 //! 30).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use keel_sim::scenario::Scenario;
@@ -50,17 +53,22 @@ fn every_checker_and_expectation_holds() {
         ));
     }
     let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
     let failures = Mutex::new(Vec::new());
     let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
     std::thread::scope(|s| {
         for _ in 0..jobs {
             s.spawn(|| loop {
+                if failed.load(Ordering::Relaxed) {
+                    break;
+                }
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some((what, scenario, seed)) = runs.get(i) else {
                     break;
                 };
                 let r = keel_sim::run(scenario, *seed, &RunOptions::default());
                 if !r.passed() {
+                    failed.store(true, Ordering::Relaxed);
                     if let Ok(mut f) = failures.lock() {
                         f.push(format!("{what} at seed {seed}"));
                     }

@@ -9,12 +9,13 @@
 
 use std::path::Path;
 use std::process::{Command, ExitCode};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
 /// The files whose mutants the default run examines: elections and votes, replication and
-/// commitment, leadership transfer, and every node's workload lease and fencing (280 mutants;
-/// a mutant costs 5-20 s here once the first build is done).
+/// commitment, leadership transfer, and every node's workload lease and fencing (338 mutants in
+/// session 10; a mutant costs 5-15 s here once the first build is done).
 pub const SCOPE: &[&str] = &[
     "core/src/election.rs",
     "core/src/replication.rs",
@@ -33,21 +34,31 @@ pub fn run(all: bool, output: &Path) -> Result<ExitCode> {
     }
     // cargo-mutants' own baseline runs the mutated package's tests, not the gate's package, so
     // the unmutated gate is run here instead: it must pass before any mutant means anything.
-    let gate = Command::new("cargo")
-        .args([
-            "test",
-            "-p",
-            "keel-tests",
-            "--test",
-            "mutation_gate",
-            "--",
-            "--ignored",
-        ])
-        .status()
-        .context("running the mutation gate on the unmutated tree")?;
-    if !gate.success() {
-        bail!("the mutation gate fails on the unmutated tree: fix that first");
+    // The first run builds it; the second, already built, is timed for the mutants' timeout.
+    let mut gate_secs = 0.0;
+    for _ in 0..2 {
+        let started = Instant::now();
+        let gate = Command::new("cargo")
+            .args([
+                "test",
+                "-p",
+                "keel-tests",
+                "--test",
+                "mutation_gate",
+                "--",
+                "--ignored",
+            ])
+            .status()
+            .context("running the mutation gate on the unmutated tree")?;
+        if !gate.success() {
+            bail!("the mutation gate fails on the unmutated tree: fix that first");
+        }
+        gate_secs = started.elapsed().as_secs_f64();
     }
+    let timeout = test_timeout(gate_secs);
+    println!(
+        "the unmutated gate took {gate_secs:.1} s: a mutant's gate run times out after {timeout} s"
+    );
     let mut cmd = Command::new("cargo");
     cmd.args([
         "mutants",
@@ -59,9 +70,8 @@ pub fn run(all: bool, output: &Path) -> Result<ExitCode> {
     .arg("--output")
     .arg(output)
     .args(["--baseline", "skip"])
-    // A mutant that makes a run hang is caught as a timeout (the gate takes well under a
-    // minute), not waited on for ever.
-    .args(["--timeout", "120", "--build-timeout", "900"]);
+    // A mutant that makes a run hang is caught as a timeout, not waited on for ever.
+    .args(["--timeout", &timeout.to_string(), "--build-timeout", "900"]);
     if !all {
         for file in SCOPE {
             cmd.args(["--file", file]);
@@ -102,4 +112,29 @@ pub fn run(all: bool, output: &Path) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Seconds a mutant's gate run may take: ten times the unmutated gate's run, and at least
+/// [`MIN_TEST_TIMEOUT_SECS`]. A mutant that slows the gate tenfold (a livelock, a message storm)
+/// counts as caught; waiting longer for it would only lengthen the run (the unmutated gate takes
+/// about 3 s on 2 cores; with a fixed two-minute timeout, five timed-out mutants took 10 of the
+/// 54 minutes of a whole run in session 10).
+fn test_timeout(gate_secs: f64) -> u64 {
+    ((gate_secs * 10.0).ceil() as u64).max(MIN_TEST_TIMEOUT_SECS)
+}
+
+/// The floor of [`test_timeout`].
+const MIN_TEST_TIMEOUT_SECS: u64 = 30;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_timeout_is_ten_gate_runs_and_at_least_the_floor() {
+        assert_eq!(test_timeout(0.5), MIN_TEST_TIMEOUT_SECS);
+        assert_eq!(test_timeout(2.6), MIN_TEST_TIMEOUT_SECS);
+        assert_eq!(test_timeout(4.01), 41);
+        assert_eq!(test_timeout(12.0), 120);
+    }
 }
