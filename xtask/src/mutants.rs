@@ -114,14 +114,17 @@ pub fn run(all: bool, output: &Path) -> Result<ExitCode> {
     })
 }
 
-/// Seconds a mutant's gate run may take: ten times the unmutated gate's run, and at least
-/// [`MIN_TEST_TIMEOUT_SECS`]. A mutant that slows the gate tenfold (a livelock, a message storm)
+/// Seconds a mutant's gate run may take: [`TIMEOUT_GATE_RUNS`] times the unmutated gate's run,
+/// and at least [`MIN_TEST_TIMEOUT_SECS`]. A mutant that slows the gate tenfold (a livelock, a message storm)
 /// counts as caught; waiting longer for it would only lengthen the run (the unmutated gate takes
 /// about 3 s on 2 cores; with a fixed two-minute timeout, five timed-out mutants took 10 of the
 /// 54 minutes of a whole run in session 10).
 fn test_timeout(gate_secs: f64) -> u64 {
-    ((gate_secs * 10.0).ceil() as u64).max(MIN_TEST_TIMEOUT_SECS)
+    ((gate_secs * TIMEOUT_GATE_RUNS).ceil() as u64).max(MIN_TEST_TIMEOUT_SECS)
 }
+
+/// How many unmutated gate runs a mutant's gate run may last before it counts as a timeout.
+const TIMEOUT_GATE_RUNS: f64 = 10.0;
 
 /// The floor of [`test_timeout`].
 const MIN_TEST_TIMEOUT_SECS: u64 = 30;
