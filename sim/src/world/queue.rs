@@ -3,19 +3,25 @@
 //!
 //! A calendar queue. Almost every event is scheduled a few milliseconds ahead (a message's
 //! latency, a CPU step, an fsync), so the near future is a ring of [`BUCKETS`] buckets of
-//! 2^[`BUCKET_SHIFT`] µs each, with a bitmap of the non-empty ones; each bucket holds its few
-//! events in ascending order, the earliest first. Events beyond the ring's reach wait in a binary
-//! heap and move into the ring as time reaches them. Scheduling and taking an event cost a few
-//! comparisons instead of a heap's sift through dozens of pending events, and the event itself is
-//! moved into its bucket once and out of it once.
+//! 2^[`BUCKET_SHIFT`] µs each, with a bitmap of the non-empty ones; each bucket is a list of its
+//! few events in ascending order, the earliest first. Events beyond the ring's reach wait in a
+//! binary heap and move into the ring as time reaches them. Scheduling and taking an event cost a
+//! few comparisons instead of a heap's sift through dozens of pending events.
+//!
+//! The events themselves live in one slab whose free slots are reused last-freed-first, linked
+//! into their bucket's list through the slab. A run has a hundred or so events pending at any
+//! moment, so the slots in use stay few and warm in the cache, while the ring (a pair of slot
+//! numbers per bucket) is small: an event is written once, into a recently freed slot, and read
+//! once. (Buckets that each owned a buffer spread the same events over a thousand allocations,
+//! one of them cold at almost every schedule and every take.)
 //!
 //! A bucket needs no sequence numbers: an event is scheduled after every event already in its
 //! bucket at the same or an earlier time, which is exactly scheduling order, because every event
 //! of a bucket the ring reaches is in the ring (the far heap is emptied into a bucket as soon as the
 //! ring reaches it, and keeps sequence numbers to hand its events over in order).
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 /// A bucket spans 2^8 µs (a quarter of a millisecond): few enough events land in one that a new
 /// event almost always sorts last.
@@ -23,45 +29,33 @@ const BUCKET_SHIFT: u32 = 8;
 /// The ring covers 1024 buckets (about a quarter of a second).
 const BUCKETS: u64 = 1024;
 const WORDS: usize = (BUCKETS / 64) as usize;
+/// No slot: the end of a list.
+const NIL: u32 = u32::MAX;
 
-/// An event beyond the ring's reach: ordered by time, then sequence (unique).
-struct Far<T> {
+/// One event of the slab, or a free slot (`ev` is `None`).
+struct Slot<T> {
     time: u64,
-    seq: u64,
-    ev: T,
-}
-
-impl<T> PartialEq for Far<T> {
-    fn eq(&self, other: &Self) -> bool {
-        (self.time, self.seq) == (other.time, other.seq)
-    }
-}
-
-impl<T> Eq for Far<T> {}
-
-impl<T> PartialOrd for Far<T> {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl<T> Ord for Far<T> {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.time, self.seq).cmp(&(other.time, other.seq))
-    }
+    /// The next slot of the same bucket (or of the free list).
+    next: u32,
+    ev: Option<T>,
 }
 
 pub(super) struct EventQueue<T> {
     seq: u64,
-    /// `ring[b % BUCKETS]` holds the events of bucket `b` for `base <= b < base + BUCKETS`, as
-    /// (time, event), ascending by time and, at equal times, in scheduling order.
-    ring: Vec<VecDeque<(u64, T)>>,
-    /// Bit `i` set: `ring[i]` is not empty.
+    slots: Vec<Slot<T>>,
+    /// The most recently freed slot (the free list runs through `Slot::next`).
+    free: u32,
+    /// `head[b % BUCKETS]` and `tail[...]`: the first and last slot of bucket `b`'s list, for
+    /// `base <= b < base + BUCKETS`, ascending by time and, at equal times, in scheduling order.
+    /// Meaningful only while the bucket's `occupied` bit is set.
+    head: Box<[u32]>,
+    tail: Box<[u32]>,
+    /// Bit `i` set: bucket `i` of the ring is not empty.
     occupied: [u64; WORDS],
     /// The bucket (time >> BUCKET_SHIFT) of the current time: nothing earlier is pending.
     base: u64,
-    /// Events of buckets at or beyond `base + BUCKETS`.
-    far: BinaryHeap<Reverse<Far<T>>>,
+    /// Events of buckets at or beyond `base + BUCKETS`: (time, sequence, slot).
+    far: BinaryHeap<Reverse<(u64, u64, u32)>>,
     /// The bucket of the earliest far event (`u64::MAX` when there is none), so that advancing
     /// the ring looks at the heap only when it reaches that bucket.
     far_bucket: u64,
@@ -71,7 +65,10 @@ impl<T> EventQueue<T> {
     pub(super) fn new() -> Self {
         EventQueue {
             seq: 0,
-            ring: (0..BUCKETS).map(|_| VecDeque::with_capacity(4)).collect(),
+            slots: Vec::with_capacity(256),
+            free: NIL,
+            head: vec![NIL; BUCKETS as usize].into_boxed_slice(),
+            tail: vec![NIL; BUCKETS as usize].into_boxed_slice(),
             occupied: [0; WORDS],
             base: 0,
             far: BinaryHeap::new(),
@@ -87,40 +84,87 @@ impl<T> EventQueue<T> {
     /// [`Self::push`], inlined into the caller: for the hottest call site.
     #[inline(always)]
     pub(super) fn push_inline(&mut self, time: u64, ev: T) {
+        let s = self.store(time, ev);
         // An event in the past (never scheduled by the engine) goes to the current bucket, where
         // it still sorts first.
         let bucket = (time >> BUCKET_SHIFT).max(self.base);
         if bucket >= self.base + BUCKETS {
             self.seq += 1;
             self.far_bucket = self.far_bucket.min(bucket);
-            self.far.push(Reverse(Far {
-                time,
-                seq: self.seq,
-                ev,
-            }));
+            self.far.push(Reverse((time, self.seq, s)));
             return;
         }
-        self.insert(bucket, time, ev);
+        self.link(bucket, s);
     }
 
-    /// Puts `ev` into the ring's bucket `bucket`, after every event there at `time` or earlier.
+    /// Puts the event into a slot, the most recently freed one if there is one.
     #[inline(always)]
-    fn insert(&mut self, bucket: u64, time: u64, ev: T) {
-        let i = (bucket % BUCKETS) as usize;
-        let v = &mut self.ring[i];
-        // A new event usually sorts last (latest), so search from the back.
-        if v.back().is_none_or(|(t, _)| *t <= time) {
-            v.push_back((time, ev));
-        } else {
-            let at = v.partition_point(|(t, _)| *t <= time);
-            if at == 0 {
-                // Earlier than everything in the bucket (usually a single event).
-                v.push_front((time, ev));
-            } else {
-                v.insert(at, (time, ev));
+    fn store(&mut self, time: u64, ev: T) -> u32 {
+        let ev = Some(ev);
+        match self.slots.get_mut(self.free as usize) {
+            Some(slot) => {
+                let s = self.free;
+                self.free = slot.next;
+                slot.time = time;
+                slot.ev = ev;
+                s
+            }
+            None => {
+                let s = u32::try_from(self.slots.len())
+                    .ok()
+                    .filter(|&s| s != NIL)
+                    .expect("fewer than 2^32 - 1 events pending");
+                self.slots.push(Slot {
+                    time,
+                    next: NIL,
+                    ev,
+                });
+                s
             }
         }
-        self.occupied[i / 64] |= 1 << (i % 64);
+    }
+
+    /// Links slot `s` into the ring's bucket `bucket`, after every event there at its time or
+    /// earlier.
+    #[inline(always)]
+    fn link(&mut self, bucket: u64, s: u32) {
+        let i = (bucket % BUCKETS) as usize;
+        let time = self.slots[s as usize].time;
+        let bit = 1u64 << (i % 64);
+        if self.occupied[i / 64] & bit == 0 {
+            self.occupied[i / 64] |= bit;
+            self.slots[s as usize].next = NIL;
+            self.head[i] = s;
+            self.tail[i] = s;
+            return;
+        }
+        // A new event usually sorts last (latest).
+        let last = self.tail[i];
+        if self.slots[last as usize].time <= time {
+            self.slots[last as usize].next = s;
+            self.slots[s as usize].next = NIL;
+            self.tail[i] = s;
+            return;
+        }
+        let first = self.head[i];
+        if self.slots[first as usize].time > time {
+            // Earlier than everything in the bucket (usually a single event).
+            self.slots[s as usize].next = first;
+            self.head[i] = s;
+            return;
+        }
+        // Somewhere in between: after the last event at `time` or earlier, which is not the
+        // tail (the tail is later than `time`).
+        let mut p = first;
+        loop {
+            let next = self.slots[p as usize].next;
+            if self.slots[next as usize].time > time {
+                self.slots[s as usize].next = next;
+                self.slots[p as usize].next = s;
+                return;
+            }
+            p = next;
+        }
     }
 
     /// The ring index of the first non-empty bucket at or after ring index `from`, wrapping.
@@ -155,20 +199,17 @@ impl<T> EventQueue<T> {
 
     #[inline(never)]
     fn pull_far_now(&mut self) {
-        while self
-            .far
-            .peek()
-            .is_some_and(|Reverse(f)| (f.time >> BUCKET_SHIFT) < self.base + BUCKETS)
-        {
-            if let Some(Reverse(f)) = self.far.pop() {
-                let bucket = (f.time >> BUCKET_SHIFT).max(self.base);
-                self.insert(bucket, f.time, f.ev);
+        while let Some(&Reverse((time, _, s))) = self.far.peek() {
+            if time >> BUCKET_SHIFT >= self.base + BUCKETS {
+                break;
             }
+            self.far.pop();
+            self.link((time >> BUCKET_SHIFT).max(self.base), s);
         }
         self.far_bucket = self
             .far
             .peek()
-            .map_or(u64::MAX, |Reverse(f)| f.time >> BUCKET_SHIFT);
+            .map_or(u64::MAX, |Reverse((time, _, _))| time >> BUCKET_SHIFT);
     }
 
     /// The earliest event and its time.
@@ -186,18 +227,23 @@ impl<T> EventQueue<T> {
                 i
             }
             None => {
-                let first = self.far.peek()?.0.time;
+                let Reverse((first, _, _)) = *self.far.peek()?;
                 self.base = first >> BUCKET_SHIFT;
                 self.pull_far();
                 (self.base % BUCKETS) as usize
             }
         };
-        let v = &mut self.ring[i];
-        let first = v.pop_front();
-        if v.is_empty() {
+        let s = self.head[i];
+        let slot = &mut self.slots[s as usize];
+        let next = std::mem::replace(&mut slot.next, self.free);
+        let (time, ev) = (slot.time, slot.ev.take());
+        self.free = s;
+        if next == NIL {
             self.occupied[i / 64] &= !(1 << (i % 64));
+        } else {
+            self.head[i] = next;
         }
-        first
+        ev.map(|ev| (time, ev))
     }
 }
 
@@ -206,7 +252,8 @@ mod tests {
     use super::*;
 
     /// Random schedules (near, far, equal times, interleaved with pops) come out in exactly the
-    /// order of a binary heap over (time, sequence).
+    /// order of a binary heap over (time, sequence), and the slab never holds more slots than
+    /// events were pending at once (freed slots are reused).
     #[test]
     fn same_order_as_a_heap_of_time_and_sequence() {
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -223,6 +270,7 @@ mod tests {
             let mut now = 0;
             let mut got = Vec::new();
             let mut want = Vec::new();
+            let mut most_pending = 0;
             for _ in 0..3000 {
                 if rnd(3) > 0 {
                     let ahead = match rnd(10) {
@@ -235,6 +283,7 @@ mod tests {
                     seq += 1;
                     q.push(t, seq);
                     reference.push(Reverse((t, seq)));
+                    most_pending = most_pending.max(reference.len());
                 } else if let Some((t, id)) = q.pop() {
                     now = t;
                     got.push((t, id));
@@ -249,6 +298,10 @@ mod tests {
                 want.push(w);
             }
             assert_eq!(got, want, "round {round}");
+            assert!(
+                q.slots.len() <= most_pending,
+                "round {round}: slab outgrew the events"
+            );
         }
     }
 }
