@@ -187,12 +187,15 @@ impl Leadership {
         }
     }
 
-    /// When round `round` started, if it is recent.
+    /// When round `round` started, if it is recent. Rounds are numbered consecutively and
+    /// only the oldest are dropped, so round `r` sits `r - first` places from the front: no
+    /// search (this runs for every acknowledgement).
     pub(crate) fn round_start(&self, round: u64) -> Option<Instant> {
-        self.round_started
-            .iter()
-            .find(|(r, _)| *r == round)
-            .map(|(_, t)| *t)
+        let &(first, _) = self.round_started.front()?;
+        let i = usize::try_from(round.checked_sub(first)?).ok()?;
+        let &(r, t) = self.round_started.get(i)?;
+        debug_assert_eq!(r, round, "rounds are consecutive");
+        (r == round).then_some(t)
     }
 
     pub(crate) fn next_deadline(&self, check_quorum: bool) -> Instant {

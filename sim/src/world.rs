@@ -168,7 +168,13 @@ struct Micros {
 }
 
 /// What the event queue holds.
+///
+/// A whole word of tag (`repr(u64)`) rather than a tag tucked into the message's own: with it,
+/// the payload starts word-aligned, and moving an event out of the queue copies it in aligned
+/// chunks instead of chunks one byte off the stores that wrote it, which stalled store
+/// forwarding at every event (eight bytes more per event; about 2% faster).
 #[derive(Debug)]
+#[repr(u64)]
 enum Ev {
     /// A node's timer; stale unless it matches the node's current timer generation.
     Tick {
@@ -642,7 +648,8 @@ impl<'a> World<'a> {
         let mut guard = ProgressGuard::default();
         // The steps' output buffer, handed down to every step the loop takes (see `Self::step`).
         let mut out = std::mem::take(&mut self.out);
-        while let Some((time, ev)) = self.queue.pop() {
+        while let Some(ev) = self.queue.pop() {
+            let time = self.queue.time();
             self.now = time;
             self.stats.events += 1;
             if self.halted {
@@ -1132,14 +1139,11 @@ impl<'a> World<'a> {
         let latency = self.net_rng.between(lo, hi);
         let at = released_at + held + scaled(latency, slow);
         // Straight into the queue (inlined), for the message to be copied as little as can be.
-        self.queue.push_inline(
-            at,
-            Ev::Deliver {
-                msg: m,
-                from_incarnation: incarnation,
-                released_at,
-            },
-        );
+        self.queue.push_with(at, || Ev::Deliver {
+            msg: m,
+            from_incarnation: incarnation,
+            released_at,
+        });
     }
 
     fn reply(&mut self, i: usize, t: u64, r: ClientReply) {
@@ -2265,7 +2269,8 @@ mod tests {
         );
         println!("size_of Message {m}, Ev {e}, Input {i}");
         assert!(m <= 80, "Message is {m} bytes");
-        assert!(e <= 96, "Ev is {e} bytes");
+        // A message, two words of the sender's life, and the eight-byte tag (see `Ev`).
+        assert!(e <= 104, "Ev is {e} bytes");
     }
 
     #[test]

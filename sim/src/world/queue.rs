@@ -42,6 +42,8 @@ struct Slot<T> {
 
 pub(super) struct EventQueue<T> {
     seq: u64,
+    /// The time of the event taken last.
+    time: u64,
     slots: Vec<Slot<T>>,
     /// The most recently freed slot (the free list runs through `Slot::next`).
     free: u32,
@@ -65,6 +67,7 @@ impl<T> EventQueue<T> {
     pub(super) fn new() -> Self {
         EventQueue {
             seq: 0,
+            time: 0,
             slots: Vec::with_capacity(256),
             free: NIL,
             head: vec![NIL; BUCKETS as usize].into_boxed_slice(),
@@ -78,13 +81,15 @@ impl<T> EventQueue<T> {
 
     /// Schedules `ev` at `time`, after every event already scheduled at that time.
     pub(super) fn push(&mut self, time: u64, ev: T) {
-        self.push_inline(time, ev);
+        self.push_with(time, || ev);
     }
 
-    /// [`Self::push`], inlined into the caller: for the hottest call site.
+    /// [`Self::push`] of the event `make` builds, inlined into the caller: for the hottest call
+    /// site. Built where it is stored, the event is not first assembled on the stack and then
+    /// copied in chunks that straddle the stores that assembled it (which stalls the CPU).
     #[inline(always)]
-    pub(super) fn push_inline(&mut self, time: u64, ev: T) {
-        let s = self.store(time, ev);
+    pub(super) fn push_with(&mut self, time: u64, make: impl FnOnce() -> T) {
+        let s = self.store(time, make);
         // An event in the past (never scheduled by the engine) goes to the current bucket, where
         // it still sorts first.
         let bucket = (time >> BUCKET_SHIFT).max(self.base);
@@ -99,14 +104,13 @@ impl<T> EventQueue<T> {
 
     /// Puts the event into a slot, the most recently freed one if there is one.
     #[inline(always)]
-    fn store(&mut self, time: u64, ev: T) -> u32 {
-        let ev = Some(ev);
+    fn store(&mut self, time: u64, make: impl FnOnce() -> T) -> u32 {
         match self.slots.get_mut(self.free as usize) {
             Some(slot) => {
                 let s = self.free;
                 self.free = slot.next;
                 slot.time = time;
-                slot.ev = ev;
+                slot.ev = Some(make());
                 s
             }
             None => {
@@ -117,7 +121,7 @@ impl<T> EventQueue<T> {
                 self.slots.push(Slot {
                     time,
                     next: NIL,
-                    ev,
+                    ev: Some(make()),
                 });
                 s
             }
@@ -212,9 +216,12 @@ impl<T> EventQueue<T> {
             .map_or(u64::MAX, |Reverse((time, _, _))| time >> BUCKET_SHIFT);
     }
 
-    /// The earliest event and its time.
+    /// Takes the earliest event; [`Self::time`] is its time then. The event comes back in the
+    /// `Option` it had in its slot, untouched: wrapping it anew with its time (as a tuple) made
+    /// the compiler copy it through the stack at odd offsets, which stalls store forwarding on
+    /// the hottest path of the engine.
     #[inline(always)]
-    pub(super) fn pop(&mut self) -> Option<(u64, T)> {
+    pub(super) fn pop(&mut self) -> Option<T> {
         let from = (self.base % BUCKETS) as usize;
         let i = match self.next_occupied(from) {
             Some(i) => {
@@ -236,14 +243,20 @@ impl<T> EventQueue<T> {
         let s = self.head[i];
         let slot = &mut self.slots[s as usize];
         let next = std::mem::replace(&mut slot.next, self.free);
-        let (time, ev) = (slot.time, slot.ev.take());
+        self.time = slot.time;
         self.free = s;
         if next == NIL {
             self.occupied[i / 64] &= !(1 << (i % 64));
         } else {
             self.head[i] = next;
         }
-        ev.map(|ev| (time, ev))
+        self.slots[s as usize].ev.take()
+    }
+
+    /// The time of the event [`Self::pop`] took last.
+    #[inline(always)]
+    pub(super) fn time(&self) -> u64 {
+        self.time
     }
 }
 
@@ -284,15 +297,16 @@ mod tests {
                     q.push(t, seq);
                     reference.push(Reverse((t, seq)));
                     most_pending = most_pending.max(reference.len());
-                } else if let Some((t, id)) = q.pop() {
+                } else if let Some(id) = q.pop() {
+                    let t = q.time();
                     now = t;
                     got.push((t, id));
                     let Reverse(w) = reference.pop().expect("same length");
                     want.push(w);
                 }
             }
-            while let Some((t, id)) = q.pop() {
-                got.push((t, id));
+            while let Some(id) = q.pop() {
+                got.push((q.time(), id));
             }
             while let Some(Reverse(w)) = reference.pop() {
                 want.push(w);
