@@ -250,7 +250,11 @@ impl<T> EventQueue<T> {
         } else {
             self.head[i] = next;
         }
-        self.slots[s as usize].ev.take()
+        let ev = self.slots[s as usize].ev.take();
+        // Every linked slot holds its event: an empty one would end the run as if nothing were
+        // pending.
+        debug_assert!(ev.is_some(), "slot {s} of bucket {i} is linked but empty");
+        ev
     }
 
     /// The time of the event [`Self::pop`] took last.
