@@ -22,6 +22,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench_node;
 mod cluster;
+mod hashes;
 mod madsim;
 mod mutants;
 
@@ -107,6 +108,19 @@ enum Command {
         /// Most swarm seeds to try per bug.
         #[arg(long, default_value_t = 500)]
         seeds: u64,
+    },
+    /// Print the trace hash of every scenario at seeds 1..=N and of swarm seeds 1..=M, one
+    /// line each: two such lists, before and after a restructuring, prove it changed nothing.
+    Hashes {
+        /// Seeds per scenario file.
+        #[arg(long, default_value_t = 3)]
+        seeds: u64,
+        /// Swarm seeds.
+        #[arg(long, default_value_t = 200)]
+        swarm: u64,
+        /// Scenario files or directories.
+        #[arg(default_value = "scenarios")]
+        paths: Vec<PathBuf>,
     },
     /// Run many seeds of every given scenario file (or every `*.ron` in a given directory) on
     /// all cores; list every failing seed with the command that replays it.
@@ -211,6 +225,11 @@ fn main() -> ExitCode {
             trials,
         } => bench(&what, runs, write, trials),
         Command::Planted { seeds } => planted(seeds),
+        Command::Hashes {
+            seeds,
+            swarm,
+            paths,
+        } => hashes::run(seeds, swarm, &paths).map(|()| ExitCode::SUCCESS),
         Command::Mutants { all, output } => mutants::run(all, &output),
         Command::Madsim { test_args } => madsim::run(&test_args),
         Command::Cluster { action } => cluster::cluster(action),
