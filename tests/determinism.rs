@@ -1,6 +1,6 @@
 //! Determinism is a test, not a hope: the same scenario and seed give the same trace hash, run
 //! after run (and writing a trace or history must not change it); another seed gives another.
-//! (`../shared/tools/contract-check` checks the same across processes.)
+//! Across processes the same holds: `cargo xtask hashes` prints the same list every time it runs.
 
 use keel_sim::RunOptions;
 use keel_tests::load;
