@@ -2,11 +2,9 @@
 //! runs many seeds of many scenarios on every core; `bench sim|node` measures; `cluster` and
 //! `chaos` drive a local cluster of real `keel` processes.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -25,6 +23,7 @@ mod cluster;
 mod hashes;
 mod madsim;
 mod mutants;
+mod soak;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "keel's developer commands")]
@@ -123,7 +122,8 @@ enum Command {
         paths: Vec<PathBuf>,
     },
     /// Run many seeds of every given scenario file (or every `*.ron` in a given directory) on
-    /// all cores; list every failing seed with the command that replays it.
+    /// all cores; print every failing run the moment it fails, with the command that replays it,
+    /// and all of them again at the end (Ctrl-C stops early and still prints them).
     Soak {
         /// How many seeds per scenario (default 100; with --duration: no limit but the time).
         #[arg(long)]
@@ -144,6 +144,9 @@ enum Command {
         /// With --swarm: write each failing seed's generated scenario to DIR/swarm-SEED.ron.
         #[arg(long, value_name = "DIR")]
         save_failing: Option<PathBuf>,
+        /// Stop at the first failing run (the runs in flight finish; every failure is printed).
+        #[arg(long)]
+        fail_fast: bool,
         /// Scenario files or directories (not with --swarm).
         #[arg(required_unless_present = "swarm", conflicts_with = "swarm")]
         paths: Vec<PathBuf>,
@@ -208,16 +211,18 @@ fn main() -> ExitCode {
             jobs,
             swarm,
             save_failing,
+            fail_fast,
             paths,
-        } => soak(
+        } => soak::run(soak::SoakArgs {
             seeds,
-            duration.as_deref(),
+            duration: duration.as_deref(),
             from,
             jobs,
             swarm,
-            save_failing.as_deref(),
-            &paths,
-        ),
+            save_failing: save_failing.as_deref(),
+            fail_fast,
+            paths: &paths,
+        }),
         Command::Bench {
             what,
             runs,
@@ -246,7 +251,7 @@ fn main() -> ExitCode {
 
 /// The run options, with `KEEL_PLANTED=<bug name>` planting that bug (planted-bugs builds only),
 /// so a seed `cargo xtask planted` reports can be replayed by `sim` and `soak`.
-fn run_options() -> Result<RunOptions> {
+pub(crate) fn run_options() -> Result<RunOptions> {
     #[allow(unused_mut)]
     let mut options = RunOptions::default();
     #[cfg(feature = "planted-bugs")]
@@ -324,7 +329,7 @@ fn sim(
 }
 
 /// Every scenario file named, directories expanded to their `*.ron` files (sorted).
-fn scenario_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+pub(crate) fn scenario_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for p in paths {
         if p.is_dir() {
@@ -347,234 +352,6 @@ fn scenario_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn soak(
-    seeds: Option<u64>,
-    duration: Option<&str>,
-    from: u64,
-    jobs: Option<usize>,
-    swarm: bool,
-    save_failing: Option<&Path>,
-    paths: &[PathBuf],
-) -> Result<ExitCode> {
-    // With --swarm each seed brings its own scenario; otherwise every file runs every seed.
-    let scenarios: Vec<(PathBuf, Scenario)> = if swarm {
-        Vec::new()
-    } else {
-        scenario_files(paths)?
-            .into_iter()
-            .map(|f| Scenario::load(&f).map(|s| (f, s)))
-            .collect::<Result<_, _>>()?
-    };
-    let limit = match duration {
-        Some(d) => Some(
-            keel_sim::scenario::parse_duration(d)
-                .map_err(|e| anyhow::anyhow!("--duration {d:?}: {e}"))?,
-        ),
-        None => None,
-    };
-    let seeds = seeds.unwrap_or(if limit.is_some() { u64::MAX / 4 } else { 100 });
-    // Work item k is seed `from + k / files` of file `k % files`: seed-major, so a soak cut
-    // short by --duration has covered every file equally.
-    let files = if swarm { 1 } else { scenarios.len().max(1) };
-    let total = seeds.saturating_mul(files as u64);
-    let item = |k: u64| -> (Option<usize>, u64) {
-        let file = (!swarm).then_some((k % files as u64) as usize);
-        (file, from + k / files as u64)
-    };
-    if let Some(dir) = save_failing {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let jobs = jobs
-        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
-        .unwrap_or(1)
-        .max(1);
-    let next = std::sync::atomic::AtomicU64::new(0);
-    let done = AtomicUsize::new(0);
-    let failures: Mutex<Vec<(String, u64, String, String)>> = Mutex::new(Vec::new());
-    let coverage: Mutex<BTreeMap<&'static str, u64>> = Mutex::new(BTreeMap::new());
-    let failovers_us: Mutex<Vec<u64>> = Mutex::new(Vec::new());
-    // Workload outages that ended, detection-to-running times, re-placements (total, false).
-    let workload_us: Mutex<(Vec<u64>, Vec<u64>, u64, u64)> =
-        Mutex::new((Vec::new(), Vec::new(), 0, 0));
-    let sim_us = std::sync::atomic::AtomicU64::new(0);
-    let options = run_options()?;
-    let started = Instant::now();
-    let how_many = match (limit, duration) {
-        (Some(_), Some(d)) if seeds >= u64::MAX / 4 => format!("seeds for {d}"),
-        (Some(_), Some(d)) => format!("up to {seeds} seeds for at most {d}"),
-        _ => format!("{seeds} seeds"),
-    };
-    if swarm {
-        println!("soak: swarm, {how_many} of generated scenarios (from {from}) on {jobs} threads");
-    } else {
-        println!(
-            "soak: {} scenarios x {how_many} (from {from}) on {jobs} threads",
-            scenarios.len()
-        );
-    }
-    // A progress bar on a terminal (hidden otherwise: then a line every 500 runs).
-    let bar = if limit.is_some() {
-        indicatif::ProgressBar::new_spinner()
-    } else {
-        indicatif::ProgressBar::new(total)
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "  [{elapsed_precise}] {bar:30} {pos}/{len} runs, {msg}",
-        )
-        .map_err(|e| anyhow::anyhow!("progress bar template: {e}"))?,
-    );
-    std::thread::scope(|scope| {
-        for _ in 0..jobs {
-            scope.spawn(|| loop {
-                let k = next.fetch_add(1, Ordering::Relaxed);
-                let out_of_time = limit.is_some_and(|l| started.elapsed() >= l);
-                if k >= total || out_of_time {
-                    break;
-                }
-                let (file, seed) = item(k);
-                let generated;
-                let scenario = match file {
-                    Some(i) => &scenarios[i].1,
-                    None => {
-                        generated = keel_sim::swarm::generate(seed);
-                        &generated
-                    }
-                };
-                let report = keel_sim::run(scenario, seed, &options);
-                sim_us.fetch_add(report.stats.sim_time_us, Ordering::Relaxed);
-                if let Ok(mut c) = coverage.lock() {
-                    for (kind, n) in &report.stats.coverage {
-                        *c.entry(kind).or_insert(0) += n;
-                    }
-                }
-                if let Ok(mut f) = failovers_us.lock() {
-                    f.extend(
-                        report
-                            .stats
-                            .failovers
-                            .iter()
-                            .filter_map(|x| x.end_us.map(|e| e - x.start_us)),
-                    );
-                }
-                if let Ok(mut w) = workload_us.lock() {
-                    let s = &report.stats.workloads;
-                    w.0.extend(s.outages.iter().filter_map(|o| o.end_us.map(|e| e - o.start_us)));
-                    w.1.extend(s.detection_to_running_us.iter().copied());
-                    w.2 += s.replacements;
-                    w.3 += s.false_reschedules.len() as u64;
-                }
-                if !report.passed() {
-                    let why = first_failure(&report);
-                    let replay = match file {
-                        Some(i) => format!(
-                            "cargo xtask sim --seed {seed} {}",
-                            scenarios[i].0.display()
-                        ),
-                        None => {
-                            let saved = save_failing.map(|dir| {
-                                let path = dir.join(format!("swarm-{seed}.ron"));
-                                match std::fs::write(&path, scenario.to_ron()) {
-                                    Ok(()) => format!("cargo xtask sim --seed {seed} {}", path.display()),
-                                    Err(e) => format!("(could not save {}: {e})", path.display()),
-                                }
-                            });
-                            saved.unwrap_or(format!(
-                                "cargo xtask soak --swarm --from {seed} --seeds 1 --save-failing failing/"
-                            ))
-                        }
-                    };
-                    if let Ok(mut f) = failures.lock() {
-                        f.push((scenario.name.clone(), seed, why, replay));
-                    }
-                }
-                let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                let failed = failures.lock().map(|f| f.len()).unwrap_or(0);
-                let rate = n as f64 / started.elapsed().as_secs_f64();
-                bar.set_position(n as u64);
-                bar.set_message(format!("{failed} failed, {rate:.0} runs/s"));
-                if bar.is_hidden() && n % 500 == 0 {
-                    eprintln!("  {n} runs, {failed} failed, {rate:.0} runs/s");
-                }
-            });
-        }
-    });
-    bar.finish_and_clear();
-    let mut failures = failures.into_inner().unwrap_or_else(|e| e.into_inner());
-    failures.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-    let coverage = coverage.into_inner().unwrap_or_else(|e| e.into_inner());
-    println!("coverage (how often each thing happened over all runs):");
-    for kind in keel_sim::report::COVERAGE_KINDS {
-        let n = coverage.get(kind).copied().unwrap_or(0);
-        let gap = if n == 0 {
-            "   <- never happened: a gap"
-        } else {
-            ""
-        };
-        println!("  {kind:<36} {n:>10}{gap}");
-    }
-    let mut failovers = failovers_us.into_inner().unwrap_or_else(|e| e.into_inner());
-    failovers.sort_unstable();
-    if !failovers.is_empty() {
-        let q =
-            |p: f64| failovers[((failovers.len() - 1) as f64 * p).round() as usize] as f64 / 1e3;
-        println!(
-            "failovers (no healthy leader until a new one): {} measured, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-            failovers.len(),
-            q(0.5),
-            q(0.99),
-            q(1.0)
-        );
-    }
-    let (outages, detection, replaced, false_moves) =
-        workload_us.into_inner().unwrap_or_else(|e| e.into_inner());
-    for (what, samples) in [
-        ("workload outages (no healthy copy)", outages),
-        ("detection to running elsewhere", detection),
-    ] {
-        let (p50, p99, max) = (
-            keel_sim::workloads::percentile(&samples, 50),
-            keel_sim::workloads::percentile(&samples, 99),
-            samples.iter().max(),
-        );
-        if let (Some(a), Some(b), Some(c)) = (p50, p99, max) {
-            println!(
-                "{what}: {} measured, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-                samples.len(),
-                a as f64 / 1e3,
-                b as f64 / 1e3,
-                *c as f64 / 1e3
-            );
-        }
-    }
-    if replaced > 0 {
-        println!("re-placements: {replaced}, of which false (off a healthy node): {false_moves}");
-    }
-    for (name, seed, why, replay) in &failures {
-        println!("FAILED {name} seed {seed}: {why}\n  replay: {replay}");
-    }
-    let wall = started.elapsed().as_secs_f64();
-    let runs = done.load(Ordering::Relaxed);
-    println!(
-        "soak: {runs} runs in {wall:.1} s ({:.1} runs/s, {:.0} simulated s / wall s over {jobs} threads)",
-        runs as f64 / wall.max(1e-9),
-        sim_us.load(Ordering::Relaxed) as f64 / 1e6 / wall.max(1e-9)
-    );
-    println!(
-        "{} passed, {} failed",
-        runs - failures.len(),
-        failures.len()
-    );
-    Ok(if failures.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
-}
-
-/// CPU time this thread has used, in seconds. Wall time counts the moments other jobs on a
-/// shared machine hold the core; this does not, so the two side by side show the noise.
 fn thread_cpu_seconds() -> f64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
     t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
@@ -824,7 +601,7 @@ fn planted(seeds: u64) -> Result<ExitCode> {
 }
 
 /// The first reason a run failed, in one line.
-fn first_failure(r: &keel_sim::RunReport) -> String {
+pub(crate) fn first_failure(r: &keel_sim::RunReport) -> String {
     if let Some(v) = r.violations.first() {
         return format!("{}: {}", v.checker, v.message);
     }
