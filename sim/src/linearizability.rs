@@ -15,6 +15,10 @@
 //! taken effect before it returned. A cache of (set of linearized operations, model state) prunes
 //! every configuration already explored. Invocations are ordered before returns at equal times, so
 //! operations that touch in time count as concurrent (the permissive reading).
+//!
+//! The checker only reads the history: it never changes it, never reads a clock, and its verdict
+//! and statistics depend on the history and the budget alone (no hash-table order reaches them).
+//! It runs at the end of every simulated run, so its search loop allocates nothing per step.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -222,6 +226,15 @@ fn intern<'h>(values: &mut HashMap<&'h str, State, BuildKeyHasher>, v: Option<&'
     }
 }
 
+/// The operations of one key worth searching, and the search's events (see [`timed_event`]).
+struct SearchOps {
+    ops: Vec<KeyOp>,
+    /// The invocations, in op order.
+    calls: Vec<u128>,
+    /// Returns at infinity (unknown outcomes), in op order: after every timed return.
+    unknown_returns: Vec<u128>,
+}
+
 /// Checks the operations on one key. `search_index[op]` is set to the index among the searched
 /// operations for each operation searched here (and was `NOT_SEARCHED` for all of them).
 fn check_key(
@@ -235,6 +248,48 @@ fn check_key(
         ids,
         completed,
     } = key_ops;
+    let SearchOps {
+        ops,
+        mut calls,
+        unknown_returns,
+    } = search_ops(history, ids, search_index);
+    let n_ops = ops.len();
+    let required_total = ops.iter().filter(|o| o.required).count();
+    if required_total == 0 {
+        return (Verdict::Linearizable, 0, n_ops);
+    }
+    let mut returns = timed_returns(history, &ops, completed, search_index, required_total);
+    returns.extend_from_slice(&unknown_returns);
+    // Calls before returns at equal times; then by op for determinism (the keys are distinct, so
+    // there is one sorted order). The history recorded the calls in op order and both in time
+    // order, so each list is sorted but for ties (a return recorded before a call at the same
+    // instant, say): each is sorted on its own, cheaply, and the two merged.
+    sort_nearly_sorted(&mut calls);
+    sort_nearly_sorted(&mut returns);
+    let timed = merge_sorted(&calls, &returns);
+    let list = EventList::new(&timed, n_ops);
+    let (end, explored) = search(&ops, list, required_total, budget);
+    let verdict = match end {
+        SearchEnd::Linearizable => Verdict::Linearizable,
+        SearchEnd::OverBudget => Verdict::Inconclusive {
+            reason: format!("key {key}: more than {budget} search states ({n_ops} operations)"),
+        },
+        SearchEnd::Stuck { best_missing } => {
+            let culprit = best_missing.unwrap_or(0);
+            let culprit_id = ops.get(culprit).map_or(OpId(0), |o| o.id);
+            Verdict::NotLinearizable(Violation {
+                key: key.to_string(),
+                ops: vec![culprit_id],
+                explanation: explain(history, key, culprit_id, ids),
+            })
+        }
+    };
+    (verdict, explored, n_ops)
+}
+
+/// The operations of a key (`ids`, in invocation order) that the search must place or may
+/// place, with their model operations and invocations; marks each in `search_index`.
+fn search_ops(history: &History, ids: &[OpId], search_index: &mut [usize]) -> SearchOps {
     let all = history.operations();
     // Values borrowed from the history: no copy of a value per operation. Each value text is
     // hashed once per operation naming it.
@@ -259,13 +314,12 @@ fn check_key(
         .collect();
     // The observed values are numbered 1..=observed.
     let observed = values.len() as State;
-    // Operations of this key worth searching, and their events with times.
-    let mut ops: Vec<KeyOp> = Vec::with_capacity(ids.len());
-    // The calls and the returns, each (time, 0 call / 1 return, op) packed into one integer in
-    // that order: see `timed_event`.
-    let mut calls: Vec<u128> = Vec::with_capacity(ids.len());
-    // Returns at infinity (unknown outcomes), in op order: after every timed return.
-    let mut unknown_returns: Vec<u128> = Vec::new();
+    let mut found = SearchOps {
+        ops: Vec::with_capacity(ids.len()),
+        // Each (time, 0 call / 1 return, op) packed into one integer in that order.
+        calls: Vec::with_capacity(ids.len()),
+        unknown_returns: Vec::new(),
+    };
     for (&id, &seen) in ids.iter().zip(&seen) {
         let o = &all[id.0];
         let required = matches!(o.completion, Some(Completion::Ok { .. }));
@@ -286,25 +340,33 @@ fn check_key(
         if !required && unobserved {
             continue;
         }
-        let k = ops.len();
+        let k = found.ops.len();
         search_index[id.0] = k;
-        calls.push(timed_event(o.invoke_us, false, k));
+        found.calls.push(timed_event(o.invoke_us, false, k));
         if !required {
-            unknown_returns.push(timed_event(u64::MAX, true, k));
+            found.unknown_returns.push(timed_event(u64::MAX, true, k));
         }
-        ops.push(KeyOp {
+        found.ops.push(KeyOp {
             id,
             model,
             required,
         });
     }
-    let n_ops = ops.len();
-    let required_total = ops.iter().filter(|o| o.required).count();
-    if required_total == 0 {
-        return (Verdict::Linearizable, 0, n_ops);
-    }
-    // The timed returns, in the order the history recorded them.
-    let mut returns: Vec<u128> = Vec::with_capacity(required_total + unknown_returns.len());
+    found
+}
+
+/// The returns of the required operations, in the order the history recorded them (`completed`),
+/// with room for the unknown returns to follow.
+fn timed_returns(
+    history: &History,
+    ops: &[KeyOp],
+    completed: &[OpId],
+    search_index: &[usize],
+    required_total: usize,
+) -> Vec<u128> {
+    let all = history.operations();
+    let unknown = ops.len() - required_total;
+    let mut returns: Vec<u128> = Vec::with_capacity(required_total + unknown);
     for &id in completed {
         let k = search_index[id.0];
         if k != NOT_SEARCHED && ops[k].required {
@@ -317,43 +379,98 @@ fn check_key(
         required_total,
         "every ok operation's completion is recorded"
     );
-    returns.extend_from_slice(&unknown_returns);
-    // Calls before returns at equal times; then by op for determinism (the keys are distinct, so
-    // there is one sorted order). The history recorded the calls in op order and both in time
-    // order, so each list is sorted but for ties (a return recorded before a call at the same
-    // instant, say): each is sorted on its own, cheaply, and the two merged.
-    sort_nearly_sorted(&mut calls);
-    sort_nearly_sorted(&mut returns);
-    let timed = merge_sorted(&calls, &returns);
+    returns
+}
 
-    // A doubly linked list over events; node 0 is the head sentinel.
-    let n = timed.len();
-    let mut events = Vec::with_capacity(n + 1);
-    events.push(Event {
-        op: usize::MAX,
-        is_call: false,
-    });
-    let mut return_node = vec![0usize; n_ops]; // op -> its return's node
-    for (i, &packed) in timed.iter().enumerate() {
-        let is_return = (packed >> 63) & 1 == 1;
-        let op = (packed as u64 & OP_MASK) as usize;
+/// The end of the list in `EventList::next`.
+const END: usize = usize::MAX;
+
+/// The search list: the events in order as a doubly linked list (node 0 is the head sentinel),
+/// from which the search lifts an operation's call and return while it is linearized.
+struct EventList {
+    events: Vec<Event>,
+    /// Op -> the node of its return.
+    return_node: Vec<usize>,
+    next: Vec<usize>,
+    prev: Vec<usize>,
+}
+
+impl EventList {
+    /// The list of the sorted packed events `timed` of `n_ops` operations.
+    fn new(timed: &[u128], n_ops: usize) -> EventList {
+        let n = timed.len();
+        let mut events = Vec::with_capacity(n + 1);
         events.push(Event {
-            op,
-            is_call: !is_return,
+            op: usize::MAX,
+            is_call: false,
         });
-        if is_return {
-            return_node[op] = i + 1;
+        let mut return_node = vec![0usize; n_ops];
+        for (i, &packed) in timed.iter().enumerate() {
+            let is_return = (packed >> 63) & 1 == 1;
+            let op = (packed as u64 & OP_MASK) as usize;
+            events.push(Event {
+                op,
+                is_call: !is_return,
+            });
+            if is_return {
+                return_node[op] = i + 1;
+            }
+        }
+        let mut next: Vec<usize> = (1..=n + 1).collect(); // n+1 = end
+        let prev: Vec<usize> = (0..=n).map(|i| i.saturating_sub(1)).collect();
+        next[n] = END;
+        EventList {
+            events,
+            return_node,
+            next,
+            prev,
         }
     }
-    let mut next: Vec<usize> = (1..=n + 1).collect(); // n+1 = end
-    let mut prev: Vec<usize> = (0..=n).map(|i| i.saturating_sub(1)).collect();
-    next[n] = usize::MAX;
-    let end = usize::MAX;
 
+    /// Takes `node` out of the list (it keeps its links, for `unlift`).
+    #[inline(always)]
+    fn lift(&mut self, node: usize) {
+        let (p, nx) = (self.prev[node], self.next[node]);
+        self.next[p] = nx;
+        if nx != END {
+            self.prev[nx] = p;
+        }
+    }
+
+    /// Puts `node`, the last one lifted that is still out, back where it was.
+    #[inline(always)]
+    fn unlift(&mut self, node: usize) {
+        let (p, nx) = (self.prev[node], self.next[node]);
+        self.next[p] = node;
+        if nx != END {
+            self.prev[nx] = node;
+        }
+    }
+}
+
+/// How a key's search ended.
+enum SearchEnd {
+    /// Every required operation was linearized.
+    Linearizable,
+    /// More states than the budget.
+    OverBudget,
+    /// No order places every required operation; `best_missing` is the operation whose return
+    /// stopped the deepest attempt.
+    Stuck { best_missing: Option<usize> },
+}
+
+/// The Wing–Gong search over `list` with Lowe's cache of abandoned configurations; returns how
+/// it ended and how many states it explored.
+fn search(
+    ops: &[KeyOp],
+    mut list: EventList,
+    required_total: usize,
+    budget: u64,
+) -> (SearchEnd, u64) {
     // The set of linearized operations, as a 128-bit Zobrist hash (xor of one random key per
     // operation): O(1) to update, and a collision between two of the at most `budget` sets is
     // astronomically unlikely (~budget² / 2^129).
-    let zobrist: Vec<u128> = (0..n_ops as u64).map(zobrist_key).collect();
+    let zobrist: Vec<u128> = (0..ops.len() as u64).map(zobrist_key).collect();
     let mut linearized: u128 = 0;
     // The configurations (linearized set, state) explored and abandoned: a backtrack leaves
     // the one it undoes here. The configurations on the current path need no entry: each holds
@@ -361,70 +478,13 @@ fn check_key(
     // them. A search that never backtracks (the usual case) hashes nothing.
     let mut dead: HashSet<(u128, State), BuildKeyHasher> = HashSet::default();
     // (call node, state before); as deep as the operations, in a search that never backtracks.
-    let mut stack: Vec<(usize, State)> = Vec::with_capacity(n_ops);
-    let mut state: State = 0;
-    let mut required_done = 0usize;
-    let mut explored = 0u64;
-    let mut best_done = 0usize;
-    let mut best_missing: Option<usize> = None;
-
-    let lift = |next: &mut Vec<usize>, prev: &mut Vec<usize>, node: usize| {
-        let (p, nx) = (prev[node], next[node]);
-        next[p] = nx;
-        if nx != end {
-            prev[nx] = p;
-        }
-    };
-    let unlift = |next: &mut Vec<usize>, prev: &mut Vec<usize>, node: usize| {
-        let (p, nx) = (prev[node], next[node]);
-        next[p] = node;
-        if nx != end {
-            prev[nx] = node;
-        }
-    };
-
-    let mut entry = next[0];
-    while entry != end {
-        let ev = events[entry];
-        if ev.is_call {
-            let op = &ops[ev.op];
-            let mut moved = false;
-            if let Some(new_state) = op.model.step(state) {
-                linearized ^= zobrist[ev.op];
-                if dead.is_empty() || !dead.contains(&(linearized, new_state)) {
-                    explored += 1;
-                    if explored > budget {
-                        return (
-                            Verdict::Inconclusive {
-                                reason: format!(
-                                    "key {key}: more than {budget} search states ({n_ops} operations)"
-                                ),
-                            },
-                            explored,
-                            n_ops,
-                        );
-                    }
-                    stack.push((entry, state));
-                    state = new_state;
-                    if op.required {
-                        required_done += 1;
-                        if required_done == required_total {
-                            return (Verdict::Linearizable, explored, n_ops);
-                        }
-                    }
-                    // Remove the call and its return from the list.
-                    lift(&mut next, &mut prev, entry);
-                    lift(&mut next, &mut prev, return_node[ev.op]);
-                    entry = next[0];
-                    moved = true;
-                } else {
-                    linearized ^= zobrist[ev.op];
-                }
-            }
-            if !moved {
-                entry = next[entry];
-            }
-        } else {
+    let mut stack: Vec<(usize, State)> = Vec::with_capacity(ops.len());
+    let (mut state, mut required_done, mut explored): (State, usize, u64) = (0, 0, 0);
+    let (mut best_done, mut best_missing) = (0usize, None);
+    let mut entry = list.next[0];
+    while entry != END {
+        let ev = list.events[entry];
+        if !ev.is_call {
             // A return: its operation must already be linearized. Backtrack.
             if required_done >= best_done {
                 best_done = required_done;
@@ -434,29 +494,42 @@ fn check_key(
                 break;
             };
             dead.insert((linearized, state));
-            let op = events[call].op;
-            if ops[op].required {
-                required_done -= 1;
-            }
+            let op = list.events[call].op;
+            required_done -= usize::from(ops[op].required);
             state = before;
             linearized ^= zobrist[op];
-            unlift(&mut next, &mut prev, return_node[op]);
-            unlift(&mut next, &mut prev, call);
-            entry = next[call];
+            list.unlift(list.return_node[op]);
+            list.unlift(call);
+            entry = list.next[call];
+            continue;
         }
+        let op = &ops[ev.op];
+        let Some(new_state) = op.model.step(state) else {
+            entry = list.next[entry];
+            continue;
+        };
+        linearized ^= zobrist[ev.op];
+        if !dead.is_empty() && dead.contains(&(linearized, new_state)) {
+            linearized ^= zobrist[ev.op];
+            entry = list.next[entry];
+            continue;
+        }
+        explored += 1;
+        if explored > budget {
+            return (SearchEnd::OverBudget, explored);
+        }
+        stack.push((entry, state));
+        state = new_state;
+        required_done += usize::from(op.required);
+        if op.required && required_done == required_total {
+            return (SearchEnd::Linearizable, explored);
+        }
+        // Remove the call and its return from the list.
+        list.lift(entry);
+        list.lift(list.return_node[ev.op]);
+        entry = list.next[0];
     }
-    let culprit = best_missing.unwrap_or(0);
-    let culprit_id = ops.get(culprit).map_or(OpId(0), |o| o.id);
-    let explanation = explain(history, key, culprit_id, ids);
-    (
-        Verdict::NotLinearizable(Violation {
-            key: key.to_string(),
-            ops: vec![culprit_id],
-            explanation,
-        }),
-        explored,
-        n_ops,
-    )
+    (SearchEnd::Stuck { best_missing }, explored)
 }
 
 /// A fast, non-cryptographic hasher: the cache's keys are already uniformly random (Zobrist
