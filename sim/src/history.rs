@@ -4,8 +4,8 @@
 //! happen) or `info` (unknown: a timeout, a crash, an indeterminate answer). A process has at most
 //! one operation open; after an `info` a client continues as a new process.
 //!
-//! [`History::write_jsonl`] writes the format of `ARCHITECTURE.md`, one JSON object per event in
-//! the order the events happened:
+//! [`History::write_jsonl`] writes it as JSON lines, one object per event in the order the events
+//! happened, and [`History::read_jsonl`] reads that format back:
 //!
 //! ```json
 //! {"index":0,"time_ms":1234.5,"process":3,"type":"invoke","f":"put","key":"user/k1","value":"v17"}
@@ -14,6 +14,9 @@
 //!
 //! `value` is the written value for `put`, `null` for `delete`, `{"from": .., "to": ..}` for
 //! `cas`, and for `get` `null` on invocation and the value read (or `null`) on completion.
+//!
+//! The history only records what clients saw; it never judges it (that is the linearizability
+//! checker's job) and never reads a clock: every time in it is simulated time the caller passes.
 
 use std::sync::Arc;
 
@@ -255,88 +258,143 @@ impl History {
             if line.trim().is_empty() {
                 continue;
             }
-            let bad = |message: String| HistoryError::Malformed {
-                line: line_no,
-                message,
-            };
-            let v: Json = serde_json::from_str(&line).map_err(|e| bad(format!("not JSON: {e}")))?;
-            let get = |k: &str| v.get(k).ok_or_else(|| bad(format!("missing `{k}`")));
-            let time_ms = get("time_ms")?
-                .as_f64()
-                .ok_or_else(|| bad("`time_ms` is not a number".into()))?;
-            let time_us = (time_ms * 1000.0).round() as u64;
-            let process = get("process")?
-                .as_u64()
-                .ok_or_else(|| bad("`process` is not a non-negative integer".into()))?;
-            let kind = get("type")?
-                .as_str()
-                .ok_or_else(|| bad("`type` is not a string".into()))?;
-            let f = get("f")?
-                .as_str()
-                .ok_or_else(|| bad("`f` is not a string".into()))?;
-            let key = get("key")?
-                .as_str()
-                .ok_or_else(|| bad("`key` is not a string".into()))?;
-            let key: Arc<str> = Arc::from(key);
-            let value = get("value")?;
-            let string = |v: &Json, what: &str| -> Result<Option<String>, HistoryError> {
-                match v {
-                    Json::Null => Ok(None),
-                    Json::String(s) => Ok(Some(s.clone())),
-                    other => Err(bad(format!("{what} must be a string or null, not {other}"))),
-                }
-            };
-            match kind {
-                "invoke" => {
-                    if open.contains_key(&process) {
-                        return Err(bad(format!(
-                            "process {process} invokes while its previous operation is open"
-                        )));
-                    }
-                    let op = match f {
-                        "put" => Op::Put {
-                            key,
-                            value: string(value, "a put's value")?
-                                .ok_or_else(|| bad("a put needs a value".into()))?,
-                        },
-                        "get" => Op::Get { key },
-                        "delete" => Op::Delete { key },
-                        "cas" => {
-                            let from =
-                                string(value.get("from").unwrap_or(&Json::Null), "a cas's `from`")?;
-                            let to =
-                                string(value.get("to").unwrap_or(&Json::Null), "a cas's `to`")?
-                                    .ok_or_else(|| bad("a cas needs `to`".into()))?;
-                            Op::Cas { key, from, to }
-                        }
-                        other => return Err(bad(format!("unknown f {other:?}"))),
-                    };
-                    let id = h.invoke(time_us, process, op);
-                    open.insert(process, id);
-                }
-                "ok" | "fail" | "info" => {
-                    let id = open.remove(&process).ok_or_else(|| {
-                        bad(format!(
-                            "process {process} completes an operation it never invoked"
-                        ))
-                    })?;
-                    let completion = match kind {
-                        "ok" => Completion::Ok {
-                            read: if f == "get" {
-                                string(value, "a get's value")?
-                            } else {
-                                None
-                            },
-                        },
-                        "fail" => Completion::Fail,
-                        _ => Completion::Info,
-                    };
-                    h.complete(time_us, id, completion);
-                }
-                other => return Err(bad(format!("unknown type {other:?}"))),
-            }
+            let v: Json = serde_json::from_str(&line)
+                .map_err(|e| malformed(line_no, format!("not JSON: {e}")))?;
+            Record::parse(&v, line_no)?.apply(&mut h, &mut open)?;
         }
         Ok(h)
+    }
+}
+
+/// A `Malformed` error at line `line`.
+fn malformed(line: usize, message: String) -> HistoryError {
+    HistoryError::Malformed { line, message }
+}
+
+/// One line read back: an invocation or a completion, its fields checked for type.
+struct Record<'v> {
+    line: usize,
+    time_us: u64,
+    process: Process,
+    kind: &'v str,
+    f: &'v str,
+    key: Arc<str>,
+    value: &'v Json,
+}
+
+impl<'v> Record<'v> {
+    /// The fields of `v`, the object on line `line`, in the documented order.
+    fn parse(v: &'v Json, line: usize) -> Result<Record<'v>, HistoryError> {
+        let bad = |message: String| malformed(line, message);
+        let get = |k: &str| v.get(k).ok_or_else(|| bad(format!("missing `{k}`")));
+        let time_ms = get("time_ms")?
+            .as_f64()
+            .ok_or_else(|| bad("`time_ms` is not a number".into()))?;
+        let process = get("process")?
+            .as_u64()
+            .ok_or_else(|| bad("`process` is not a non-negative integer".into()))?;
+        let kind = get("type")?
+            .as_str()
+            .ok_or_else(|| bad("`type` is not a string".into()))?;
+        let f = get("f")?
+            .as_str()
+            .ok_or_else(|| bad("`f` is not a string".into()))?;
+        let key = get("key")?
+            .as_str()
+            .ok_or_else(|| bad("`key` is not a string".into()))?;
+        Ok(Record {
+            line,
+            time_us: (time_ms * 1000.0).round() as u64,
+            process,
+            kind,
+            f,
+            key: Arc::from(key),
+            value: get("value")?,
+        })
+    }
+
+    fn bad(&self, message: String) -> HistoryError {
+        malformed(self.line, message)
+    }
+
+    /// `v` as an optional string (`null` is none), or an error naming it `what`.
+    fn string(&self, v: &Json, what: &str) -> Result<Option<String>, HistoryError> {
+        match v {
+            Json::Null => Ok(None),
+            Json::String(s) => Ok(Some(s.clone())),
+            other => Err(self.bad(format!("{what} must be a string or null, not {other}"))),
+        }
+    }
+
+    /// Adds the record to `h`: an invocation opens an operation of its process, a completion
+    /// closes the one open.
+    fn apply(
+        self,
+        h: &mut History,
+        open: &mut std::collections::BTreeMap<Process, OpId>,
+    ) -> Result<(), HistoryError> {
+        let process = self.process;
+        match self.kind {
+            "invoke" => {
+                if open.contains_key(&process) {
+                    return Err(self.bad(format!(
+                        "process {process} invokes while its previous operation is open"
+                    )));
+                }
+                let time_us = self.time_us;
+                let id = h.invoke(time_us, process, self.op()?);
+                open.insert(process, id);
+            }
+            "ok" | "fail" | "info" => {
+                let id = open.remove(&process).ok_or_else(|| {
+                    self.bad(format!(
+                        "process {process} completes an operation it never invoked"
+                    ))
+                })?;
+                h.complete(self.time_us, id, self.completion()?);
+            }
+            other => return Err(self.bad(format!("unknown type {other:?}"))),
+        }
+        Ok(())
+    }
+
+    /// The operation an invocation asks for.
+    fn op(&self) -> Result<Op, HistoryError> {
+        let (key, value) = (self.key.clone(), self.value);
+        Ok(match self.f {
+            "put" => Op::Put {
+                key,
+                value: self
+                    .string(value, "a put's value")?
+                    .ok_or_else(|| self.bad("a put needs a value".into()))?,
+            },
+            "get" => Op::Get { key },
+            "delete" => Op::Delete { key },
+            "cas" => {
+                let from =
+                    self.string(value.get("from").unwrap_or(&Json::Null), "a cas's `from`")?;
+                let to = self
+                    .string(value.get("to").unwrap_or(&Json::Null), "a cas's `to`")?
+                    .ok_or_else(|| self.bad("a cas needs `to`".into()))?;
+                Op::Cas { key, from, to }
+            }
+            other => return Err(self.bad(format!("unknown f {other:?}"))),
+        })
+    }
+
+    /// How a completion ended (`ok`, `fail` or `info`), with what an `ok` get read.
+    fn completion(&self) -> Result<Completion, HistoryError> {
+        Ok(match self.kind {
+            "ok" => Completion::Ok {
+                read: if self.f == "get" {
+                    self.string(self.value, "a get's value")?
+                } else {
+                    None
+                },
+            },
+            "fail" => Completion::Fail,
+            _ => Completion::Info,
+        })
     }
 }
 

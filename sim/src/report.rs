@@ -1,5 +1,8 @@
 //! What a run found: counters, failovers, checker violations, the linearizability verdict, one
 //! verdict per scenario expectation, and the summary table `cargo xtask sim` prints.
+//!
+//! A report only describes a finished run: it never runs or changes anything, and never reads a
+//! clock (the wall time in the summary is what the caller measured).
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -261,61 +264,78 @@ impl RunReport {
 
     /// The summary table printed by `cargo xtask sim`; `wall_time` is what the caller measured.
     pub fn summary(&self, wall_time: Duration) -> String {
+        let mut t = Table::default();
+        self.run_rows(&mut t, wall_time);
+        self.cluster_rows(&mut t);
+        self.client_rows(&mut t);
+        workload_rows(&mut t, &self.stats.workloads);
+        self.verdict_rows(&mut t);
+        t.0
+    }
+
+    /// The run itself: which, how long, how fast, how many events and messages.
+    fn run_rows(&self, t: &mut Table, wall_time: Duration) {
         let s = &self.stats;
-        let mut t = String::new();
-        let mut row = |k: &str, v: String| {
-            let _ = writeln!(t, "  {k:<28} {v}");
-        };
-        row("scenario", self.scenario.clone());
-        row("seed", self.seed.to_string());
-        row(
+        t.row("scenario", self.scenario.clone());
+        t.row("seed", self.seed.to_string());
+        t.row(
             "simulated time",
             format!("{:.3} s", s.sim_time_us as f64 / 1e6),
         );
-        row("wall time", format!("{:.3} s", wall_time.as_secs_f64()));
-        row(
+        t.row("wall time", format!("{:.3} s", wall_time.as_secs_f64()));
+        t.row(
             "speed",
             format!("{:.0} simulated s / wall s", self.speed(wall_time)),
         );
-        row("events", s.events.to_string());
-        row("node steps", s.steps.to_string());
-        row(
+        t.row("events", s.events.to_string());
+        t.row("node steps", s.steps.to_string());
+        t.row(
             "messages",
             format!(
                 "{} sent, {} delivered, {} dropped, {} duplicated",
                 s.messages_sent, s.messages_delivered, s.messages_dropped, s.messages_duplicated
             ),
         );
-        row("faults injected", s.faults_injected.to_string());
-        row(
+        t.row("faults injected", s.faults_injected.to_string());
+    }
+
+    /// The cluster: leadership, failovers, the log and what crashes cost.
+    fn cluster_rows(&self, t: &mut Table) {
+        let s = &self.stats;
+        t.row(
             "first leader after",
             s.first_leader_at
                 .map_or("never".to_string(), |t| format!("{:.1} ms", t as f64 / 1e3)),
         );
-        row("leader changes", s.leader_changes.to_string());
+        t.row("leader changes", s.leader_changes.to_string());
         if s.failovers.is_empty() {
-            row("failovers", "none".to_string());
+            t.row("failovers", "none".to_string());
         }
         for (i, f) in s.failovers.iter().enumerate() {
             let d = match f.duration() {
                 Some(d) => format!("{:.1} ms", d.as_secs_f64() * 1e3),
                 None => "no leader at the end of the run".to_string(),
             };
-            row(
+            t.row(
                 &format!("failover {}", i + 1),
                 format!("at {:.3} s: {d}", f.start_us as f64 / 1e6),
             );
         }
-        row("commit index", s.final_commit_index.to_string());
-        row(
+        t.row("commit index", s.final_commit_index.to_string());
+        t.row(
             "snapshots",
             format!(
                 "{} taken, {} installed",
                 s.snapshots_taken, s.snapshots_installed
             ),
         );
-        row("unsynced writes lost", s.unsynced_writes_lost.to_string());
-        row(
+        t.row("unsynced writes lost", s.unsynced_writes_lost.to_string());
+    }
+
+    /// The clients: operations, latencies, load shedding.
+    fn client_rows(&self, t: &mut Table) {
+        let s = &self.stats;
+        t.row(
             "client ops",
             format!(
                 "{} invoked ({:.0}/s): {} ok, {} failed, {} unknown",
@@ -327,7 +347,7 @@ impl RunReport {
             ),
         );
         if let Some((p50, p99)) = s.write_latency() {
-            row(
+            t.row(
                 "write latency",
                 format!(
                     "p50 {:.1} ms, p99 {:.1} ms (issued to acknowledged, {} writes)",
@@ -338,7 +358,7 @@ impl RunReport {
             );
         }
         if let Some((p50, p99)) = s.read_latency() {
-            row(
+            t.row(
                 "read latency",
                 format!(
                     "p50 {:.1} ms, p99 {:.1} ms (issued to answered, {} reads)",
@@ -348,81 +368,20 @@ impl RunReport {
                 ),
             );
         }
-        row(
+        t.row(
             "shed under load",
             format!(
                 "{} requests shed by nodes, {} overloaded answers seen by clients",
                 s.requests_shed, s.client_rejected
             ),
         );
-        let w = &s.workloads;
-        if w.instances > 0 {
-            use crate::workloads::{ms, percentile};
-            let pct = |v: &[u64]| match (percentile(v, 50), percentile(v, 99), v.iter().max()) {
-                (Some(a), Some(b), Some(c)) => {
-                    format!("p50 {}, p99 {}, max {}", ms(a), ms(b), ms(*c))
-                }
-                _ => "none".to_string(),
-            };
-            let closed: Vec<u64> = w
-                .outages
-                .iter()
-                .filter_map(|o| o.end_us.map(|e| e - o.start_us))
-                .collect();
-            let open = w.outages.len() - closed.len();
-            let running = w
-                .final_state
-                .iter()
-                .filter(|f| f.status == "running")
-                .count();
-            let failed = w
-                .final_state
-                .iter()
-                .filter(|f| f.status == "failed-permanently")
-                .count();
-            row(
-                "workloads",
-                format!(
-                    "{} instances; at the end {running} running, {failed} failed permanently",
-                    w.instances
-                ),
-            );
-            row(
-                "placements",
-                format!(
-                    "{} placements, {} copies started, {} re-placements ({} false)",
-                    w.placements,
-                    w.copies_started,
-                    w.replacements,
-                    w.false_reschedules.len()
-                ),
-            );
-            row(
-                "workload outages",
-                format!(
-                    "{} ended: {}; {open} open at the end",
-                    closed.len(),
-                    pct(&closed)
-                ),
-            );
-            row("detection to running", pct(&w.detection_to_running_us));
-            row(
-                "fencing",
-                format!(
-                    "{} leases lost, {} copies killed at lease expiry",
-                    w.leases_lost, w.copies_killed_at_lease_expiry
-                ),
-            );
-            row(
-                "retries",
-                format!(
-                    "{} backoffs, {} watchdog stops, {} breakers opened, {} re-placement freezes",
-                    w.backoffs, w.watchdog_stops, w.breakers_opened, w.freezes
-                ),
-            );
-        }
-        row("safety checks run", self.checks_run.to_string());
-        row(
+    }
+
+    /// What the checks found, each expectation's verdict, and the run's verdict.
+    fn verdict_rows(&self, t: &mut Table) {
+        let s = &self.stats;
+        t.row("safety checks run", self.checks_run.to_string());
+        t.row(
             "safety violations",
             if self.violations.is_empty() {
                 "none".to_string()
@@ -435,7 +394,7 @@ impl RunReport {
             Verdict::NotLinearizable(v) => format!("NOT linearizable (key {})", v.key),
             Verdict::Inconclusive { reason } => format!("inconclusive: {reason}"),
         };
-        row(
+        t.row(
             "history",
             format!(
                 "{lin} ({} keys, {} ops, {} states searched)",
@@ -446,19 +405,19 @@ impl RunReport {
         );
         for e in &self.expectations {
             let verdict = if e.passed { "ok" } else { "FAILED" };
-            row(
+            t.row(
                 &format!("expect {}", e.expectation),
                 format!("{verdict}: {}", e.detail),
             );
         }
         for u in &s.unsupported {
-            row("not simulated", u.clone());
+            t.row("not simulated", u.clone());
         }
         for e in &s.engine_errors {
-            row("SIMULATOR ERROR", e.clone());
+            t.row("SIMULATOR ERROR", e.clone());
         }
         for v in self.violations.iter().take(10) {
-            row(
+            t.row(
                 &format!("VIOLATION {}", v.checker),
                 format!(
                     "at {:.3} s{}: {}",
@@ -469,12 +428,83 @@ impl RunReport {
             );
         }
         if let Verdict::NotLinearizable(v) = &self.linearizability {
-            row("non-linearizable", v.explanation.clone());
+            t.row("non-linearizable", v.explanation.clone());
         }
         let verdict = if self.passed() { "PASS" } else { "FAIL" };
-        row("verdict", verdict.to_string());
-        t
+        t.row("verdict", verdict.to_string());
     }
+}
+
+/// The summary table: one indented row per line, the names in a column.
+#[derive(Default)]
+struct Table(String);
+
+impl Table {
+    fn row(&mut self, k: &str, v: String) {
+        let _ = writeln!(self.0, "  {k:<28} {v}");
+    }
+}
+
+/// The workloads' rows of the summary (none if the scenario runs no workloads).
+fn workload_rows(t: &mut Table, w: &crate::workloads::WorkloadStats) {
+    use crate::workloads::{ms, percentile};
+    if w.instances == 0 {
+        return;
+    }
+    let pct = |v: &[u64]| match (percentile(v, 50), percentile(v, 99), v.iter().max()) {
+        (Some(a), Some(b), Some(c)) => {
+            format!("p50 {}, p99 {}, max {}", ms(a), ms(b), ms(*c))
+        }
+        _ => "none".to_string(),
+    };
+    let closed: Vec<u64> = w
+        .outages
+        .iter()
+        .filter_map(|o| o.end_us.map(|e| e - o.start_us))
+        .collect();
+    let open = w.outages.len() - closed.len();
+    let count = |status: &str| w.final_state.iter().filter(|f| f.status == status).count();
+    let (running, failed) = (count("running"), count("failed-permanently"));
+    t.row(
+        "workloads",
+        format!(
+            "{} instances; at the end {running} running, {failed} failed permanently",
+            w.instances
+        ),
+    );
+    t.row(
+        "placements",
+        format!(
+            "{} placements, {} copies started, {} re-placements ({} false)",
+            w.placements,
+            w.copies_started,
+            w.replacements,
+            w.false_reschedules.len()
+        ),
+    );
+    t.row(
+        "workload outages",
+        format!(
+            "{} ended: {}; {open} open at the end",
+            closed.len(),
+            pct(&closed)
+        ),
+    );
+    t.row("detection to running", pct(&w.detection_to_running_us));
+    t.row(
+        "fencing",
+        format!(
+            "{} leases lost, {} copies killed at lease expiry",
+            w.leases_lost, w.copies_killed_at_lease_expiry
+        ),
+    );
+    t.row(
+        "retries",
+        format!(
+            "{} backoffs, {} watchdog stops, {} breakers opened, {} re-placement freezes",
+            w.backoffs, w.watchdog_stops, w.breakers_opened, w.freezes
+        ),
+    );
 }
 
 /// Judges each expectation of the scenario against what the run found.
@@ -487,132 +517,7 @@ pub(crate) fn judge(
     expect
         .iter()
         .map(|e| {
-            let (passed, detail) = match e {
-                Expectation::NewLeaderWithin(limit) => {
-                    let worst = stats
-                        .failovers
-                        .iter()
-                        .map(|f| f.duration().unwrap_or(Duration::MAX))
-                        .max();
-                    match (stats.first_leader_at, worst) {
-                        (None, _) => (false, "no leader was ever elected".to_string()),
-                        (Some(_), None) => (true, "no failover was needed".to_string()),
-                        (Some(_), Some(w)) if w == Duration::MAX => (
-                            false,
-                            "the run ended without a leader after a failover began".to_string(),
-                        ),
-                        (Some(_), Some(w)) => (
-                            w <= *limit,
-                            format!(
-                                "{} failovers, slowest {:.1} ms (limit {:?})",
-                                stats.failovers.len(),
-                                w.as_secs_f64() * 1e3,
-                                limit
-                            ),
-                        ),
-                    }
-                }
-                Expectation::NoLostWrites => {
-                    let lost: Vec<_> = violations
-                        .iter()
-                        .filter(|v| v.checker == crate::checkers::ACKED_WRITES)
-                        .collect();
-                    if lost.is_empty() {
-                        (
-                            true,
-                            "every acknowledged write is in the final state".to_string(),
-                        )
-                    } else {
-                        (
-                            false,
-                            format!(
-                                "{} acknowledged writes lost: {}",
-                                lost.len(),
-                                lost[0].message
-                            ),
-                        )
-                    }
-                }
-                Expectation::Linearizable => match lin {
-                    Verdict::Linearizable => (true, "the client history is linearizable".into()),
-                    Verdict::NotLinearizable(v) => {
-                        (false, format!("key {}: {}", v.key, v.explanation))
-                    }
-                    Verdict::Inconclusive { reason } => (false, format!("inconclusive: {reason}")),
-                },
-                Expectation::WorkloadsRecoveredWithin(limit) => recovered_within(stats, *limit),
-                Expectation::AtMostOneRunningCopy => {
-                    let twins: Vec<_> = violations
-                        .iter()
-                        .filter(|v| v.checker == crate::checkers::AT_MOST_ONE_COPY)
-                        .collect();
-                    match twins.first() {
-                        None => (
-                            true,
-                            format!(
-                                "{} copies started, never two of one workload at once",
-                                stats.workloads.copies_started
-                            ),
-                        ),
-                        Some(v) => (false, v.message.clone()),
-                    }
-                }
-                Expectation::NoFalseReschedules => {
-                    let w = &stats.workloads;
-                    match w.false_reschedules.first() {
-                        None => (
-                            true,
-                            format!(
-                                "{} re-placements, none away from a healthy node",
-                                w.replacements
-                            ),
-                        ),
-                        Some(f) => (
-                            false,
-                            format!("{} false reschedules: {f}", w.false_reschedules.len()),
-                        ),
-                    }
-                }
-                Expectation::MaxReplacements(max) => {
-                    let n = stats.workloads.replacements;
-                    (n <= *max, format!("{n} re-placements (at most {max})"))
-                }
-                Expectation::MedianWriteLatencyWithin(d) => {
-                    median_within("write", stats.write_latency(), *d, "acknowledged")
-                }
-                Expectation::MedianReadLatencyWithin(d) => {
-                    median_within("read", stats.read_latency(), *d, "answered")
-                }
-                Expectation::MaxLeaderChanges(max) => {
-                    let n = stats.leader_changes;
-                    (n <= *max, format!("{n} leader changes (at most {max})"))
-                }
-                Expectation::MinLeaderChanges(min) => {
-                    let n = stats.leader_changes;
-                    (n >= *min, format!("{n} leader changes (at least {min})"))
-                }
-                Expectation::TransfersReachTarget(bound) => stats.transfers.judge(*bound),
-                Expectation::WorkloadEnds(family, status) => {
-                    let all: Vec<_> = stats
-                        .workloads
-                        .final_state
-                        .iter()
-                        .filter(|f| crate::workloads::in_family(&f.name, family))
-                        .collect();
-                    let wrong: Vec<String> = all
-                        .iter()
-                        .filter(|f| f.status != *status)
-                        .map(|f| format!("{} is {}", f.name, f.status))
-                        .collect();
-                    if all.is_empty() {
-                        (false, format!("no instance of {family} in the registry"))
-                    } else if wrong.is_empty() {
-                        (true, format!("{} instances {status}", all.len()))
-                    } else {
-                        (false, wrong.join(", "))
-                    }
-                }
-            };
+            let (passed, detail) = judge_one(e, stats, violations, lin);
             ExpectationResult {
                 expectation: describe_expectation(e),
                 passed,
@@ -620,6 +525,148 @@ pub(crate) fn judge(
             }
         })
         .collect()
+}
+
+/// Whether expectation `e` held, and why.
+fn judge_one(
+    e: &Expectation,
+    stats: &RunStats,
+    violations: &[Violation],
+    lin: &Verdict,
+) -> (bool, String) {
+    let w = &stats.workloads;
+    match e {
+        Expectation::NewLeaderWithin(limit) => new_leader_within(stats, *limit),
+        Expectation::NoLostWrites => no_lost_writes(violations),
+        Expectation::Linearizable => linearizable(lin),
+        Expectation::WorkloadsRecoveredWithin(limit) => recovered_within(stats, *limit),
+        Expectation::AtMostOneRunningCopy => at_most_one_copy(violations, w.copies_started),
+        Expectation::NoFalseReschedules => match w.false_reschedules.first() {
+            None => (
+                true,
+                format!(
+                    "{} re-placements, none away from a healthy node",
+                    w.replacements
+                ),
+            ),
+            Some(f) => (
+                false,
+                format!("{} false reschedules: {f}", w.false_reschedules.len()),
+            ),
+        },
+        Expectation::MaxReplacements(max) => {
+            let n = w.replacements;
+            (n <= *max, format!("{n} re-placements (at most {max})"))
+        }
+        Expectation::MedianWriteLatencyWithin(d) => {
+            median_within("write", stats.write_latency(), *d, "acknowledged")
+        }
+        Expectation::MedianReadLatencyWithin(d) => {
+            median_within("read", stats.read_latency(), *d, "answered")
+        }
+        Expectation::MaxLeaderChanges(max) => {
+            let n = stats.leader_changes;
+            (n <= *max, format!("{n} leader changes (at most {max})"))
+        }
+        Expectation::MinLeaderChanges(min) => {
+            let n = stats.leader_changes;
+            (n >= *min, format!("{n} leader changes (at least {min})"))
+        }
+        Expectation::TransfersReachTarget(bound) => stats.transfers.judge(*bound),
+        Expectation::WorkloadEnds(family, status) => workload_ends(w, family, status),
+    }
+}
+
+/// The verdict of `NewLeaderWithin(limit)`: the slowest failover ended within `limit`.
+fn new_leader_within(stats: &RunStats, limit: Duration) -> (bool, String) {
+    let worst = stats
+        .failovers
+        .iter()
+        .map(|f| f.duration().unwrap_or(Duration::MAX))
+        .max();
+    match (stats.first_leader_at, worst) {
+        (None, _) => (false, "no leader was ever elected".to_string()),
+        (Some(_), None) => (true, "no failover was needed".to_string()),
+        (Some(_), Some(w)) if w == Duration::MAX => (
+            false,
+            "the run ended without a leader after a failover began".to_string(),
+        ),
+        (Some(_), Some(w)) => (
+            w <= limit,
+            format!(
+                "{} failovers, slowest {:.1} ms (limit {:?})",
+                stats.failovers.len(),
+                w.as_secs_f64() * 1e3,
+                limit
+            ),
+        ),
+    }
+}
+
+/// The verdict of `NoLostWrites`: the acknowledged-writes checker never fired.
+fn no_lost_writes(violations: &[Violation]) -> (bool, String) {
+    let lost: Vec<_> = violations
+        .iter()
+        .filter(|v| v.checker == crate::checkers::ACKED_WRITES)
+        .collect();
+    match lost.first() {
+        None => (
+            true,
+            "every acknowledged write is in the final state".to_string(),
+        ),
+        Some(first) => (
+            false,
+            format!("{} acknowledged writes lost: {}", lost.len(), first.message),
+        ),
+    }
+}
+
+/// The verdict of `Linearizable`: the history check's.
+fn linearizable(lin: &Verdict) -> (bool, String) {
+    match lin {
+        Verdict::Linearizable => (true, "the client history is linearizable".into()),
+        Verdict::NotLinearizable(v) => (false, format!("key {}: {}", v.key, v.explanation)),
+        Verdict::Inconclusive { reason } => (false, format!("inconclusive: {reason}")),
+    }
+}
+
+/// The verdict of `AtMostOneRunningCopy`: that checker never fired.
+fn at_most_one_copy(violations: &[Violation], copies_started: u64) -> (bool, String) {
+    let twin = violations
+        .iter()
+        .find(|v| v.checker == crate::checkers::AT_MOST_ONE_COPY);
+    match twin {
+        None => (
+            true,
+            format!("{copies_started} copies started, never two of one workload at once"),
+        ),
+        Some(v) => (false, v.message.clone()),
+    }
+}
+
+/// The verdict of `WorkloadEnds(family, status)`: every instance of the family ends in `status`.
+fn workload_ends(
+    w: &crate::workloads::WorkloadStats,
+    family: &str,
+    status: &str,
+) -> (bool, String) {
+    let all: Vec<_> = w
+        .final_state
+        .iter()
+        .filter(|f| crate::workloads::in_family(&f.name, family))
+        .collect();
+    let wrong: Vec<String> = all
+        .iter()
+        .filter(|f| f.status != *status)
+        .map(|f| format!("{} is {}", f.name, f.status))
+        .collect();
+    if all.is_empty() {
+        (false, format!("no instance of {family} in the registry"))
+    } else if wrong.is_empty() {
+        (true, format!("{} instances {status}", all.len()))
+    } else {
+        (false, wrong.join(", "))
+    }
 }
 
 /// Every outage of a workload ended within `limit`; one still open at the end fails unless the

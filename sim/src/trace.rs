@@ -5,11 +5,15 @@
 //! The encoding is spelled out field by field below rather than derived from `Debug` or serde, so
 //! it cannot change with a compiler or library version: the same seed gives the same hash in any
 //! process on any machine.
+//!
+//! The hasher only digests what the engine shows it; it never decides anything. An existing
+//! encoding never changes (every recorded trace hash would change with it): a new kind of thing
+//! gets a new tag.
 
 use keel_core::{
-    AppendResult, ClientError, ClientOp, ClientResponse, ClientResult, Event, ExitOutcome, Input,
-    Message, MessageBody, Output, Persist, WorkloadAction, WorkloadDecision, WorkloadEventKind,
-    WorkloadOp, Write,
+    AppendResult, ClientError, ClientOp, ClientResponse, ClientResult, Entry, Event, ExitOutcome,
+    Input, LogIndex, Message, MessageBody, Output, Persist, WorkloadAction, WorkloadDecision,
+    WorkloadEventKind, WorkloadOp, Write,
 };
 use keel_core::{BatchOp, Key};
 
@@ -220,29 +224,21 @@ impl TraceHasher {
                 last_log_index,
                 last_log_term,
             } => {
-                self.byte(1);
-                self.u64(last_log_index.0);
+                self.tagged(1, last_log_index.0);
                 self.u64(last_log_term.0);
             }
-            MessageBody::PreVoteResponse { granted } => {
-                self.byte(2);
-                self.byte(u8::from(*granted));
-            }
+            MessageBody::PreVoteResponse { granted } => self.tagged(2, u64::from(*granted)),
             MessageBody::RequestVote {
                 last_log_index,
                 last_log_term,
                 transfer,
             } => {
                 // A transfer vote is its own kind, so that ordinary votes hash as they always did.
-                self.byte(if *transfer { 20 } else { 3 });
-                self.u64(last_log_index.0);
+                self.tagged(if *transfer { 20 } else { 3 }, last_log_index.0);
                 self.u64(last_log_term.0);
             }
             MessageBody::TimeoutNow => self.byte(19),
-            MessageBody::RequestVoteResponse { granted } => {
-                self.byte(4);
-                self.byte(u8::from(*granted));
-            }
+            MessageBody::RequestVoteResponse { granted } => self.tagged(4, u64::from(*granted)),
             MessageBody::AppendEntries {
                 prev_log_index,
                 prev_log_term,
@@ -250,57 +246,32 @@ impl TraceHasher {
                 leader_commit,
                 round,
             } => {
-                self.byte(5);
-                self.u64(prev_log_index.0);
+                self.tagged(5, prev_log_index.0);
                 self.u64(prev_log_term.0);
                 self.u64(leader_commit.0);
                 self.u64(*round);
-                self.u64(entries.len() as u64);
                 // Entries are hashed where they are persisted; here their identity suffices.
-                for e in entries {
-                    self.u64(e.index.0);
-                    self.u64(e.term.0);
-                }
+                self.entry_ids(entries);
             }
             MessageBody::AppendEntriesResponse { result, round } => {
-                self.byte(6);
-                self.u64(*round);
-                match result {
-                    AppendResult::Success { match_index } => {
-                        self.byte(1);
-                        self.u64(match_index.0);
-                    }
-                    AppendResult::Reject {
-                        rejected_prev_index,
-                        conflict_term,
-                        conflict_index,
-                    } => {
-                        self.byte(2);
-                        self.u64(rejected_prev_index.0);
-                        self.u64(conflict_term.map_or(u64::MAX, |t| t.0));
-                        self.u64(conflict_index.0);
-                    }
-                }
+                self.tagged(6, *round);
+                self.append_result(result);
             }
             MessageBody::InstallSnapshot { snapshot, round } => {
-                self.byte(7);
-                self.u64(snapshot.last_index.0);
+                self.tagged(7, snapshot.last_index.0);
                 self.u64(snapshot.last_term.0);
                 self.u64(*round);
             }
             MessageBody::InstallSnapshotResponse { last_index, round } => {
-                self.byte(8);
-                self.u64(last_index.0);
+                self.tagged(8, last_index.0);
                 self.u64(*round);
             }
             MessageBody::Forward { id, op } => {
-                self.byte(9);
-                self.u64(id.0);
+                self.tagged(9, id.0);
                 self.client_op(op);
             }
             MessageBody::ForwardReply { id, result } => {
-                self.byte(10);
-                self.u64(id.0);
+                self.tagged(10, id.0);
                 self.client_result(result);
             }
             MessageBody::LeaseRequest {
@@ -308,32 +279,75 @@ impl TraceHasher {
                 running,
                 exits,
             } => {
-                self.byte(11);
-                self.u64(sent_at.0);
-                for (name, epoch) in running {
-                    self.str(name);
-                    self.u64(epoch.0);
-                }
-                self.byte(0);
-                for (name, epoch, outcome) in exits {
-                    self.str(name);
-                    self.u64(epoch.0);
-                    self.exit(outcome);
-                }
+                self.tagged(11, sent_at.0);
+                self.lease_request(running, exits);
             }
             MessageBody::LeaseGrant {
                 sent_at,
                 commit,
                 silence,
             } => {
-                self.byte(12);
-                self.u64(sent_at.0);
+                self.tagged(12, sent_at.0);
                 self.u64(commit.0);
-                for (node, quiet) in silence {
-                    self.u64(u64::from(node.0));
-                    self.u64(quiet.as_micros() as u64);
-                }
+                self.silences(silence);
             }
+        }
+    }
+
+    /// Entries by identity: their count, then each one's (index, term). Their commands are
+    /// hashed elsewhere (see the callers).
+    #[inline]
+    fn entry_ids(&mut self, entries: &[Entry]) {
+        self.u64(entries.len() as u64);
+        for e in entries {
+            self.u64(e.index.0);
+            self.u64(e.term.0);
+        }
+    }
+
+    #[inline]
+    fn append_result(&mut self, result: &AppendResult) {
+        match result {
+            AppendResult::Success { match_index } => {
+                self.byte(1);
+                self.u64(match_index.0);
+            }
+            AppendResult::Reject {
+                rejected_prev_index,
+                conflict_term,
+                conflict_index,
+            } => {
+                self.byte(2);
+                self.u64(rejected_prev_index.0);
+                self.u64(conflict_term.map_or(u64::MAX, |t| t.0));
+                self.u64(conflict_index.0);
+            }
+        }
+    }
+
+    /// How long a leader had not heard from each member, in microseconds.
+    fn silences(&mut self, silence: &[(keel_core::NodeId, std::time::Duration)]) {
+        for (node, quiet) in silence {
+            self.u64(u64::from(node.0));
+            self.u64(quiet.as_micros() as u64);
+        }
+    }
+
+    /// A lease request's copies: those running, a separator, those that exited.
+    fn lease_request(
+        &mut self,
+        running: &[(String, LogIndex)],
+        exits: &[(String, LogIndex, ExitOutcome)],
+    ) {
+        for (name, epoch) in running {
+            self.str(name);
+            self.u64(epoch.0);
+        }
+        self.byte(0);
+        for (name, epoch, outcome) in exits {
+            self.str(name);
+            self.u64(epoch.0);
+            self.exit(outcome);
         }
     }
 
@@ -383,11 +397,7 @@ impl TraceHasher {
                 // An entry's command was hashed when the client request carrying it arrived;
                 // (index, term) identifies it here.
                 self.byte(2);
-                self.u64(entries.len() as u64);
-                for e in entries {
-                    self.u64(e.index.0);
-                    self.u64(e.term.0);
-                }
+                self.entry_ids(entries);
             }
             Output::Persist(Persist::Snapshot(s)) => {
                 self.byte(3);
@@ -436,56 +446,28 @@ impl TraceHasher {
 
     pub fn event(&mut self, e: &Event) {
         match e {
-            Event::PreVoteStarted { term } => {
-                self.byte(1);
-                self.u64(term.0);
-            }
-            Event::PreVoteRejected { term } => {
-                self.byte(2);
-                self.u64(term.0);
-            }
-            Event::ElectionStarted { term } => {
-                self.byte(3);
-                self.u64(term.0);
-            }
-            Event::BecameLeader { term } => {
-                self.byte(4);
-                self.u64(term.0);
-            }
+            Event::PreVoteStarted { term } => self.tagged(1, term.0),
+            Event::PreVoteRejected { term } => self.tagged(2, term.0),
+            Event::ElectionStarted { term } => self.tagged(3, term.0),
+            Event::BecameLeader { term } => self.tagged(4, term.0),
             Event::BecameFollower { term, leader } => {
-                self.byte(5);
-                self.u64(term.0);
+                self.tagged(5, term.0);
                 self.u64(leader.map_or(0, |n| u64::from(n.0)));
             }
             Event::SteppedDown { term, reason } => {
-                self.byte(6);
-                self.u64(term.0);
+                self.tagged(6, term.0);
                 self.byte(*reason as u8);
             }
-            Event::Committed { index } => {
-                self.byte(7);
-                self.u64(index.0);
-            }
-            Event::LogTruncated { from } => {
-                self.byte(8);
-                self.u64(from.0);
-            }
-            Event::SnapshotTaken { last_index } => {
-                self.byte(9);
-                self.u64(last_index.0);
-            }
+            Event::Committed { index } => self.tagged(7, index.0),
+            Event::LogTruncated { from } => self.tagged(8, from.0),
+            Event::SnapshotTaken { last_index } => self.tagged(9, last_index.0),
             Event::SnapshotSent { to, last_index } => {
-                self.byte(10);
-                self.u64(u64::from(to.0));
+                self.tagged(10, u64::from(to.0));
                 self.u64(last_index.0);
             }
-            Event::SnapshotInstalled { last_index } => {
-                self.byte(11);
-                self.u64(last_index.0);
-            }
+            Event::SnapshotInstalled { last_index } => self.tagged(11, last_index.0),
             Event::RequestShed { id, reason } => {
-                self.byte(12);
-                self.u64(id.0);
+                self.tagged(12, id.0);
                 self.byte(*reason as u8);
             }
             Event::NodeHealth {
@@ -493,8 +475,7 @@ impl TraceHasher {
                 health,
                 silent_for,
             } => {
-                self.byte(13);
-                self.u64(u64::from(node.0));
+                self.tagged(13, u64::from(node.0));
                 self.byte(*health as u8);
                 self.u64(silent_for.as_micros() as u64);
             }
@@ -503,13 +484,9 @@ impl TraceHasher {
                 self.str(name);
                 self.decision(decision);
             }
-            Event::LeaseLost { stopped } => {
-                self.byte(15);
-                self.u64(*stopped as u64);
-            }
+            Event::LeaseLost { stopped } => self.tagged(15, *stopped as u64),
             Event::Breaker { node, state } => {
-                self.byte(16);
-                self.u64(u64::from(node.0));
+                self.tagged(16, u64::from(node.0));
                 self.byte(*state as u8);
             }
             Event::ReplacementFrozen { dead } => {
@@ -520,16 +497,21 @@ impl TraceHasher {
             }
             Event::ReplacementResumed => self.byte(18),
             Event::TransferStarted { term, to } => {
-                self.byte(19);
-                self.u64(term.0);
+                self.tagged(19, term.0);
                 self.u64(u64::from(to.0));
             }
             Event::TransferAborted { term, to } => {
-                self.byte(20);
-                self.u64(term.0);
+                self.tagged(20, term.0);
                 self.u64(u64::from(to.0));
             }
         }
+    }
+
+    /// A kind byte and the one word that follows it.
+    #[inline(always)]
+    fn tagged(&mut self, tag: u8, word: u64) {
+        self.byte(tag);
+        self.u64(word);
     }
 
     fn decision(&mut self, d: &WorkloadDecision) {
