@@ -467,7 +467,7 @@ mod tests {
         for seed in 0..300 {
             for f in generate(seed).faults {
                 kinds.insert(
-                    crate::world::describe_fault(&f.fault)
+                    crate::scenario::fault_ron(&f.fault)
                         .split('(')
                         .next()
                         .unwrap_or("")

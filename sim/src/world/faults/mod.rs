@@ -1,0 +1,132 @@
+//! The fault injector: a scenario's faults fire here, each at its time, and each is handled by
+//! the file of its family. What every fault shares lives here: counting it, marking the hash,
+//! the condensed-trace line (written before the lines of what the fault causes), the JSON
+//! trace, and re-evaluating who leads.
+//!
+//! One file per family: [`crash`] (Crash, Restart), [`partition`] (Partition, Isolate, OneWay,
+//! Heal), [`hang`] (Hang, Slow), [`delay`] (Delay), [`overload`] (Overload), [`workload`]
+//! (CrashWorkload, HangWorkload), [`transfer`] (TransferLeadership, TransferLeadershipTo) and
+//! [`armed`] (CrashAfterVote, IsolateLeaderOnAppend, IsolateLeaderOnCommit); [`select`]
+//! resolves selectors. A family's file owns the state its faults need and the events that end
+//! them. Nothing here steps a node except through the host's inputs, and only the fault stream
+//! is drawn from.
+
+mod armed;
+mod crash;
+mod delay;
+mod hang;
+mod overload;
+mod partition;
+mod select;
+mod transfer;
+mod workload;
+
+pub(super) use armed::{Armed, Moment};
+pub(super) use overload::Burst;
+
+use super::stats::fmt_time;
+use super::World;
+use crate::rng::Stream;
+use crate::scenario::Fault;
+
+/// The injector's own state; each family's lives in its file.
+pub(super) struct FaultState {
+    /// The fault stream: every choice a fault makes (a random node, a mid-step cut point).
+    rng: Stream,
+    /// Crashed nodes still down, the most recent last (for `LastCrashed`).
+    pub(super) crashed_stack: Vec<usize>,
+    /// The overload burst in force.
+    pub(super) burst: Burst,
+    /// Faults armed and waiting for their moment.
+    pub(super) armed: Armed,
+}
+
+impl FaultState {
+    pub(super) fn new(n: usize, rng: Stream, overload_rng: Stream) -> FaultState {
+        FaultState {
+            rng,
+            crashed_stack: Vec::new(),
+            burst: Burst::new(overload_rng),
+            armed: Armed::new(n),
+        }
+    }
+}
+
+/// A short, stable description of a fault for traces: its scenario-file form.
+fn describe_fault(f: &Fault) -> String {
+    crate::scenario::fault_ron(f)
+}
+
+impl World<'_> {
+    /// Scenario fault `index` fires now.
+    pub(in crate::world) fn fault(&mut self, index: usize) {
+        let Some(tf) = self.scenario.faults.get(index) else {
+            return;
+        };
+        let fault = tf.fault.clone();
+        self.stats.faults_injected += 1;
+        self.lead.last_fault_at = self.now;
+        self.tr.hasher.u64(0xFA17);
+        self.tr.hasher.u64(index as u64);
+        // The fault's line goes before the lines of what it causes.
+        let line_at = self.stats.condensed.len();
+        let text = self.fire(&fault);
+        let line = format!(
+            "{} fault {} -> {text}",
+            fmt_time(self.now),
+            describe_fault(&fault)
+        );
+        self.stats.condensed.insert(line_at, line);
+        if self.tr.on() {
+            self.trace_json(serde_json::json!({
+                "t_us": self.now, "kind": "fault", "fault": describe_fault(&fault), "target": text,
+            }));
+        }
+        self.update_leadership();
+    }
+
+    /// Hands `fault` to its family; returns whom it hit, for the condensed trace.
+    fn fire(&mut self, fault: &Fault) -> String {
+        match fault {
+            Fault::Crash(sel) => self.fire_crash(sel),
+            Fault::Restart(sel) => self.fire_restart(sel),
+            Fault::Partition(groups) => self.fire_partition(groups),
+            Fault::Isolate(sel) => self.fire_isolate(sel),
+            Fault::OneWay(a, b) => self.fire_one_way(a, b),
+            Fault::Heal => self.fire_heal(),
+            Fault::Hang(sel, d) => self.fire_hang(sel, *d),
+            Fault::Slow(sel, factor, d) => self.fire_slow(sel, *factor, *d),
+            Fault::Overload {
+                rate_per_sec,
+                lasting,
+            } => self.fire_overload(*rate_per_sec, *lasting),
+            Fault::CrashWorkload(w) => self.fire_crash_workload(w),
+            Fault::HangWorkload(w) => self.fire_hang_workload(w),
+            Fault::TransferLeadership => self.fire_transfer(),
+            Fault::TransferLeadershipTo(sel) => self.fire_transfer_to(sel),
+            Fault::Delay {
+                from,
+                to,
+                extra,
+                lasting,
+            } => self.fire_delay(from, to, *extra, *lasting),
+            Fault::CrashAfterVote(sel, down) => self.fire_crash_after_vote(sel, *down),
+            Fault::IsolateLeaderOnAppend(lasting) => self.fire_isolate_on_append(*lasting),
+            Fault::IsolateLeaderOnCommit(lasting) => self.fire_isolate_on_commit(*lasting),
+        }
+    }
+
+    /// Marks every node a just-fired fault may have impaired (cut links, a hang, a slow-down) as
+    /// disturbed now, to tell a false reschedule from a real one. The selector was resolved when
+    /// the fault fired; every node it may have hit is marked (cut links and hangs affect how
+    /// both sides hear each other).
+    fn mark_impaired(&mut self) {
+        let now = self.now;
+        for i in 0..self.nodes.len() {
+            let n = &self.nodes[i];
+            if self.net.any_cut_from(i) || n.hung_until > now || n.slow_factor > 1.0 {
+                self.work.disturbed_at[i] = now;
+            }
+        }
+    }
+}
