@@ -312,7 +312,9 @@ impl World<'_> {
         self.arm_timeouts();
     }
 
-    /// A request reaches node `node`: refused if the node is down or its backlog full.
+    /// A request reaches node `node`: refused if the node is down or its backlog full. The
+    /// request stays in the event's box until the node takes it.
+    #[allow(clippy::boxed_local)]
     #[inline(always)]
     pub(super) fn arrive(
         &mut self,

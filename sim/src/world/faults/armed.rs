@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use keel_core::{Event, MessageBody, Node, Output, Persist};
 
-use crate::scenario::{Selector, ARMED_FAULT_PATIENCE};
+use crate::scenario::{Fault, Selector, ARMED_FAULT_PATIENCE};
 use crate::world::config::us;
 use crate::world::events::Ev;
 use crate::world::World;
@@ -67,7 +67,17 @@ enum Cause {
 }
 
 impl World<'_> {
-    pub(super) fn fire_crash_after_vote(&mut self, sel: &Selector, down: Duration) -> String {
+    /// Fires a fault of this family.
+    pub(super) fn fire_armed_family(&mut self, fault: &Fault) -> String {
+        match fault {
+            Fault::CrashAfterVote(sel, down) => self.fire_crash_after_vote(sel, *down),
+            Fault::IsolateLeaderOnAppend(lasting) => self.fire_isolate_on_append(*lasting),
+            Fault::IsolateLeaderOnCommit(lasting) => self.fire_isolate_on_commit(*lasting),
+            other => super::misrouted(other),
+        }
+    }
+
+    fn fire_crash_after_vote(&mut self, sel: &Selector, down: Duration) -> String {
         self.cover("fault CrashAfterVote");
         match self.select(sel) {
             Some(i) => {
@@ -80,7 +90,7 @@ impl World<'_> {
         }
     }
 
-    pub(super) fn fire_isolate_on_append(&mut self, lasting: Duration) -> String {
+    fn fire_isolate_on_append(&mut self, lasting: Duration) -> String {
         self.cover("fault IsolateLeaderOnAppend");
         let until = self.now + us(ARMED_FAULT_PATIENCE);
         let armed = &mut self.faults.armed;
@@ -89,7 +99,7 @@ impl World<'_> {
         "the next leader to append (armed)".to_string()
     }
 
-    pub(super) fn fire_isolate_on_commit(&mut self, lasting: Duration) -> String {
+    fn fire_isolate_on_commit(&mut self, lasting: Duration) -> String {
         self.cover("fault IsolateLeaderOnCommit");
         let until = self.now + us(ARMED_FAULT_PATIENCE);
         let armed = &mut self.faults.armed;

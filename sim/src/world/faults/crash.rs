@@ -3,7 +3,7 @@
 //! crash loses is the host's and the disk's business ([`crate::world::host`]); this file only
 //! decides when and whom it strikes, drawing from the fault stream.
 
-use crate::scenario::Selector;
+use crate::scenario::{Fault, Selector};
 use crate::world::events::Ev;
 use crate::world::World;
 
@@ -11,7 +11,16 @@ use crate::world::World;
 const MID_STEP_CRASH_PATIENCE_US: u64 = 50_000;
 
 impl World<'_> {
-    pub(super) fn fire_crash(&mut self, sel: &Selector) -> String {
+    /// Fires a fault of this family.
+    pub(super) fn fire_crash_family(&mut self, fault: &Fault) -> String {
+        match fault {
+            Fault::Crash(sel) => self.fire_crash(sel),
+            Fault::Restart(sel) => self.fire_restart(sel),
+            other => super::misrouted(other),
+        }
+    }
+
+    fn fire_crash(&mut self, sel: &Selector) -> String {
         self.cover("fault Crash");
         let i = match self.select(sel) {
             Some(i) if self.nodes[i].up() => i,
@@ -45,7 +54,7 @@ impl World<'_> {
         }
     }
 
-    pub(super) fn fire_restart(&mut self, sel: &Selector) -> String {
+    fn fire_restart(&mut self, sel: &Selector) -> String {
         self.cover("fault Restart");
         match self.select_for_restart(sel) {
             Some(i) if !self.nodes[i].up() => {

@@ -5,13 +5,26 @@
 
 use std::time::Duration;
 
-use crate::scenario::Selector;
+use crate::scenario::{Fault, Selector};
 use crate::world::config::us;
 use crate::world::events::Ev;
 use crate::world::World;
 
 impl World<'_> {
-    pub(super) fn fire_delay(
+    /// Fires a fault of this family.
+    pub(super) fn fire_delay_family(&mut self, fault: &Fault) -> String {
+        match fault {
+            Fault::Delay {
+                from,
+                to,
+                extra,
+                lasting,
+            } => self.fire_delay(from, to, *extra, *lasting),
+            other => super::misrouted(other),
+        }
+    }
+
+    fn fire_delay(
         &mut self,
         from: &Selector,
         to: &Selector,

@@ -7,13 +7,22 @@ use std::time::Duration;
 
 use keel_core::Output;
 
-use crate::scenario::Selector;
+use crate::scenario::{Fault, Selector};
 use crate::world::config::us;
 use crate::world::events::Ev;
 use crate::world::World;
 
 impl World<'_> {
-    pub(super) fn fire_hang(&mut self, sel: &Selector, d: Duration) -> String {
+    /// Fires a fault of this family.
+    pub(super) fn fire_hang_family(&mut self, fault: &Fault) -> String {
+        match fault {
+            Fault::Hang(sel, d) => self.fire_hang(sel, *d),
+            Fault::Slow(sel, factor, d) => self.fire_slow(sel, *factor, *d),
+            other => super::misrouted(other),
+        }
+    }
+
+    fn fire_hang(&mut self, sel: &Selector, d: Duration) -> String {
         self.cover("fault Hang");
         let text = match self.select(sel) {
             Some(i) if self.nodes[i].up() => {
@@ -37,7 +46,7 @@ impl World<'_> {
         self.update_leadership();
     }
 
-    pub(super) fn fire_slow(&mut self, sel: &Selector, factor: f64, d: Duration) -> String {
+    fn fire_slow(&mut self, sel: &Selector, factor: f64, d: Duration) -> String {
         self.cover("fault Slow");
         let text = match self.select(sel) {
             Some(i) => {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use keel_core::Key;
 
 use crate::rng::Stream;
+use crate::scenario::Fault;
 use crate::world::clients::{cached_key, get_op, put_op, Owner};
 use crate::world::config::us;
 use crate::world::events::Ev;
@@ -39,7 +40,18 @@ impl Burst {
 }
 
 impl World<'_> {
-    pub(super) fn fire_overload(&mut self, rate_per_sec: f64, lasting: Duration) -> String {
+    /// Fires a fault of this family.
+    pub(super) fn fire_overload_family(&mut self, fault: &Fault) -> String {
+        match fault {
+            Fault::Overload {
+                rate_per_sec,
+                lasting,
+            } => self.fire_overload(*rate_per_sec, *lasting),
+            other => super::misrouted(other),
+        }
+    }
+
+    fn fire_overload(&mut self, rate_per_sec: f64, lasting: Duration) -> String {
         self.cover("fault Overload");
         let b = &mut self.faults.burst;
         b.count += 1;

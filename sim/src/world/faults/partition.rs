@@ -2,11 +2,22 @@
 //! direction of one link) and `Heal` (undo them all). They only set which links are cut
 //! ([`crate::world::network::Network`]); delays are another family and `Heal` leaves them alone.
 
-use crate::scenario::Selector;
+use crate::scenario::{Fault, Selector};
 use crate::world::World;
 
 impl World<'_> {
-    pub(super) fn fire_partition(&mut self, groups: &[Vec<String>]) -> String {
+    /// Fires a fault of this family.
+    pub(super) fn fire_partition_family(&mut self, fault: &Fault) -> String {
+        match fault {
+            Fault::Partition(groups) => self.fire_partition(groups),
+            Fault::Isolate(sel) => self.fire_isolate(sel),
+            Fault::OneWay(a, b) => self.fire_one_way(a, b),
+            Fault::Heal => self.fire_heal(),
+            other => super::misrouted(other),
+        }
+    }
+
+    fn fire_partition(&mut self, groups: &[Vec<String>]) -> String {
         self.cover("fault Partition");
         let groups: Vec<Vec<usize>> = groups
             .iter()
@@ -18,7 +29,7 @@ impl World<'_> {
         "the network".to_string()
     }
 
-    pub(super) fn fire_isolate(&mut self, sel: &Selector) -> String {
+    fn fire_isolate(&mut self, sel: &Selector) -> String {
         self.cover("fault Isolate");
         let text = match self.select(sel) {
             Some(i) => {
@@ -32,7 +43,7 @@ impl World<'_> {
         text
     }
 
-    pub(super) fn fire_one_way(&mut self, a: &Selector, b: &Selector) -> String {
+    fn fire_one_way(&mut self, a: &Selector, b: &Selector) -> String {
         self.cover("fault OneWay");
         let text = match (self.select(a), self.select(b)) {
             (Some(x), Some(y)) if x != y => {
@@ -46,7 +57,7 @@ impl World<'_> {
         text
     }
 
-    pub(super) fn fire_heal(&mut self) -> String {
+    fn fire_heal(&mut self) -> String {
         self.cover("fault Heal");
         self.net.groups = None;
         self.net.isolated.clear();

@@ -4,11 +4,20 @@
 
 use keel_core::Input;
 
-use crate::scenario::Selector;
+use crate::scenario::{Fault, Selector};
 use crate::world::World;
 
 impl World<'_> {
-    pub(super) fn fire_transfer(&mut self) -> String {
+    /// Fires a fault of this family.
+    pub(super) fn fire_transfer_family(&mut self, fault: &Fault) -> String {
+        match fault {
+            Fault::TransferLeadership => self.fire_transfer(),
+            Fault::TransferLeadershipTo(sel) => self.fire_transfer_to(sel),
+            other => super::misrouted(other),
+        }
+    }
+
+    fn fire_transfer(&mut self) -> String {
         self.cover("fault TransferLeadership");
         match self.leader_index() {
             Some(i) if self.nodes[i].up() => {
@@ -19,7 +28,7 @@ impl World<'_> {
         }
     }
 
-    pub(super) fn fire_transfer_to(&mut self, sel: &Selector) -> String {
+    fn fire_transfer_to(&mut self, sel: &Selector) -> String {
         self.cover("fault TransferLeadershipTo");
         let l = match self.leader_index() {
             Some(l) if self.nodes[l].up() => l,

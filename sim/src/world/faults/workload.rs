@@ -5,10 +5,20 @@
 
 use keel_core::{ExitOutcome, Input, LogIndex, WorkloadEvent, WorkloadEventKind};
 
+use crate::scenario::Fault;
 use crate::workloads as wl;
 use crate::world::World;
 
 impl World<'_> {
+    /// Fires a fault of this family.
+    pub(super) fn fire_workload_family(&mut self, fault: &Fault) -> String {
+        match fault {
+            Fault::CrashWorkload(w) => self.fire_crash_workload(w),
+            Fault::HangWorkload(w) => self.fire_hang_workload(w),
+            other => super::misrouted(other),
+        }
+    }
+
     /// A healthy copy of an instance of `family`, chosen by the fault stream.
     fn pick_copy(&mut self, family: &str) -> Option<(u64, usize, String, LogIndex)> {
         let pool: Vec<(u64, usize, String, LogIndex)> = self
@@ -26,7 +36,7 @@ impl World<'_> {
         pool.into_iter().nth(k)
     }
 
-    pub(super) fn fire_crash_workload(&mut self, family: &str) -> String {
+    fn fire_crash_workload(&mut self, family: &str) -> String {
         self.cover("fault CrashWorkload");
         let Some((token, node, name, epoch)) = self.pick_copy(family) else {
             return format!("nothing (no running copy of {family})");
@@ -41,7 +51,7 @@ impl World<'_> {
         format!("{name} on {}", self.members[node])
     }
 
-    pub(super) fn fire_hang_workload(&mut self, family: &str) -> String {
+    fn fire_hang_workload(&mut self, family: &str) -> String {
         self.cover("fault HangWorkload");
         let Some((token, node, name, _)) = self.pick_copy(family) else {
             return format!("nothing (no running copy of {family})");
