@@ -111,4 +111,9 @@ impl World<'_> {
         }
         cfg
     }
+
+    /// How long node `i` waits before it declares a silent node dead.
+    pub(super) fn dead_after(&self, i: usize) -> Duration {
+        self.node_config(i).dead_after
+    }
 }

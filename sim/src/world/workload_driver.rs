@@ -173,31 +173,7 @@ impl World<'_> {
                 delay.as_millis()
             ),
             WorkloadDecision::Orphaned { from, epoch, why } => {
-                self.stats.workloads.replacements += 1;
-                self.cover("workload re-placed");
-                let declared = self
-                    .work
-                    .dead_declared
-                    .get(from)
-                    .copied()
-                    .unwrap_or(self.now);
-                self.work
-                    .awaiting_replacement
-                    .insert(name.to_string(), declared);
-                let f = from.0 as usize - 1;
-                let window = wl::disturbance_window(self.node_config(i).dead_after);
-                let undisturbed = self.nodes[f].up()
-                    && self.now.saturating_sub(self.work.disturbed_at[f]) > window
-                    && self.nodes[f].hung_until <= self.now
-                    && self.nodes[f].slow_factor <= 1.0
-                    && !self.net.blocked(f, i)
-                    && !self.net.blocked(i, f);
-                if undisturbed {
-                    self.stats.workloads.false_reschedules.push(format!(
-                        "{name} moved off {from} at {:.3} s though {from} was up and reachable",
-                        self.now as f64 / 1e6
-                    ));
-                }
+                self.orphaned(i, name, *from);
                 format!(
                     "{id} (leader) gives up its copy of epoch {} on {from}: {why}",
                     epoch.0
@@ -239,6 +215,36 @@ impl World<'_> {
             .workloads
             .log
             .push((self.now, name.to_string(), text));
+    }
+
+    /// Leader `i` re-places workload `name` off node `from`: counted, timed from when `from` was
+    /// declared dead, and a false reschedule if `from` was up, reachable and undisturbed.
+    fn orphaned(&mut self, i: usize, name: &str, from: NodeId) {
+        self.stats.workloads.replacements += 1;
+        self.cover("workload re-placed");
+        let declared = self
+            .work
+            .dead_declared
+            .get(&from)
+            .copied()
+            .unwrap_or(self.now);
+        self.work
+            .awaiting_replacement
+            .insert(name.to_string(), declared);
+        let f = from.0 as usize - 1;
+        let window = wl::disturbance_window(self.dead_after(i));
+        let undisturbed = self.nodes[f].up()
+            && self.now.saturating_sub(self.work.disturbed_at[f]) > window
+            && self.nodes[f].hung_until <= self.now
+            && self.nodes[f].slow_factor <= 1.0
+            && !self.net.blocked(f, i)
+            && !self.net.blocked(i, f);
+        if undisturbed {
+            self.stats.workloads.false_reschedules.push(format!(
+                "{name} moved off {from} at {:.3} s though {from} was up and reachable",
+                self.now as f64 / 1e6
+            ));
+        }
     }
 
     /// The registry as the most advanced live node applied it.
