@@ -6,6 +6,9 @@
 //! (time, sequence), injects the scenario's faults, drives clients that record a Jepsen-style
 //! [`history`], runs the [`checkers`] after every step, checks the history for
 //! [`linearizability`] at the end, and judges the scenario's expectations ([`report`]).
+//!
+//! Nothing in a run reads a clock or the environment, or lets a hash map's order into an outcome:
+//! a run is a function of its scenario, seed and options.
 
 pub mod checkers;
 pub mod history;

@@ -49,6 +49,9 @@
 //! The parts: [`model`] (the types), [`fault`] (faults: model, raw form, conversion, RON form),
 //! [`raw`] (the serde mirror `ron` reads), [`locate`] (where each field is written),
 //! [`convert`] (checks and conversion), [`error`] ([`ScenarioError`]), [`printer`] (RON text).
+//!
+//! This file only wires the parts together (`Scenario::load`, `Scenario::parse` and the public
+//! paths other crates use); it must never grow parsing or checking logic of its own.
 
 mod convert;
 mod error;

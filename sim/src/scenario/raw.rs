@@ -1,6 +1,7 @@
 //! The raw form of a scenario file: a serde mirror of the model with durations still as text, as
 //! `ron` reads it. Only shapes and defaults live here; checking values and turning them into the
 //! model is [`super::convert`]'s job. The raw form of a fault is in [`super::fault`].
+//! It must never check a value.
 
 use serde::Deserialize;
 

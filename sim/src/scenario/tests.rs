@@ -1,5 +1,6 @@
 //! The scenario parser's tests: every shipped scenario loads and round-trips, and every kind of
 //! malformed scenario is refused naming its line and field.
+//! Tests only: nothing here is part of the parser.
 
 use std::time::Duration;
 

@@ -6,6 +6,7 @@
 //!
 //! [`Armed`] owns what is armed. The host asks [`World::armed_moment`] after a step only while
 //! something is armed (`Armed::any`), so armed faults cost a step nothing otherwise.
+//! Nothing here strikes outside the moment a fault waits for, and nothing draws randomness.
 
 use std::collections::VecDeque;
 use std::time::Duration;

@@ -2,6 +2,7 @@
 //! writes, after a random number of its outputs) and `Restart` (from durable state). What a
 //! crash loses is the host's and the disk's business ([`crate::world::host`]); this file only
 //! decides when and whom it strikes, drawing from the fault stream.
+//! It never touches the disk or a node's state itself.
 
 use crate::scenario::{Fault, Selector};
 use crate::world::events::Ev;

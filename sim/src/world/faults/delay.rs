@@ -2,6 +2,7 @@
 //! fixed extra latency for a while; none is lost for it. The delay itself is applied where
 //! messages are sent ([`crate::world::network`]); this file starts and ends it. Another delay of
 //! the same link replaces the first; `Heal` leaves delays alone.
+//! A delay never loses a message: it only holds messages back.
 
 use std::time::Duration;
 

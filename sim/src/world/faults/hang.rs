@@ -2,6 +2,7 @@
 //! whatever it believed) and `Slow` (its CPU, disk and outgoing links are slower by a factor for
 //! a while), with the events that end them. They only set the host's `hung_until` and
 //! `slow_factor`; the host and the disk apply them.
+//! Nothing here steps a node or draws randomness.
 
 use std::time::Duration;
 

@@ -2,6 +2,8 @@
 //! stream) for a while, on keys of their own (`user/ov0`..), to random nodes. [`Burst`] owns the
 //! burst in force, its keys and its random stream; requests are recorded in the history like
 //! any client's ([`crate::world::clients`]).
+//! A burst never draws from the clients' stream: it has its own, so bursts leave the closed-loop
+//! clients' choices as they were.
 
 use std::sync::Arc;
 use std::time::Duration;

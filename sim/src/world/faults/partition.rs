@@ -1,6 +1,7 @@
 //! The partition family: `Partition` (groups), `Isolate` (one node from all), `OneWay` (one
 //! direction of one link) and `Heal` (undo them all). They only set which links are cut
 //! ([`crate::world::network::Network`]); delays are another family and `Heal` leaves them alone.
+//! Nothing here touches a node or draws randomness beyond resolving selectors.
 
 use crate::scenario::{Fault, Selector};
 use crate::world::World;

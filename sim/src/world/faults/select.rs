@@ -1,6 +1,7 @@
 //! Resolving a fault's [`Selector`] to a node when the fault fires: a named node, the leader, a
 //! live follower or any live node (drawn from the fault stream), the last crashed node. Only
 //! reads the cluster; the one thing it changes is the fault stream's position.
+//! It never changes the cluster.
 
 use crate::scenario::Selector;
 use crate::world::World;

@@ -1,6 +1,7 @@
 //! The handover family: `TransferLeadership` (the leader picks its successor) and
 //! `TransferLeadershipTo` (the operator names one). Both are operator requests handed to the
 //! leader as an input; what happens next is the core's business.
+//! Nothing here picks a successor itself: the leader does, unless the fault names one.
 
 use keel_core::Input;
 

@@ -2,6 +2,7 @@
 //! `HangWorkload` (a running copy stops showing progress). The copy is chosen by the fault
 //! stream among the healthy copies of the named workload; the processes themselves are the
 //! workload driver's ([`crate::world::workload_driver`]).
+//! It never edits a node's registry: the node hears of a crashed copy as a workload event.
 
 use keel_core::{ExitOutcome, Input, LogIndex, WorkloadEvent, WorkloadEventKind};
 
