@@ -12,7 +12,7 @@ use super::locate::{join, Locator};
 /// when the file could not be read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub struct ScenarioError {
-    /// The file as given to [`Scenario::load`] or [`Scenario::parse`].
+    /// The file as given to [`Scenario::load`](super::Scenario::load) or [`Scenario::parse`](super::Scenario::parse).
     pub file: String,
     pub line: usize,
     pub column: usize,

@@ -46,9 +46,9 @@
 //! the checks after parsing (cluster size, rates, unknown node or workload names, faults out of
 //! order or not before the end of the run, zero-length fault windows).
 //!
-//! The parts: [`model`] (the types), [`fault`] (faults: model, raw form, conversion, RON form),
-//! [`raw`] (the serde mirror `ron` reads), [`locate`] (where each field is written),
-//! [`convert`] (checks and conversion), [`error`] ([`ScenarioError`]), [`printer`] (RON text).
+//! The parts: `model` (the types), `fault` (faults: model, raw form, conversion, RON form),
+//! `raw` (the serde mirror `ron` reads), `locate` (where each field is written),
+//! `convert` (checks and conversion), `error` ([`ScenarioError`]), `printer` (RON text).
 //!
 //! This file only wires the parts together (`Scenario::load`, `Scenario::parse` and the public
 //! paths other crates use); it must never grow parsing or checking logic of its own.
