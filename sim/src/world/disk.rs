@@ -102,3 +102,35 @@ impl Disk {
         lost
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use keel_core::{HardState, Persist, Term};
+
+    use super::Disk;
+    use crate::rng::Stream;
+
+    fn term(t: u64) -> Persist {
+        Persist::HardState(HardState {
+            term: Term(t),
+            voted_for: None,
+        })
+    }
+
+    /// Persists issued while an fsync runs join the next one; a crash keeps what completed.
+    #[test]
+    fn group_commit_and_a_crash_keep_exactly_the_completed_syncs() {
+        let mut d = Disk::new(Stream::new(1, 0));
+        d.start(0);
+        d.persist(0, term(1), (100, 100), 1.0);
+        assert_eq!(d.released_at(0), 100);
+        // Issued while the first runs: both join the next fsync, which ends 100 us after it.
+        d.persist(10, term(2), (100, 100), 1.0);
+        d.persist(20, term(3), (100, 100), 1.0);
+        assert_eq!(d.released_at(20), 200);
+        d.complete_until(150);
+        assert_eq!(d.durable.hard_state.term, Term(1));
+        assert_eq!(d.crash(150), 2, "the second batch was still running");
+        assert_eq!(d.durable.hard_state.term, Term(1));
+    }
+}

@@ -121,3 +121,74 @@ impl World<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::scenario::Scenario;
+
+    /// Every fault kind reaches the file of its family (a fault routed elsewhere would trip the
+    /// debug assertion in `misrouted`, or leave its mark in the condensed trace).
+    #[test]
+    fn every_fault_kind_reaches_its_family() {
+        let faults = [
+            "CrashWorkload(\"w\")",
+            "HangWorkload(\"w\")",
+            "Crash(Leader)",
+            "Restart(LastCrashed)",
+            "Partition([[\"n1\", \"n2\"], [\"n3\"]])",
+            "Heal",
+            "Isolate(Follower)",
+            "OneWay(Leader, Follower)",
+            "Heal",
+            "Hang(Random, \"100ms\")",
+            "Slow(Node(\"n2\"), 2.0, \"100ms\")",
+            "Overload(rate_per_sec: 1000.0, lasting: \"100ms\")",
+            "TransferLeadership",
+            "TransferLeadershipTo(Node(\"n3\"))",
+            "Delay(from: Leader, to: Follower, extra: \"20ms\", lasting: \"100ms\")",
+            "CrashAfterVote(Random, \"2ms\")",
+            "IsolateLeaderOnAppend(\"100ms\")",
+            "IsolateLeaderOnCommit(\"100ms\")",
+        ];
+        let list: Vec<String> = faults
+            .iter()
+            .enumerate()
+            .map(|(k, f)| format!("(at: \"{}ms\", fault: {f})", 1_000 + 200 * k))
+            .collect();
+        let text = format!(
+            "Scenario(name: \"all\", nodes: 3, duration: \"8s\", \
+             workloads: [(name: \"w\", count: 1)], faults: [{}])",
+            list.join(", ")
+        );
+        let scenario = Scenario::parse(&text, "all.ron").unwrap_or_else(|e| panic!("{e}"));
+        let report = crate::run(&scenario, 1, &crate::RunOptions::default());
+        assert_eq!(report.stats.faults_injected, faults.len() as u64);
+        for line in &report.condensed_trace {
+            assert!(!line.contains("not injected here"), "{line}");
+        }
+        for kind in [
+            "Crash",
+            "Restart",
+            "Partition",
+            "Heal",
+            "Isolate",
+            "OneWay",
+            "Hang",
+            "Slow",
+            "Overload",
+            "CrashWorkload",
+            "HangWorkload",
+            "TransferLeadership",
+            "Delay",
+            "CrashAfterVote",
+            "IsolateLeaderOnAppend",
+            "IsolateLeaderOnCommit",
+        ] {
+            let name = format!("fault {kind}");
+            assert!(
+                report.stats.coverage.contains_key(name.as_str()),
+                "{name} never fired"
+            );
+        }
+    }
+}
