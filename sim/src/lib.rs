@@ -2,10 +2,13 @@
 //!
 //! One master seed drives everything; the same seed and scenario give the same trace, bit for bit,
 //! and the same trace hash, in any process on any machine. [`run`] executes one scenario at one
-//! seed: the engine ([`world`]) steps real `keel_core::Node`s through an event queue keyed by
+//! seed: the engine (`world`) steps real `keel_core::Node`s through an event queue keyed by
 //! (time, sequence), injects the scenario's faults, drives clients that record a Jepsen-style
 //! [`history`], runs the [`checkers`] after every step, checks the history for
 //! [`linearizability`] at the end, and judges the scenario's expectations ([`report`]).
+//!
+//! Nothing in a run reads a clock or the environment, or lets a hash map's order into an outcome:
+//! a run is a function of its scenario, seed and options.
 
 pub mod checkers;
 pub mod history;

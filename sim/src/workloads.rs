@@ -6,6 +6,9 @@
 //! A copy is *running* from its `Start` until a `Stop`, its lease expiring, its node crashing, or
 //! its process crashing; a hung copy still runs (it counts for at-most-one) but is not *healthy*.
 //! A workload's outage is a span with no healthy copy after it first had one.
+//!
+//! Nothing here steps a node or schedules an event: the engine's workload driver
+//! (`world/workload_driver.rs`) calls in with the time.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

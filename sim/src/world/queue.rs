@@ -19,6 +19,8 @@
 //! bucket at the same or an earlier time, which is exactly scheduling order, because every event
 //! of a bucket the ring reaches is in the ring (the far heap is emptied into a bucket as soon as the
 //! ring reaches it, and keeps sequence numbers to hand its events over in order).
+//!
+//! The queue never looks inside an event and never reorders two events of one instant.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

@@ -1,20 +1,77 @@
 //! The engine's side of workloads: the operator submitting the scenario's workloads, executing
 //! nodes' workload actions on the simulated processes, the supervisor's lease deadline, progress
-//! events, workload faults, and the records behind the workload expectations and `--explain`.
+//! events, and the records behind the workload expectations and `--explain`.
+//!
+//! [`WorkState`] owns the simulated processes and the operator's requests. Workload faults are
+//! their family's ([`super::faults`]); this file never draws from the fault stream.
 
-use super::*;
+use std::collections::BTreeMap;
+
+use keel_core::{
+    ClientOp, Input, NodeId, WorkloadAction, WorkloadDecision, WorkloadEvent, WorkloadEventKind,
+    WorkloadOp, WorkloadSpec,
+};
+
+use super::clients::Answer;
+use super::events::Ev;
+use super::World;
+use crate::scenario::Scenario;
+use crate::workloads::{self as wl, FinalWorkload, Processes};
+
+/// How often a healthy workload copy shows progress.
+const PROGRESS_US: u64 = 100_000;
+/// When the operator submits the scenario's workloads, and how long it waits before resubmitting
+/// one that got no answer.
+const ADMIN_START_US: u64 = 300_000;
+const ADMIN_RETRY_US: u64 = 200_000;
+
+pub(super) struct WorkState {
+    /// The scenario's workload instances, submitted by an operator at the start.
+    specs: Vec<WorkloadSpec>,
+    /// Operator submit requests in flight: request -> spec.
+    pub(super) admin: BTreeMap<keel_core::RequestId, usize>,
+    pub(super) procs: Processes,
+    /// Per node: the last time a fault touched it (crash, restart, hang, slow, cut links).
+    pub(super) disturbed_at: Vec<u64>,
+    /// Per node: when the leader last declared it dead.
+    pub(super) dead_declared: BTreeMap<NodeId, u64>,
+    /// Workloads re-placed after a node was declared dead, waiting to run: name -> declared at.
+    awaiting_replacement: BTreeMap<String, u64>,
+}
+
+impl WorkState {
+    pub(super) fn new(scenario: &Scenario) -> WorkState {
+        let n = scenario.nodes;
+        WorkState {
+            specs: wl::instances(scenario),
+            admin: BTreeMap::new(),
+            procs: Processes::new(n),
+            disturbed_at: vec![0; n],
+            dead_declared: BTreeMap::new(),
+            awaiting_replacement: BTreeMap::new(),
+        }
+    }
+}
 
 impl World<'_> {
+    /// The operator will submit every scenario workload shortly after the start.
+    pub(super) fn start_workloads(&mut self) {
+        self.stats.workloads.instances = self.work.specs.len();
+        for spec in 0..self.work.specs.len() {
+            self.schedule(ADMIN_START_US, Ev::AdminSubmit { spec });
+        }
+    }
+
     pub(super) fn admin_submit(&mut self, spec: usize) {
         if self.now >= self.end {
             return;
         }
-        let Some(s) = self.specs.get(spec).cloned() else {
+        let Some(s) = self.work.specs.get(spec).cloned() else {
             return;
         };
-        let id = self.new_request();
-        self.admin.insert(id, spec);
-        let target = self.client_rng.below(self.nodes.len());
+        let id = self.clients.new_request();
+        self.work.admin.insert(id, spec);
+        let target = self.clients.rng.below(self.nodes.len());
         self.send_request(
             target,
             id,
@@ -35,16 +92,17 @@ impl World<'_> {
     pub(super) fn workload_action(&mut self, i: usize, t: u64, a: WorkloadAction) {
         match a {
             WorkloadAction::Start { name, epoch, spec } => {
-                if self.procs.lease_until[i] <= t {
+                if self.work.procs.lease_until[i] <= t {
                     // The supervisor refuses: the lease is already gone. The node finds out at
                     // its own lease deadline.
                     return;
                 }
                 let (token, verdict) =
-                    self.procs
+                    self.work
+                        .procs
                         .start(t, i, &name, epoch, &mut self.stats.workloads);
                 self.checkers.copy_started(t, self.members[i], verdict);
-                if let Some(declared) = self.awaiting_replacement.remove(&name) {
+                if let Some(declared) = self.work.awaiting_replacement.remove(&name) {
                     let after = t.saturating_sub(declared);
                     self.stats.workloads.detection_to_running_us.push(after);
                 }
@@ -53,22 +111,23 @@ impl World<'_> {
                 }
             }
             WorkloadAction::Stop { name, epoch, .. } => {
-                self.procs
+                self.work
+                    .procs
                     .remove_where(t, |c| c.node == i && c.name == name && c.epoch == epoch);
             }
             WorkloadAction::LeaseUntil { until } => {
-                self.procs.lease_until[i] = until.0;
+                self.work.procs.lease_until[i] = until.0;
                 self.schedule(until.0, Ev::LeaseExpiry { node: i });
             }
         }
     }
 
     pub(super) fn lease_expiry(&mut self, node: usize) {
-        let until = self.procs.lease_until[node];
+        let until = self.work.procs.lease_until[node];
         if until == 0 || until > self.now {
             return;
         }
-        let killed = self.procs.remove_where(self.now, |c| c.node == node);
+        let killed = self.work.procs.remove_where(self.now, |c| c.node == node);
         if killed > 0 {
             let id = self.members[node];
             let text = format!("{id}'s supervisor kills its {killed} copies: its lease expired");
@@ -79,7 +138,7 @@ impl World<'_> {
     }
 
     pub(super) fn workload_progress(&mut self, token: u64) {
-        let Some(c) = self.procs.copies.iter().find(|c| c.token == token) else {
+        let Some(c) = self.work.procs.copies.iter().find(|c| c.token == token) else {
             return;
         };
         if c.hung {
@@ -94,73 +153,6 @@ impl World<'_> {
         self.input(node, Input::Workload(ev));
         let at = self.now + PROGRESS_US;
         self.schedule(at, Ev::WorkloadProgress { token });
-    }
-
-    /// A healthy copy of an instance of `family`, chosen by the fault stream.
-    fn pick_copy(&mut self, family: &str) -> Option<(u64, usize, String, LogIndex)> {
-        let pool: Vec<(u64, usize, String, LogIndex)> = self
-            .procs
-            .copies
-            .iter()
-            .filter(|c| !c.hung && wl::in_family(&c.name, family))
-            .map(|c| (c.token, c.node, c.name.clone(), c.epoch))
-            .collect();
-        if pool.is_empty() {
-            return None;
-        }
-        let k = self.fault_rng.below(pool.len());
-        pool.into_iter().nth(k)
-    }
-
-    pub(super) fn crash_workload(&mut self, family: &str) -> String {
-        let Some((token, node, name, epoch)) = self.pick_copy(family) else {
-            return format!("nothing (no running copy of {family})");
-        };
-        self.procs.remove_where(self.now, |c| c.token == token);
-        let ev = WorkloadEvent {
-            name: name.clone(),
-            epoch,
-            kind: WorkloadEventKind::Exited(ExitOutcome::Failed { code: 1 }),
-        };
-        self.input(node, Input::Workload(ev));
-        format!("{name} on {}", self.members[node])
-    }
-
-    pub(super) fn hang_workload(&mut self, family: &str) -> String {
-        let Some((token, node, name, _)) = self.pick_copy(family) else {
-            return format!("nothing (no running copy of {family})");
-        };
-        self.procs.hang(self.now, token);
-        format!("{name} on {}", self.members[node])
-    }
-
-    /// Remembers which nodes a fault touched, to tell a false reschedule from a real one.
-    pub(super) fn note_disturbance(&mut self, fault: &Fault) {
-        let now = self.now;
-        match fault {
-            Fault::Partition(_) | Fault::Heal => self.disturbed_at.fill(now),
-            Fault::Crash(_) | Fault::Restart(_) | Fault::Overload { .. } => {}
-            Fault::CrashWorkload(_)
-            | Fault::HangWorkload(_)
-            | Fault::TransferLeadership
-            | Fault::TransferLeadershipTo(_) => {}
-            // Armed faults mark the nodes they hit when they strike; a delay marks both ends of
-            // its link when it fires (and when it ends).
-            Fault::CrashAfterVote(..)
-            | Fault::IsolateLeaderOnAppend(_)
-            | Fault::IsolateLeaderOnCommit(_)
-            | Fault::Delay { .. } => {}
-            Fault::Isolate(_) | Fault::OneWay(..) | Fault::Hang(..) | Fault::Slow(..) => {
-                // The selector was resolved when the fault fired; every node it may have hit is
-                // marked (cut links and hangs affect how both sides hear each other).
-                for i in 0..self.nodes.len() {
-                    let cut = (0..self.nodes.len()).any(|j| self.blocked[i * self.nodes.len() + j]);
-                    if cut || self.nodes[i].hung_until > now || self.nodes[i].slow_factor > 1.0 {
-                        self.disturbed_at[i] = now;
-                    }
-                }
-            }
-        }
     }
 
     /// A workload decision traced by node `i`.
@@ -181,24 +173,7 @@ impl World<'_> {
                 delay.as_millis()
             ),
             WorkloadDecision::Orphaned { from, epoch, why } => {
-                self.stats.workloads.replacements += 1;
-                self.cover("workload re-placed");
-                let declared = self.dead_declared.get(from).copied().unwrap_or(self.now);
-                self.awaiting_replacement.insert(name.to_string(), declared);
-                let f = from.0 as usize - 1;
-                let window = wl::disturbance_window(self.node_config(i).dead_after);
-                let undisturbed = self.nodes[f].up()
-                    && self.now.saturating_sub(self.disturbed_at[f]) > window
-                    && self.nodes[f].hung_until <= self.now
-                    && self.nodes[f].slow_factor <= 1.0
-                    && !self.blocked[f * self.nodes.len() + i]
-                    && !self.blocked[i * self.nodes.len() + f];
-                if undisturbed {
-                    self.stats.workloads.false_reschedules.push(format!(
-                        "{name} moved off {from} at {:.3} s though {from} was up and reachable",
-                        self.now as f64 / 1e6
-                    ));
-                }
+                self.orphaned(i, name, *from);
                 format!(
                     "{id} (leader) gives up its copy of epoch {} on {from}: {why}",
                     epoch.0
@@ -230,7 +205,7 @@ impl World<'_> {
                 format!("{id}: its copy (epoch {}) exited: {outcome:?}", epoch.0)
             }
         };
-        if self.trace.is_some() {
+        if self.tr.on() {
             self.trace_json(serde_json::json!({
                 "t_us": self.now, "kind": "workload", "node": id.to_string(),
                 "workload": name, "decision": text,
@@ -240,6 +215,36 @@ impl World<'_> {
             .workloads
             .log
             .push((self.now, name.to_string(), text));
+    }
+
+    /// Leader `i` re-places workload `name` off node `from`: counted, timed from when `from` was
+    /// declared dead, and a false reschedule if `from` was up, reachable and undisturbed.
+    fn orphaned(&mut self, i: usize, name: &str, from: NodeId) {
+        self.stats.workloads.replacements += 1;
+        self.cover("workload re-placed");
+        let declared = self
+            .work
+            .dead_declared
+            .get(&from)
+            .copied()
+            .unwrap_or(self.now);
+        self.work
+            .awaiting_replacement
+            .insert(name.to_string(), declared);
+        let f = from.0 as usize - 1;
+        let window = wl::disturbance_window(self.dead_after(i));
+        let undisturbed = self.nodes[f].up()
+            && self.now.saturating_sub(self.work.disturbed_at[f]) > window
+            && self.nodes[f].hung_until <= self.now
+            && self.nodes[f].slow_factor <= 1.0
+            && !self.net.blocked(f, i)
+            && !self.net.blocked(i, f);
+        if undisturbed {
+            self.stats.workloads.false_reschedules.push(format!(
+                "{name} moved off {from} at {:.3} s though {from} was up and reachable",
+                self.now as f64 / 1e6
+            ));
+        }
     }
 
     /// The registry as the most advanced live node applied it.
