@@ -1,5 +1,7 @@
 //! The `keel` command-line tool: its commands and flags, and the dispatch to the module that
 //! carries out each ([`cli`]). Nothing here talks to a node itself.
+//!
+//! It never holds cluster state and never reads answers by field name.
 
 mod cli;
 

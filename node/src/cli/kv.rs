@@ -1,4 +1,6 @@
 //! `keel kv get|put|del`: one key through any node.
+//!
+//! It never retries: one request, its answer printed as the node sent it.
 
 use std::net::SocketAddr;
 

@@ -1,5 +1,8 @@
 //! `keel node`: runs a cluster node from flags and an optional `--config` file (flags win),
 //! until Ctrl-C or SIGTERM.
+//!
+//! It only turns flags and the file into a [`NodeSpec`] and runs it; it never changes a
+//! setting the node itself would choose.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -1,5 +1,7 @@
 //! `keel status`, `keel health`, `keel check`, `keel recovery` and `keel transfer-leader`: the
 //! cluster as one node sees it, printed as tables (or the answers as JSON).
+//!
+//! Read-only except `transfer-leader`; it never retries a refused request.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -1,4 +1,6 @@
 //! `keel workload submit|stop|list|explain`: workloads through any node.
+//!
+//! It never retries and keeps no state: one request per command.
 
 use std::net::SocketAddr;
 

@@ -1,5 +1,7 @@
 //! Storage tests: what was synced comes back, torn tails at every byte, damage, segments,
 //! snapshots, and logs of earlier versions.
+//!
+//! They use temporary directories only and never a node's real data directory.
 
 use std::sync::Arc;
 
