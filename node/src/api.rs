@@ -4,7 +4,8 @@
 //! These shapes are the documented wire format. Field names, field order and the `null`s they
 //! carry must not change: an answer serializes byte for byte as the API always answered.
 //! Answers list their fields in alphabetical order (the order the API's JSON objects have always
-//! had). This module holds data only: no I/O, no conversion from core types beyond plain
+//! had); request bodies keep their historical order, which a refusal of an unknown field names.
+//! This module holds data only: no I/O, no conversion from core types beyond plain
 //! constructors.
 
 use std::collections::BTreeMap;
@@ -95,18 +96,18 @@ pub struct BatchRequest {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
+    pub name: String,
+    pub command: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resources: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backoff_base_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backoff_cap_ms: Option<u64>,
-    pub command: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_attempts: Option<u32>,
-    pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub resources: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub watchdog_ms: Option<u64>,
 }
