@@ -155,7 +155,7 @@ impl Cluster {
     async fn leader(&self, among: &[&str]) -> (String, u64) {
         let until = Instant::now() + PATIENCE;
         while Instant::now() < until {
-            let found = find_leader_async(among.iter(), |n| self.cluster_info(**n)).await;
+            let found = find_leader_async(among.iter().copied(), |&n| self.cluster_info(n)).await;
             if let Some((_, c)) = found {
                 return (c.node, c.term);
             }

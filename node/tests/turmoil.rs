@@ -169,8 +169,8 @@ async fn cluster(host: &str) -> Option<ClusterInfo> {
 /// The node among `among` that says it leads (and its term), polled for at most 10 s.
 async fn leader(among: &[&str]) -> (String, u64) {
     for _ in 0..100 {
-        if let Some((h, c)) = find_leader_async(among.iter(), |h| cluster(**h)).await {
-            return ((*h).to_string(), c.term);
+        if let Some((h, c)) = find_leader_async(among.iter().copied(), |&h| cluster(h)).await {
+            return (h.to_string(), c.term);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -42,6 +42,8 @@ pub(crate) struct Sources<S> {
 }
 
 /// What one wait for input came to.
+// Lives for one turn of the loop only; boxing the step would allocate at every step.
+#[allow(clippy::large_enum_variant)]
 enum Turn {
     /// The core was stepped; its effects wait for the sync.
     Step(Result<Gated, RuntimeError>),
