@@ -1,8 +1,14 @@
-//! A small blocking HTTP/1.1 client for the `keel` CLI: one request per connection, JSON bodies.
+//! A small blocking HTTP/1.1 client for the `keel` CLI, xtask and tests: one request per
+//! connection (or a kept-alive [`Conn`]), JSON bodies read into the [`crate::api`] types; and
+//! [`find_leader`], the one way to ask a set of nodes which of them leads.
+//!
+//! It never runs a node and never interprets an answer beyond its status and body.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
+
+use crate::api::ClusterInfo;
 
 /// Why a request got no usable answer.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +28,55 @@ pub enum ClientError {
 pub struct Answer {
     pub status: u16,
     pub body: serde_json::Value,
+}
+
+impl Answer {
+    /// The body as one of the API's answer types (see [`crate::api`]).
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        T::deserialize(&self.body)
+    }
+}
+
+/// `GET /v1/cluster` of `addr`: the cluster as that node sees it; `None` if it does not answer
+/// 200 with a cluster view.
+pub fn cluster(addr: SocketAddr, timeout: Duration) -> Option<ClusterInfo> {
+    let a = request(addr, "GET", "/v1/cluster", None, timeout).ok()?;
+    if a.status != 200 {
+        return None;
+    }
+    a.parse().ok()
+}
+
+/// The first of `nodes` that says it leads, with what it said: `ask` gives a node's view of the
+/// cluster (`None`: no answer), and a node leads when its own view names it as leader. Nodes
+/// are asked in order, and no further once one leads.
+pub fn find_leader<T>(
+    nodes: impl IntoIterator<Item = T>,
+    mut ask: impl FnMut(&T) -> Option<ClusterInfo>,
+) -> Option<(T, ClusterInfo)> {
+    nodes.into_iter().find_map(|n| {
+        let info = ask(&n)?;
+        info.leads().then_some((n, info))
+    })
+}
+
+/// [`find_leader`] for callers that ask asynchronously (nodes inside the test process, or on
+/// a simulated network): the same rule, the same order.
+pub async fn find_leader_async<T, F>(
+    nodes: impl IntoIterator<Item = T>,
+    mut ask: impl FnMut(&T) -> F,
+) -> Option<(T, ClusterInfo)>
+where
+    F: std::future::Future<Output = Option<ClusterInfo>>,
+{
+    for n in nodes {
+        if let Some(info) = ask(&n).await {
+            if info.leads() {
+                return Some((n, info));
+            }
+        }
+    }
+    None
 }
 
 /// Sends `method path` with an optional JSON body to `addr`.

@@ -2,7 +2,8 @@
 //!
 //! Kept by the event loop from what the core does and says (its trace events and replies), so
 //! reading them costs the loop nothing but a copy. Names follow Prometheus conventions: `_total`
-//! for counters, base units (seconds) for the histogram.
+//! for counters, base units (seconds) for the histogram. This module only counts and renders: it
+//! never reads a clock (latencies come measured) and never does I/O.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -128,82 +129,94 @@ impl Metrics {
         self.recovery_successes += succeeded;
     }
 
-    /// The text exposition.
+    /// The text exposition: the counters, the gauges, then the commit latency histogram.
     pub fn render(&self, node: &str) -> String {
         let mut s = String::new();
         let label = format!("node=\"{node}\"");
-        let mut counter = |name: &str, help: &str, v: u64| {
-            let _ = writeln!(
-                s,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name}{{{label}}} {v}"
-            );
-        };
-        counter(
-            "keel_leader_changes_total",
-            "Times this node saw leadership move to another node.",
-            self.leader_changes,
-        );
-        counter(
-            "keel_heartbeat_failures_total",
-            "Peers the leader's failure detector marked suspect or dead.",
-            self.heartbeat_failures,
-        );
-        counter(
-            "keel_recovery_attempts_total",
-            "Workload re-placements and retries decided by this node as leader.",
-            self.recovery_attempts,
-        );
-        counter(
-            "keel_recovery_successes_total",
-            "Recovery attempts whose copy then ran (or completed).",
-            self.recovery_successes,
-        );
-        counter(
-            "keel_shed_requests_total",
-            "Client requests refused at once for lack of room.",
-            self.shed_requests,
-        );
-        counter(
-            "keel_dropped_messages_total",
-            "Messages to peers dropped because the peer's queue was full.",
-            self.dropped_messages,
-        );
+        for (name, help, v) in self.counters() {
+            family(&mut s, name, help, "counter", &label, &v.to_string());
+        }
+        for (name, help, v) in self.gauges() {
+            family(&mut s, name, help, "gauge", &label, &v);
+        }
+        self.render_latency(&mut s, &label);
+        s
+    }
+
+    /// Every counter: name, help, value.
+    fn counters(&self) -> [(&'static str, &'static str, u64); 6] {
+        [
+            (
+                "keel_leader_changes_total",
+                "Times this node saw leadership move to another node.",
+                self.leader_changes,
+            ),
+            (
+                "keel_heartbeat_failures_total",
+                "Peers the leader's failure detector marked suspect or dead.",
+                self.heartbeat_failures,
+            ),
+            (
+                "keel_recovery_attempts_total",
+                "Workload re-placements and retries decided by this node as leader.",
+                self.recovery_attempts,
+            ),
+            (
+                "keel_recovery_successes_total",
+                "Recovery attempts whose copy then ran (or completed).",
+                self.recovery_successes,
+            ),
+            (
+                "keel_shed_requests_total",
+                "Client requests refused at once for lack of room.",
+                self.shed_requests,
+            ),
+            (
+                "keel_dropped_messages_total",
+                "Messages to peers dropped because the peer's queue was full.",
+                self.dropped_messages,
+            ),
+        ]
+    }
+
+    /// Every gauge: name, help, value as written.
+    fn gauges(&self) -> [(&'static str, &'static str, String); 5] {
         let ratio = if self.recovery_attempts == 0 {
             1.0
         } else {
             self.recovery_successes as f64 / self.recovery_attempts as f64
         };
-        let mut gauge = |name: &str, help: &str, v: String| {
-            let _ = writeln!(
-                s,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{{label}}} {v}"
-            );
-        };
-        gauge(
-            "keel_recovery_success_ratio",
-            "Recovery successes over attempts (1 when there were none).",
-            format!("{ratio}"),
-        );
-        gauge(
-            "keel_term",
-            "The node's current term.",
-            self.term.to_string(),
-        );
-        gauge(
-            "keel_commit_index",
-            "The node's commit index.",
-            self.commit_index.to_string(),
-        );
-        gauge(
-            "keel_is_leader",
-            "1 if this node leads.",
-            u8::from(self.is_leader).to_string(),
-        );
-        gauge(
-            "keel_workloads_running",
-            "Workload copies this node runs.",
-            self.workloads_running.to_string(),
-        );
+        [
+            (
+                "keel_recovery_success_ratio",
+                "Recovery successes over attempts (1 when there were none).",
+                format!("{ratio}"),
+            ),
+            (
+                "keel_term",
+                "The node's current term.",
+                self.term.to_string(),
+            ),
+            (
+                "keel_commit_index",
+                "The node's commit index.",
+                self.commit_index.to_string(),
+            ),
+            (
+                "keel_is_leader",
+                "1 if this node leads.",
+                u8::from(self.is_leader).to_string(),
+            ),
+            (
+                "keel_workloads_running",
+                "Workload copies this node runs.",
+                self.workloads_running.to_string(),
+            ),
+        ]
+    }
+
+    /// The commit latency histogram: cumulative buckets, sum and count.
+    fn render_latency(&self, s: &mut String, label: &str) {
         let h = &self.commit_latency;
         let name = "keel_commit_latency_seconds";
         let _ = writeln!(
@@ -216,8 +229,15 @@ impl Metrics {
         let _ = writeln!(s, "{name}_bucket{{{label},le=\"+Inf\"}} {}", h.count);
         let _ = writeln!(s, "{name}_sum{{{label}}} {}", h.sum);
         let _ = writeln!(s, "{name}_count{{{label}}} {}", h.count);
-        s
     }
+}
+
+/// One single-sample family: its help, its type, and its value for this node.
+fn family(s: &mut String, name: &str, help: &str, kind: &str, label: &str, value: &str) {
+    let _ = writeln!(
+        s,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{{label}}} {value}"
+    );
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 //!
 //! The seam is deliberately small: bind a listener, accept from it, connect. What flows over the
 //! streams (the framed codec, HTTP/1.1) is the production code either way.
+//!
+//! It never decides what is sent or when: that is the transport's and the HTTP server's.
 
 use std::future::Future;
 use std::io;

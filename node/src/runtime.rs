@@ -7,6 +7,9 @@
 //! them all durable, and only then are the step's messages and replies released, in order. A crash
 //! before the `fsync` loses the persists and everything that would have followed them, which the
 //! core tolerates; a crash after it loses nothing acknowledged.
+//!
+//! It never touches the network or the clock: the caller passes the time in and carries the
+//! released sends and replies out.
 
 use keel_core::{ClientReply, Config, ConfigError, Event, Input, Instant, Message, Node, Output};
 

@@ -1,5 +1,6 @@
 //! The node's workload supervisor: runs the copies the core assigns to this node as child
-//! processes, each under a [`crate::shim`], and reports back progress and exits.
+//! processes, each under a [`crate::shim`], and reports back progress and exits. It never decides
+//! where or whether a copy runs: it carries out what the core assigned.
 //!
 //! - `Start` spawns `keel shim --lease-us <left> -- command args...` with the copy's stdout and
 //!   stderr appended to `<data-dir>/workloads/<name>.<epoch>.stdout|stderr`;

@@ -236,23 +236,9 @@ impl Link<'_> {
     ) -> Ended {
         let (peer, addr) = (self.peer, self.addr);
         came_back.mark_unchanged();
-        let mut stream = tokio::select! {
-            biased;
-            Some(()) = came_back_now(came_back) => {
-                tracing::debug!(%peer, "the peer connected here during our connect; retrying at once");
-                return Ended::PeerCameBack;
-            }
-            r = tokio::time::timeout(self.cfg.io_timeout, N::connect(addr)) => match r {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, %addr, error = %e, "connect failed");
-                    return Ended::Failed;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, %addr, "connect timed out");
-                    return Ended::Failed;
-                }
-            },
+        let mut stream = match self.connect::<N>(came_back).await {
+            Ok(stream) => stream,
+            Err(end) => return end,
         };
         let _ = N::set_nodelay(&stream);
         if let Err(e) = N::set_unacked_timeout(&stream, self.cfg.io_timeout) {
@@ -268,6 +254,48 @@ impl Link<'_> {
         }
         *delay = self.cfg.reconnect_min;
         tracing::info!(%peer, %addr, "connected");
+        self.stream::<N>(&mut stream, buf, rx, came_back, since)
+            .await
+    }
+
+    /// Connects to the peer, unless it connects here first (then it came back: start over at
+    /// once) or the connect takes longer than `io_timeout`.
+    async fn connect<N: Net>(
+        &self,
+        came_back: &mut watch::Receiver<u64>,
+    ) -> Result<N::Stream, Ended> {
+        let (peer, addr) = (self.peer, self.addr);
+        tokio::select! {
+            biased;
+            Some(()) = came_back_now(came_back) => {
+                tracing::debug!(%peer, "the peer connected here during our connect; retrying at once");
+                Err(Ended::PeerCameBack)
+            }
+            r = tokio::time::timeout(self.cfg.io_timeout, N::connect(addr)) => match r {
+                Ok(Ok(stream)) => Ok(stream),
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, %addr, error = %e, "connect failed");
+                    Err(Ended::Failed)
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, %addr, "connect timed out");
+                    Err(Ended::Failed)
+                }
+            },
+        }
+    }
+
+    /// Streams queued messages on the connection made at `since` (batched into one write
+    /// while more are waiting) until something ends it. `buf` is reused for the frames.
+    async fn stream<N: Net>(
+        &self,
+        stream: &mut N::Stream,
+        mut buf: Vec<u8>,
+        rx: &mut mpsc::Receiver<Message>,
+        came_back: &mut watch::Receiver<u64>,
+        since: tokio::time::Instant,
+    ) -> Ended {
+        let peer = self.peer;
         // The peer never writes on this connection: anything readable is its end closing (a
         // crash or restart shows here at once, not at the next write, which would be lost).
         let mut probe = [0u8; 1];
@@ -304,7 +332,7 @@ impl Link<'_> {
                     Err(_) => break,
                 }
             }
-            if let Err(end) = self.write(&mut stream, &buf, came_back, since).await {
+            if let Err(end) = self.write(stream, &buf, came_back, since).await {
                 return end;
             }
         }

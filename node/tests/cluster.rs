@@ -12,6 +12,10 @@ use std::time::Duration;
 
 use common::free_addr;
 use keel_core::NodeId;
+use keel_node::api::{
+    CasMismatch, ClusterInfo, HealthSummary, KvValue, RecoveryReport, WorkloadInfo, WorkloadList,
+};
+use keel_node::client::find_leader_async;
 use keel_node::config::ShutdownConfig;
 use keel_node::server::{self, NodeSpec};
 use keel_node::supervisor::SupervisorConfig;
@@ -68,15 +72,19 @@ impl Member {
 }
 
 /// GETs `path` (which must answer 200 once it answers: a node just started may not listen yet)
-/// every 50 ms until its body contains `want`, for at most 5 s; returns the last body.
-async fn get_until(addr: SocketAddr, path: &str, want: &str) -> String {
-    let mut last = String::new();
+/// every 50 ms until its answer satisfies `done`, for at most 5 s; returns the last answer.
+async fn get_until<T: serde::de::DeserializeOwned>(
+    addr: SocketAddr,
+    path: &str,
+    done: impl Fn(&T) -> bool,
+) -> Option<T> {
+    let mut last = None;
     for _ in 0..100 {
         if let Some((status, body)) = http(addr, "GET", path, "").await {
             assert_eq!(status, 200, "{body}");
-            last = body;
+            last = Some(serde_json::from_str(&body).expect("an answer of the API"));
         }
-        if last.contains(want) {
+        if last.as_ref().is_some_and(&done) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -84,21 +92,22 @@ async fn get_until(addr: SocketAddr, path: &str, want: &str) -> String {
     last
 }
 
-async fn leader_of(members: &[Member]) -> Option<String> {
-    for m in members {
-        if m.task.is_none() {
-            continue;
-        }
-        if let Some((200, body)) = http(m.spec.http, "GET", "/v1/cluster", "").await {
-            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-            if let Some(l) = v["leader"].as_str() {
-                if l == v["node"].as_str()? {
-                    return Some(l.to_string());
-                }
-            }
-        }
+/// The body of a 200 answer of `GET path` at `addr`, as `T`.
+async fn get_json<T: serde::de::DeserializeOwned>(addr: SocketAddr, path: &str) -> Option<T> {
+    match http(addr, "GET", path, "").await {
+        Some((200, body)) => serde_json::from_str(&body).ok(),
+        _ => None,
     }
-    None
+}
+
+/// The running member that says it leads.
+async fn leader_of(members: &[Member]) -> Option<String> {
+    let live = members.iter().filter(|m| m.task.is_some());
+    find_leader_async(live, |m| {
+        get_json::<ClusterInfo>(m.spec.http, "/v1/cluster")
+    })
+    .await
+    .map(|(_, c)| c.node)
 }
 
 async fn wait_for_leader(members: &[Member], not: Option<&str>) -> String {
@@ -186,7 +195,8 @@ async fn three_nodes_survive_the_loss_of_their_leader() {
     .await
     .expect("answer");
     assert_eq!(status, 409, "{body}");
-    assert!(body.contains(r#""current":{"v":18}"#), "{body}");
+    let found: CasMismatch = serde_json::from_str(&body).expect("json");
+    assert_eq!(found.current, Some(serde_json::json!({"v": 18})), "{body}");
     let (status, body) = http(
         follower.spec.http,
         "POST",
@@ -224,17 +234,24 @@ async fn three_nodes_survive_the_loss_of_their_leader() {
     let last = get_until(
         follower.spec.http,
         "/v1/workloads/web",
-        "failed-permanently",
+        |w: &WorkloadInfo| w.status == "failed-permanently",
     )
-    .await;
+    .await
+    .expect("an answer");
     assert!(
-        last.contains("failed-permanently") && last.contains("could not be started"),
-        "{last}"
+        last.status == "failed-permanently"
+            && last
+                .explain
+                .iter()
+                .any(|d| d.what.contains("could not be started")),
+        "{last:?}"
     );
     let (status, body) = http(follower.spec.http, "GET", "/v1/workloads", "")
         .await
         .expect("answer");
-    assert!(status == 200 && body.contains(r#""name":"web""#), "{body}");
+    assert_eq!(status, 200, "{body}");
+    let list: WorkloadList = serde_json::from_str(&body).expect("json");
+    assert!(list.workloads.iter().any(|w| w.name == "web"), "{body}");
     let missing = http(follower.spec.http, "GET", "/v1/workloads/nope", "")
         .await
         .expect("answer");
@@ -256,56 +273,54 @@ async fn three_nodes_survive_the_loss_of_their_leader() {
         .await
         .expect("answer");
     assert_eq!(status, 200, "{body}");
-    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
-    assert_eq!(v["value"], serde_json::json!({"v": 18}), "{body}");
+    let v: KvValue = serde_json::from_str(&body).expect("json");
+    assert_eq!(v.value, serde_json::json!({"v": 18}), "{body}");
 
     // The new leader's failure detector declares the killed node dead (after dead_after, 1 s).
-    let summary = get_until(nl.spec.http, "/health/summary", r#""offline_nodes":1"#).await;
+    let summary = get_until(nl.spec.http, "/health/summary", |h: &HealthSummary| {
+        h.offline_nodes == 1
+    })
+    .await
+    .expect("an answer");
     assert!(
-        summary.contains(r#""offline_nodes":1"#) && summary.contains(r#""total_nodes":3"#),
-        "{summary}"
+        summary.offline_nodes == 1 && summary.total_nodes == 3,
+        "{summary:?}"
     );
-    let (status, body) = http(nl.spec.http, "GET", "/recovery/metrics", "")
+    let report: RecoveryReport = get_json(nl.spec.http, "/recovery/metrics")
         .await
         .expect("answer");
-    assert!(
-        status == 200 && body.contains(r#""failed_workloads":["web"]"#),
-        "{body}"
-    );
+    assert_eq!(report.failed_workloads, ["web"], "{report:?}");
 
     // The old leader restarts from disk and rejoins as a follower. (How soon is checked on
     // simulated time in turmoil.rs; real time on a loaded machine only bounds it loosely.)
     members[li].start();
-    let want = format!(r#""leader":"{new_leader}""#);
-    let body = get_until(members[li].spec.http, "/v1/cluster", &want).await;
-    assert!(body.contains(&want), "{body}");
+    let follows = |c: &ClusterInfo| c.leader.as_deref() == Some(new_leader.as_str());
+    let info = get_until(members[li].spec.http, "/v1/cluster", follows).await;
+    assert!(info.as_ref().is_some_and(follows), "{info:?}");
     for m in &mut members {
         m.kill().await;
     }
 }
 
-/// The JSON of `GET /v1/workloads/{name}` at `addr`, if it answers 200 (while leadership
-/// moves, reads are refused for a moment).
-async fn workload(addr: SocketAddr, name: &str) -> Option<serde_json::Value> {
-    match http(addr, "GET", &format!("/v1/workloads/{name}"), "").await {
-        Some((200, body)) => serde_json::from_str(&body).ok(),
-        _ => None,
-    }
+/// `GET /v1/workloads/{name}` at `addr`, if it answers 200 (while leadership moves, reads are
+/// refused for a moment).
+async fn workload(addr: SocketAddr, name: &str) -> Option<WorkloadInfo> {
+    get_json(addr, &format!("/v1/workloads/{name}")).await
 }
 
 /// Polls until the workload runs on a node other than `not`; returns that node.
 async fn running_on(addr: SocketAddr, name: &str, not: Option<&str>) -> String {
-    let mut last = serde_json::Value::Null;
+    let mut last = None;
     for _ in 0..200 {
-        last = workload(addr, name).await.unwrap_or(last);
-        if last["status"] == "running" {
-            if let Some(n) = last["node"].as_str().filter(|n| Some(*n) != not) {
+        last = workload(addr, name).await.or(last);
+        if let Some(w) = last.as_ref().filter(|w| w.status == "running") {
+            if let Some(n) = w.node.as_deref().filter(|n| Some(*n) != not) {
                 return n.to_string();
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("{name} not running elsewhere than {not:?} within 10 s: {last}");
+    panic!("{name} not running elsewhere than {not:?} within 10 s: {last:?}");
 }
 
 fn output_len(dir: &std::path::Path, node: &str) -> u64 {
@@ -349,8 +364,8 @@ async fn a_workload_runs_as_a_process_and_moves_when_its_node_dies() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let w = w.expect("the workload readable within 5 s");
-    assert_eq!(w["status"], "running", "{w}");
-    assert_eq!(w["attempts"], 1, "never restarted: {w}");
+    assert_eq!(w.status, "running", "{w:?}");
+    assert_eq!(w.attempts, 1, "never restarted: {w:?}");
     assert!(
         output_len(dir.path(), &first) > 0,
         "no output under {first}"
@@ -426,7 +441,9 @@ async fn a_leader_that_shuts_down_hands_leadership_over_first() {
     let (status, body) = http(nl.spec.http, "GET", "/v1/kv/user/a", "")
         .await
         .expect("answer");
-    assert!(status == 200 && body.contains("\"value\":1"), "{body}");
+    assert_eq!(status, 200, "{body}");
+    let v: KvValue = serde_json::from_str(&body).expect("json");
+    assert_eq!(v.value, serde_json::json!(1), "{body}");
     for m in &mut members {
         m.kill().await;
     }

@@ -12,7 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::free_addr;
-use keel_node::client::{request, Answer};
+use keel_node::api::KvValue;
+use keel_node::client::{cluster, find_leader, request, Answer};
 
 /// A `keel node` process, killed when dropped.
 struct Proc {
@@ -53,19 +54,10 @@ fn get(addr: SocketAddr, path: &str) -> Option<Answer> {
     request(addr, "GET", path, None, Duration::from_secs(2)).ok()
 }
 
-/// The node that some live node reports as leader and that agrees it leads.
+/// The live node that says it leads.
 fn leader(procs: &[Proc]) -> Option<usize> {
-    for (i, p) in procs.iter().enumerate() {
-        if p.child.is_none() {
-            continue;
-        }
-        if let Some(a) = get(p.http, "/v1/cluster").filter(|a| a.status == 200) {
-            if a.body["leader"].as_str() == Some(p.id.as_str()) {
-                return Some(i);
-            }
-        }
-    }
-    None
+    let live = procs.iter().enumerate().filter(|(_, p)| p.child.is_some());
+    find_leader(live, |(_, p)| cluster(p.http, Duration::from_secs(2))).map(|((i, _), _)| i)
 }
 
 fn wait_for_leader(procs: &[Proc], not: Option<usize>) -> usize {
@@ -157,12 +149,8 @@ fn three_keel_processes_keep_every_acknowledged_write_when_the_leader_is_killed(
         }
         let a = answer.expect("an answer");
         assert_eq!(a.status, 200, "key{k}: {:?}", a.body);
-        assert_eq!(
-            a.body["value"],
-            serde_json::json!(k),
-            "key{k}: {:?}",
-            a.body
-        );
+        let found: KvValue = a.parse().expect("a value");
+        assert_eq!(found.value, serde_json::json!(k), "key{k}: {:?}", a.body);
     }
 
     // The killed node restarts from its data directory and follows the new leader.
@@ -170,8 +158,7 @@ fn three_keel_processes_keep_every_acknowledged_write_when_the_leader_is_killed(
     let until = Instant::now() + Duration::from_secs(20);
     let new_id = procs[nl].id.clone();
     loop {
-        let seen = get(procs[l].http, "/v1/cluster")
-            .and_then(|a| a.body["leader"].as_str().map(String::from));
+        let seen = cluster(procs[l].http, Duration::from_secs(2)).and_then(|c| c.leader);
         if seen.as_deref() == Some(new_id.as_str()) {
             break;
         }

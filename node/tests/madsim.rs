@@ -29,8 +29,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use keel_core::{ClientOp, ClientResponse, Key, NodeId, Write};
+use keel_node::api::ClusterInfo;
+use keel_node::client::find_leader_async;
 use keel_node::net::TokioNet;
-use keel_node::server::{self, ApiHandle, ClusterInfo, NodeSpec};
+use keel_node::server::{self, ApiHandle, NodeSpec};
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle, Runtime};
 use madsim::time::{sleep, timeout, Instant};
@@ -153,12 +155,9 @@ impl Cluster {
     async fn leader(&self, among: &[&str]) -> (String, u64) {
         let until = Instant::now() + PATIENCE;
         while Instant::now() < until {
-            for n in among {
-                if let Some(c) = self.cluster_info(n).await {
-                    if c.leader.as_deref() == Some(c.node.as_str()) {
-                        return (c.node, c.term);
-                    }
-                }
+            let found = find_leader_async(among.iter().copied(), |&n| self.cluster_info(n)).await;
+            if let Some((_, c)) = found {
+                return (c.node, c.term);
             }
             sleep(Duration::from_millis(100)).await;
         }

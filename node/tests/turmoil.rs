@@ -20,6 +20,8 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use keel_core::NodeId;
+use keel_node::api::{ClusterInfo, KvValue, Written};
+use keel_node::client::find_leader_async;
 use keel_node::net::Net;
 use keel_node::server::{self, NodeSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -151,14 +153,15 @@ async fn http(host: &str, method: &str, path: &str, body: &str) -> Option<(u16, 
         .flatten()
 }
 
-fn json(body: &str) -> serde_json::Value {
-    serde_json::from_str(body).expect("a JSON body")
+/// A 200 answer's body as one of the API's types.
+fn parse<T: serde::de::DeserializeOwned>(body: &str) -> T {
+    serde_json::from_str(body).expect("an answer of the API")
 }
 
 /// `GET /v1/cluster` of `host`, if it answers.
-async fn cluster(host: &str) -> Option<serde_json::Value> {
+async fn cluster(host: &str) -> Option<ClusterInfo> {
     match http(host, "GET", "/v1/cluster", "").await {
-        Some((200, body)) => Some(json(&body)),
+        Some((200, body)) => Some(parse(&body)),
         _ => None,
     }
 }
@@ -166,12 +169,8 @@ async fn cluster(host: &str) -> Option<serde_json::Value> {
 /// The node among `among` that says it leads (and its term), polled for at most 10 s.
 async fn leader(among: &[&str]) -> (String, u64) {
     for _ in 0..100 {
-        for h in among {
-            if let Some(c) = cluster(h).await {
-                if c["leader"].as_str().is_some() && c["leader"] == c["node"] {
-                    return ((*h).to_string(), c["term"].as_u64().expect("term"));
-                }
-            }
+        if let Some((h, c)) = find_leader_async(among.iter().copied(), |&h| cluster(h)).await {
+            return (h.to_string(), c.term);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -183,7 +182,7 @@ async fn leader(among: &[&str]) -> (String, u64) {
 async fn put(host: &str, key: &str, value: &str) -> u64 {
     for _ in 0..100 {
         if let Some((200, body)) = http(host, "PUT", &format!("/v1/kv/user/{key}"), value).await {
-            return json(&body)["revision"].as_u64().expect("revision");
+            return parse::<Written>(&body).revision;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -194,7 +193,7 @@ async fn put(host: &str, key: &str, value: &str) -> u64 {
 async fn get(host: &str, key: &str) -> String {
     for _ in 0..100 {
         match http(host, "GET", &format!("/v1/kv/user/{key}"), "").await {
-            Some((200, body)) => return json(&body)["value"].to_string(),
+            Some((200, body)) => return parse::<KvValue>(&body).value.to_string(),
             Some((404, _)) => return "missing".to_string(),
             _ => tokio::time::sleep(Duration::from_millis(100)).await,
         }
@@ -283,9 +282,9 @@ fn partition_scenario(seed: u64) -> Vec<String> {
         let mut followed = false;
         for _ in 0..100 {
             if let Some(c) = cluster(&old).await {
-                if c["leader"].as_str() == Some(new.as_str()) {
+                if c.leader.as_deref() == Some(new.as_str()) {
                     followed = true;
-                    note(format!("{old} follows {new} in term {}", c["term"]));
+                    note(format!("{old} follows {new} in term {}", c.term));
                     break;
                 }
             }
@@ -302,8 +301,8 @@ fn partition_scenario(seed: u64) -> Vec<String> {
         for n in NODES {
             for _ in 0..100 {
                 let c = cluster(n).await.expect("every node answers");
-                if c["commit_index"].as_u64() >= Some(r2) {
-                    commits.push(format!("{n}={}", c["commit_index"]));
+                if c.commit_index >= r2 {
+                    commits.push(format!("{n}={}", c.commit_index));
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -378,7 +377,7 @@ fn crash_scenario(seed: u64) -> Vec<String> {
         let mut caught_up = None;
         for _ in 0..1000 {
             if let Some(c) = cluster(&old).await {
-                if c["commit_index"].as_u64() >= Some(last) {
+                if c.commit_index >= last {
                     caught_up = Some(c);
                     break;
                 }
@@ -388,7 +387,9 @@ fn crash_scenario(seed: u64) -> Vec<String> {
         let c = caught_up.expect("the restarted node catches up within 10 s");
         note(format!(
             "{old} caught up: leader {} term {} commit {}",
-            c["leader"], c["term"], c["commit_index"]
+            c.leader.as_deref().unwrap_or("none"),
+            c.term,
+            c.commit_index
         ));
         // The leader reconnects as soon as the restarted node connects to it, not when its
         // backoff (up to 1 s by now) runs out.

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use keel_node::client::{request, Conn};
+use keel_node::client::{cluster, find_leader, request, Conn};
 
 struct Node {
     id: String,
@@ -76,25 +76,19 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// resolution.
 const TRY_TIMEOUT: Duration = Duration::from_millis(20);
 
+/// How long a look at one node's view of the cluster may take.
+const ASK_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// Whom node `n` takes for the leader, if it is running and answers.
 fn leader_seen_by(n: &Node) -> Option<String> {
     n.child.as_ref()?;
-    let a = request(
-        n.http,
-        "GET",
-        "/v1/cluster",
-        None,
-        Duration::from_millis(500),
-    )
-    .ok()?;
-    a.body["leader"].as_str().map(String::from)
+    cluster(n.http, ASK_TIMEOUT)?.leader
 }
 
 /// The index of the node that leads (by its own account), among running ones.
 fn leader(nodes: &[Node]) -> Option<usize> {
-    nodes
-        .iter()
-        .position(|n| leader_seen_by(n).as_deref() == Some(n.id.as_str()))
+    let running = nodes.iter().enumerate().filter(|(_, n)| n.child.is_some());
+    find_leader(running, |(_, n)| cluster(n.http, ASK_TIMEOUT)).map(|((i, _), _)| i)
 }
 
 /// Waits until every running node follows one leader; returns it.

@@ -9,6 +9,8 @@ use std::process::{Command as Process, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use keel_node::api::ClusterInfo;
+use keel_node::client::find_leader;
 use serde_json::{json, Value};
 
 use crate::{ChaosAction, ClusterAction};
@@ -54,7 +56,7 @@ fn spawn(args: &[String], log: &Path) -> Result<u32> {
 }
 
 /// `keel status --json` against one node; `None` if it does not answer.
-fn status(http: &str) -> Option<Value> {
+fn status(http: &str) -> Option<ClusterInfo> {
     let out = Process::new(keel())
         .args(["status", "--json", "--addr", http])
         .output()
@@ -65,12 +67,9 @@ fn status(http: &str) -> Option<Value> {
     serde_json::from_slice(&out.stdout).ok()
 }
 
+/// The node that says it leads, asked through the CLI.
 fn leader(nodes: &[Value]) -> Option<String> {
-    nodes.iter().find_map(|n| {
-        let s = status(n["http"].as_str()?)?;
-        let l = s["leader"].as_str()?;
-        (l == s["node"].as_str()?).then(|| l.to_string())
-    })
+    find_leader(nodes, |n| status(n["http"].as_str()?)).map(|(_, c)| c.node)
 }
 
 fn signal(pid: u64, sig: &str) -> Result<()> {
@@ -235,9 +234,9 @@ pub fn chaos(action: ChaosAction) -> Result<ExitCode> {
                     Some(s) => println!(
                         "{:<5} {:<11} {:>5} {:>8}  {http}",
                         n["id"].as_str().unwrap_or("?"),
-                        s["leader"].as_str().unwrap_or("none"),
-                        s["term"].to_string(),
-                        s["commit_index"].to_string()
+                        s.leader.as_deref().unwrap_or("none"),
+                        s.term.to_string(),
+                        s.commit_index.to_string()
                     ),
                     None => println!(
                         "{:<5} {:<11} {:>5} {:>8}  {http}",
