@@ -832,11 +832,7 @@ impl<'a> World<'a> {
         let inc = self.nodes[i].incarnation;
         let seed = rng::derive(self.seed, tag::NODE_CORE + i as u64).wrapping_add(inc);
         let mut cfg = Config::new(self.members[i], self.members.clone(), seed);
-        cfg.lease_reads = self.scenario.lease_reads;
-        #[cfg(feature = "planted-bugs")]
-        {
-            cfg.planted_bug = self.cfg.planted_bug;
-        }
+        cfg.raft.lease_reads = self.scenario.lease_reads;
         cfg
     }
 
@@ -844,7 +840,12 @@ impl<'a> World<'a> {
         let cfg = self.node_config(i);
         let durable = self.nodes[i].durable.clone();
         match Node::new(cfg, durable, keel_core::Instant(self.now)) {
-            Ok(node) => self.nodes[i].node = Some(node),
+            #[allow(unused_mut)]
+            Ok(mut node) => {
+                #[cfg(feature = "planted-bugs")]
+                node.plant_bug(self.cfg.planted_bug);
+                self.nodes[i].node = Some(node)
+            }
             Err(e) => {
                 // The simulator builds every config itself: this is a bug in the simulator.
                 self.stats
@@ -1300,6 +1301,10 @@ impl<'a> World<'a> {
                     term.0
                 ));
                 true
+            }
+            Event::Refused { refusal } => {
+                self.condensed(format!("{id} refuses an unsafe change: {refusal:?}"));
+                false
             }
         }
     }

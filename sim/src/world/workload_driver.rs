@@ -186,7 +186,7 @@ impl World<'_> {
                 let declared = self.dead_declared.get(from).copied().unwrap_or(self.now);
                 self.awaiting_replacement.insert(name.to_string(), declared);
                 let f = from.0 as usize - 1;
-                let window = wl::disturbance_window(self.node_config(i).dead_after);
+                let window = wl::disturbance_window(self.node_config(i).coordination.dead_after);
                 let undisturbed = self.nodes[f].up()
                     && self.now.saturating_sub(self.disturbed_at[f]) > window
                     && self.nodes[f].hung_until <= self.now

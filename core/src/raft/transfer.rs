@@ -10,9 +10,10 @@
 
 use crate::io::Output;
 use crate::message::MessageBody;
-use crate::node::{Node, Role};
 use crate::trace::Event;
 use crate::types::{Instant, NodeId};
+
+use super::{App, Raft, Role};
 
 /// A transfer in progress at the leader.
 #[derive(Clone, Copy, Debug)]
@@ -23,7 +24,7 @@ pub(crate) struct Transfer {
     pub sent: bool,
 }
 
-impl Node {
+impl Raft {
     /// Starts handing leadership to `to`, or to the most caught-up follower (ties: lowest id).
     pub(crate) fn transfer_leadership(
         &mut self,
@@ -62,7 +63,7 @@ impl Node {
     }
 
     /// Sends `TimeoutNow` once the transfer target holds every entry of the leader's log.
-    pub(crate) fn maybe_send_timeout_now(&mut self, out: &mut Vec<Output>) {
+    pub(super) fn maybe_send_timeout_now(&mut self, out: &mut Vec<Output>) {
         let last = self.log.last_index();
         let Some(lead) = self.lead.as_mut() else {
             return;
@@ -81,7 +82,7 @@ impl Node {
     }
 
     /// Gives up a transfer that ran past its deadline.
-    pub(crate) fn transfer_tick(&mut self, now: Instant, out: &mut Vec<Output>) {
+    pub(super) fn transfer_tick(&mut self, now: Instant, out: &mut Vec<Output>) {
         let Some(lead) = self.lead.as_mut() else {
             return;
         };
@@ -93,16 +94,17 @@ impl Node {
         self.trace(Event::TransferAborted { term, to: t.to }, out);
     }
 
-    /// The writes-refusing target of a transfer in progress, if any.
-    pub(crate) fn transferring_to(&self) -> Option<NodeId> {
-        self.lead.as_ref().and_then(|l| l.transfer).map(|t| t.to)
-    }
-
     /// `TimeoutNow` from the leader of our term: stand for election now.
-    pub(crate) fn handle_timeout_now(&mut self, now: Instant, from: NodeId, out: &mut Vec<Output>) {
+    pub(super) fn handle_timeout_now(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        app: &mut impl App,
+        out: &mut Vec<Output>,
+    ) {
         if self.role == Role::Leader || self.leader != Some(from) {
             return;
         }
-        self.start_election(now, true, out);
+        self.start_election(now, true, app, out);
     }
 }
