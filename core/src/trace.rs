@@ -1,6 +1,9 @@
 //! Decisions the core reports as [`crate::Output::Trace`]: elections, leadership, commits,
 //! snapshots and shed requests. They are data, not log lines: the simulator hashes them and
 //! builds its summary from them, the production node logs them.
+//!
+//! Owns: the event vocabulary, including [`Refusal`]s of unsafe changes. Never: formatting or
+//! writing a log.
 
 use serde::{Deserialize, Serialize};
 

@@ -5,7 +5,9 @@
 //! The defaults aim at LAN clusters: failover (crash of the leader to a new leader able to commit)
 //! well under 300 ms, and no spurious election with up to 10 ms of network jitter: a follower
 //! waits at least four heartbeat intervals before it even asks whether an election is wanted.
-//! Never: test-only switches (planted bugs are set on a node, see `crate::testing`).
+//!
+//! Owns: the node's identity settings and the composition of the two parts. Never: test-only
+//! switches (planted bugs are set on a node, see `crate::testing`).
 
 mod coordination;
 mod raft;

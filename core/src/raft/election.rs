@@ -230,7 +230,8 @@ impl Raft {
             self.log.push(noop.clone());
             out.push(Output::Persist(Persist::Entries(vec![noop])));
         }
-        self.lead = Some(Leadership::new(&self.peers, term_start, now, &self.cfg));
+        self.lead = Some(Leadership::new(&self.peers, term_start, now));
+        self.timers.start_leading(now, &self.cfg);
         app.became_leader(now);
         self.trace(Event::BecameLeader { term: self.term }, out);
         self.broadcast_append(now, out);
@@ -304,7 +305,7 @@ impl Raft {
             return;
         };
         let active = 1 + lead.take_active_count();
-        lead.quorum_check_at = now + self.cfg.election_timeout_min;
+        self.timers.quorum_check = now + self.cfg.election_timeout_min;
         if active < self.quorum {
             self.step_down(StepDownReason::LostQuorum, app, out);
             self.redraw_election_timer(now);

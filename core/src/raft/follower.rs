@@ -12,7 +12,7 @@ use crate::types::{Instant, LogIndex, NodeId, Term};
 use super::{App, Raft, Role};
 
 /// An AppendEntries a follower holds because it arrived ahead of a gap in its log (see
-/// `Config::max_held_appends`).
+/// `RaftConfig::max_held_appends`).
 #[derive(Debug)]
 pub(super) struct HeldAppend {
     /// The leader that sent it, and its term.

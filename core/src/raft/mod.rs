@@ -4,10 +4,10 @@
 //! Owns: the term, the vote, the log, the role and the leader, the commit and applied indexes
 //! (the commit index moves only through the guarded [`Raft::commit_to`]), the newest snapshot,
 //! the leader's per-follower progress, held appends, the read-index queue, a transfer in
-//! progress, and the election and leader timers. Never: I/O, clocks, unseeded randomness, or
-//! what an entry means: committed entries go to the application above it through [`App`], and
-//! the application reaches Raft only through the narrow interface at the end of this file
-//! (role, leader, term, propose, reads, quorum freshness).
+//! progress, and one timer table (election, heartbeat, check-quorum). Never: I/O, clocks,
+//! unseeded randomness, or what an entry means: committed entries go to the application above
+//! it through [`App`], and the application reaches Raft only through the narrow interface at
+//! the end of this file (role, leader, term, propose, reads, quorum freshness).
 
 mod commit;
 mod election;
@@ -18,6 +18,7 @@ mod read;
 mod receive;
 mod replication;
 pub mod snapshot;
+mod timers;
 mod transfer;
 
 use std::collections::BTreeMap;
@@ -131,10 +132,8 @@ pub(crate) struct Raft {
     leader: Option<NodeId>,
     commit: Commit,
     applied: LogIndex,
-    /// When a follower's election timer fires.
-    election_deadline: Instant,
-    /// The election timeout drawn last (us).
-    election_timeout_us: u64,
+    /// Every timer of Raft's (election, heartbeat, check-quorum).
+    timers: timers::Timers,
     /// When this node last heard from the leader of its term (for leader stickiness).
     leader_contact: Option<Instant>,
     /// AppendEntries that arrived ahead of a gap in the log, oldest first (see
@@ -189,8 +188,7 @@ impl Raft {
             leader: None,
             commit: Commit::new(offset),
             applied: offset,
-            election_deadline: Instant::NEVER,
-            election_timeout_us: 0,
+            timers: timers::Timers::new(),
             leader_contact: None,
             held: Vec::new(),
             streaming: None,
@@ -212,7 +210,7 @@ impl Raft {
     pub(crate) fn tick(&mut self, now: Instant, app: &mut impl App, out: &mut Vec<Output>) {
         if self.role == Role::Leader {
             self.leader_tick(now, app, out);
-        } else if now >= self.election_deadline {
+        } else if now >= self.timers.election {
             self.election_timeout(now, app, out);
         }
     }
@@ -222,7 +220,7 @@ impl Raft {
         if self.lead.is_some() {
             Instant::NEVER
         } else {
-            self.election_deadline
+            self.timers.election
         }
     }
 
@@ -231,8 +229,11 @@ impl Raft {
     #[inline]
     pub(crate) fn next_deadline(&self) -> Instant {
         match &self.lead {
-            Some(lead) => lead.next_deadline(self.cfg.check_quorum),
-            None => self.election_deadline,
+            Some(lead) => {
+                let transfer = lead.transfer.map_or(Instant::NEVER, |t| t.deadline);
+                self.timers.leader_next(self.cfg.check_quorum, transfer)
+            }
+            None => self.timers.election,
         }
     }
 
@@ -263,7 +264,7 @@ impl Raft {
     /// Restarts the election timer with the timeout drawn last (on hearing the leader, on
     /// granting a vote).
     fn reset_election_timer(&mut self, now: Instant) {
-        self.election_deadline = Instant(now.0.saturating_add(self.election_timeout_us));
+        self.timers.reset_election(now);
     }
 
     /// Draws a new randomised election timeout (§5.2) and restarts the timer with it: at start,
@@ -272,7 +273,7 @@ impl Raft {
     fn redraw_election_timer(&mut self, now: Instant) {
         let lo = self.cfg.election_timeout_min.as_micros() as u64;
         let hi = self.cfg.election_timeout_max.as_micros() as u64;
-        self.election_timeout_us = self.rng.range(lo, hi);
+        self.timers.election_timeout_us = self.rng.range(lo, hi);
         self.reset_election_timer(now);
     }
 

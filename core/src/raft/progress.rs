@@ -7,7 +7,6 @@
 
 use std::collections::VecDeque;
 
-use crate::config::RaftConfig;
 use crate::types::{Instant, LogIndex, NodeId};
 
 use super::read::PendingRead;
@@ -58,13 +57,11 @@ pub(crate) struct Leadership {
     pub round_started: VecDeque<(u64, Instant)>,
     /// The start of the latest round a majority answered (this leader included): the read
     /// lease runs `election_timeout_min - lease_read_margin` from there (see
-    /// `Config::lease_reads`). None before a majority answered.
+    /// `RaftConfig::lease_reads`). None before a majority answered.
     pub lease_from: Option<Instant>,
     /// `TimeoutNow` went out in this term: its target's vote requests override the stickiness
     /// that leases rest on, so no lease holds any more.
     pub lease_void: bool,
-    pub heartbeat_at: Instant,
-    pub quorum_check_at: Instant,
     /// Index of this leader's no-op: reads must wait until it is committed.
     pub term_start: LogIndex,
     pub reads: VecDeque<PendingRead>,
@@ -76,12 +73,7 @@ pub(crate) struct Leadership {
 }
 
 impl Leadership {
-    pub(crate) fn new(
-        peers: &[NodeId],
-        term_start: LogIndex,
-        now: Instant,
-        cfg: &RaftConfig,
-    ) -> Self {
+    pub(crate) fn new(peers: &[NodeId], term_start: LogIndex, now: Instant) -> Self {
         let progress = peers
             .iter()
             .map(|&p| {
@@ -104,8 +96,6 @@ impl Leadership {
             round_started: VecDeque::from([(0, now)]),
             lease_from: None,
             lease_void: false,
-            heartbeat_at: now + cfg.heartbeat_interval,
-            quorum_check_at: now + cfg.election_timeout_min,
             term_start,
             reads: VecDeque::new(),
             transfer: None,
@@ -185,15 +175,6 @@ impl Leadership {
         (r == round).then_some(t)
     }
 
-    pub(crate) fn next_deadline(&self, check_quorum: bool) -> Instant {
-        let transfer = self.transfer.map_or(Instant::NEVER, |t| t.deadline);
-        if check_quorum {
-            self.heartbeat_at.min(self.quorum_check_at).min(transfer)
-        } else {
-            self.heartbeat_at.min(transfer)
-        }
-    }
-
     /// Followers heard from since the last call; clears the marks.
     pub(crate) fn take_active_count(&mut self) -> usize {
         self.progress
@@ -207,7 +188,6 @@ impl Leadership {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
 
     /// `quorum_value` is the k-th highest of every member's value (sorting them all is the
     /// reference), and `quorum_reached` agrees with it, for clusters of 1 to 11 (past the stack
@@ -224,8 +204,7 @@ mod tests {
         };
         for n in 1..=11u32 {
             let members: Vec<NodeId> = (1..=n).map(NodeId).collect();
-            let cfg = Config::new(NodeId(1), members.clone(), 1);
-            let mut lead = Leadership::new(&members[1..], LogIndex(1), Instant(0), &cfg.raft);
+            let mut lead = Leadership::new(&members[1..], LogIndex(1), Instant(0));
             for _ in 0..200 {
                 let own = draw();
                 for p in lead.progress.values_mut() {

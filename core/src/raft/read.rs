@@ -4,7 +4,7 @@
 //! every entry committed by an earlier leader is included). It is answered once the state machine
 //! has applied up to that index and the leader knows no newer leader existed when the read
 //! arrived, in one of two ways:
-//! - **lease** (§6.4.1, `Config::lease_reads`, the default): a majority answered rounds this
+//! - **lease** (§6.4.1, `RaftConfig::lease_reads`, the default): a majority answered rounds this
 //!   leader started less than `election_timeout_min - lease_read_margin` ago, and each of them
 //!   refuses votes for `election_timeout_min` after hearing it (check-quorum's stickiness). No
 //!   message is sent for the read. This rests on clocks advancing at about the same rate;

@@ -17,8 +17,8 @@ impl Raft {
         let Some(lead) = self.lead.as_mut() else {
             return;
         };
-        if now >= lead.heartbeat_at {
-            lead.heartbeat_at = now + self.cfg.heartbeat_interval;
+        if now >= self.timers.heartbeat {
+            self.timers.heartbeat = now + self.cfg.heartbeat_interval;
             lead.start_round(now, self.cfg.election_timeout_min);
             for i in 0..self.peers.len() {
                 let peer = self.peers[i];
@@ -26,7 +26,7 @@ impl Raft {
             }
         }
         self.transfer_tick(now, out);
-        let quorum_due = self.lead.as_ref().is_some_and(|l| now >= l.quorum_check_at);
+        let quorum_due = self.lead.is_some() && now >= self.timers.quorum_check;
         if self.cfg.check_quorum && quorum_due {
             self.check_quorum(now, app, out);
         }
@@ -212,7 +212,7 @@ impl Raft {
     }
 
     /// Whether this leader may answer a read from its own state at `now` (see
-    /// `Config::lease_reads`).
+    /// `RaftConfig::lease_reads`).
     pub(super) fn lease_holds(&self, now: Instant) -> bool {
         self.read_lease_until().is_some_and(|u| now < u)
     }

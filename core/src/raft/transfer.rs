@@ -7,6 +7,9 @@
 //! `TimeoutNow`. The target stands for election at once, skipping pre-vote, and marks its vote
 //! requests as a transfer so that voters who heard from the old leader recently still answer.
 //! If the target has not taken over within `transfer_timeout`, the leader takes writes again.
+//!
+//! Owns: choosing the target, `TimeoutNow`, and giving up at the deadline. Never: refusing the
+//! writes itself (coordination asks `transferring_to` and refuses them).
 
 use crate::io::Output;
 use crate::message::MessageBody;

@@ -20,6 +20,11 @@
 //!   heard it, and a lease counts from when the node *sent* its renewal;
 //! - a new leader re-places nothing during its first `lease_duration + lease_margin`, which covers
 //!   leases granted by its predecessors.
+//!
+//! Owns: the leader-only orchestration state (rebuilt at every election), lease grants, reports
+//! from agents, circuit breakers and the orchestration round; failure detection is in
+//! `health.rs`, placement in `placement.rs`. Never: applying a decision (the registry does that
+//! when the entry commits) or touching the log other than by proposing.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
