@@ -229,6 +229,8 @@ impl Coordination {
     }
 
     /// Follower side of a grant message.
+    // The fields of the message, each used on its own, plus Raft for the answer.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn handle_lease_grant(
         &mut self,
         now: Instant,

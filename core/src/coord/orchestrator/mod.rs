@@ -138,6 +138,8 @@ impl Coordination {
     }
 
     /// Leader side of a lease renewal.
+    // The fields of the message, each used on its own, plus Raft for the answer.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn handle_lease_request(
         &mut self,
         now: Instant,
