@@ -69,16 +69,17 @@ impl Node {
         self.coord.heard(m.from, now);
         match m.body {
             MessageBody::Forward { id, op } => {
-                self.coord
+                return self
+                    .coord
                     .forwarded_request(now, m.from, id, *op, &mut self.raft, out)
             }
-            MessageBody::ForwardReply { id, result } => self.coord.forward_reply(id, *result, out),
-            body => {
-                let m = Message { body, ..m };
-                if let Some(m) = self.raft.receive(now, m, &mut self.coord, out) {
-                    self.coord.receive(now, m, &mut self.raft, out);
-                }
+            MessageBody::ForwardReply { id, result } => {
+                return self.coord.forward_reply(id, *result, out)
             }
+            _ => {}
+        }
+        if let Some(m) = self.raft.receive(now, m, &mut self.coord, out) {
+            self.coord.receive(now, m, &mut self.raft, out);
         }
     }
 

@@ -111,6 +111,8 @@ impl Coordination {
 
     /// What runs after every input: an orchestration round if due, the agent, and the sweep
     /// of requests past their deadline.
+    // Runs after every input and usually finds nothing due: inlined into `Node::step`.
+    #[inline(always)]
     pub(crate) fn after_input(&mut self, now: Instant, raft: &mut Raft, out: &mut Vec<Output>) {
         if self.orch.as_ref().is_some_and(|o| now >= o.next_run()) {
             self.orchestrate(now, raft, out);

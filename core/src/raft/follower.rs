@@ -125,6 +125,7 @@ impl Raft {
     /// Drops entries the log's compaction point already covers and checks the message's
     /// predecessor against the log: `Ok` with the (possibly moved) predecessor and the rest of
     /// the message, or `Err` with the answer to give at once (None: the message is held).
+    #[inline]
     fn check_consistency(
         &mut self,
         mut msg: HeldAppend,
