@@ -1,4 +1,6 @@
 //! Durations as people write them in scenario and configuration files: `"250ms"`, `"5s"`.
+//!
+//! Owns: parsing and printing that notation. Never: reading a clock.
 
 use std::time::Duration;
 

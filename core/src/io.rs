@@ -4,6 +4,9 @@
 //! The driver's contract: execute outputs in order, and make every `Persist` durable before it
 //! sends any later `Send` or `Reply`. A crash may happen between any two outputs; the core is
 //! correct as long as nothing after an un-synced `Persist` left the process.
+//!
+//! Owns: the types that cross the boundary between a node and its driver. Never: doing any of
+//! the I/O they describe.
 
 use std::time::Duration;
 

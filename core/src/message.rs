@@ -3,6 +3,8 @@
 //! Every message carries the sender's term; a message with a higher term than the receiver's
 //! makes the receiver catch up (§5.1), except pre-votes, which carry the term the sender *would*
 //! use and change nobody's term.
+//!
+//! Owns: the wire shapes of messages and log entries. Never: how they are handled.
 
 use std::sync::Arc;
 

@@ -1,6 +1,8 @@
 //! [`PeerMap`]: a map keyed by node id for the handful of members of a cluster, stored as a
 //! vector sorted by id. Iteration is in id order (as a `BTreeMap`'s would be); lookups scan a few
 //! entries, which beats a tree at these sizes and allocates nothing after construction.
+//!
+//! Owns: that container. Never: anything about what it stores.
 
 use crate::types::NodeId;
 

@@ -1,5 +1,7 @@
 //! The node's private random stream: ChaCha8 seeded from the config, with a portable uniform draw
 //! (so traces never depend on how a `rand` version maps bits to ranges).
+//!
+//! Owns: the draws. Never: an unseeded source.
 
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -1,6 +1,9 @@
 //! Decisions the core reports as [`crate::Output::Trace`]: elections, leadership, commits,
 //! snapshots and shed requests. They are data, not log lines: the simulator hashes them and
 //! builds its summary from them, the production node logs them.
+//!
+//! Owns: the event vocabulary, including [`Refusal`]s of unsafe changes. Never: formatting or
+//! writing a log.
 
 use serde::{Deserialize, Serialize};
 
@@ -97,6 +100,24 @@ pub enum Event {
     },
     /// The freeze ended (`reason`: nodes returned or the hold passed).
     ReplacementResumed,
+    /// The core refused a change that would break a safety invariant (only a broken protocol or
+    /// a corrupted peer can ask for one): the change was not made.
+    Refused {
+        refusal: Refusal,
+    },
+}
+
+/// A change to the Raft state the core refuses in every build (see [`Event::Refused`]).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Refusal {
+    /// Moving the commit index back from `commit` to `to`.
+    CommitRegression { commit: LogIndex, to: LogIndex },
+    /// `leader` asked to replace the log from `index` on, at or below the commit index `commit`.
+    CommittedOverwrite {
+        leader: NodeId,
+        index: LogIndex,
+        commit: LogIndex,
+    },
 }
 
 /// One decision in a workload's life.

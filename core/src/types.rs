@@ -2,6 +2,8 @@
 //!
 //! The core never reads a clock: an [`Instant`] is a plain count of microseconds since an epoch the
 //! driver chooses (process start for the production node, zero for the simulator).
+//!
+//! Owns: those types and their arithmetic. Never: protocol logic.
 
 use std::fmt;
 use std::str::FromStr;

@@ -14,11 +14,11 @@ use common::Cluster;
 use keel_core::*;
 
 fn no_pre_vote(c: &mut Config) {
-    c.pre_vote = false;
+    c.raft.pre_vote = false;
 }
 
 fn read_index(c: &mut Config) {
-    c.lease_reads = false;
+    c.raft.lease_reads = false;
 }
 
 fn sent(out: &[Output]) -> Vec<&Message> {
@@ -145,8 +145,8 @@ fn s5_2_a_follower_that_hears_nothing_starts_an_election_within_the_randomised_t
     let cfg = c.configs[&NodeId(1)].clone();
     let d = c.node(1).election_deadline();
     assert!(
-        d >= Instant::ZERO + cfg.election_timeout_min
-            && d < Instant::ZERO + cfg.election_timeout_max
+        d >= Instant::ZERO + cfg.raft.election_timeout_min
+            && d < Instant::ZERO + cfg.raft.election_timeout_max
     );
     c.now = d;
     c.step(NodeId(1), Input::Tick);
@@ -200,7 +200,7 @@ fn s5_2_a_candidate_with_a_majority_of_votes_becomes_leader_and_asserts_itself()
 fn s5_2_a_node_grants_at_most_one_vote_per_term_and_persists_it_before_answering() {
     let mut c = Cluster::with_config(3, no_pre_vote);
     // Past the first election timeout, in which a node just started grants no vote (§6.4.1).
-    c.now = c.now + c.configs[&NodeId(1)].election_timeout_min;
+    c.now = c.now + c.configs[&NodeId(1)].raft.election_timeout_min;
     let vote = |from: u32| {
         Input::Message(Message {
             from: NodeId(from),
@@ -498,7 +498,7 @@ fn s5_3_a_held_message_whose_predecessor_does_not_match_is_dropped_not_appended(
 #[test]
 fn s5_3_past_max_held_appends_a_follower_rejects_entries_ahead_of_a_gap() {
     for bound in [0u64, 1] {
-        let mut c = streaming_follower(|cfg| cfg.max_held_appends = bound as usize);
+        let mut c = streaming_follower(|cfg| cfg.raft.max_held_appends = bound as usize);
         for k in 0..bound {
             c.step(
                 NodeId(1),
@@ -613,7 +613,7 @@ fn s5_2_a_follower_sent_entries_within_half_a_heartbeat_interval_gets_no_heartbe
     let mut c = Cluster::new(3);
     let l = c.elect();
     c.deliver_all();
-    let interval = c.configs[&l].heartbeat_interval;
+    let interval = c.configs[&l].raft.heartbeat_interval;
     // Find a beat (the ticks stop at the first heartbeat), then write 5 ms before the next one.
     let mut waited = Duration::ZERO;
     while heartbeats_over(&mut c, l, 1).is_empty() {
@@ -634,8 +634,8 @@ fn s5_2_a_follower_sent_entries_within_half_a_heartbeat_interval_gets_no_heartbe
 #[test]
 fn s5_3_entries_in_flight_to_one_follower_are_bounded() {
     let mut c = Cluster::with_config(3, |cfg| {
-        cfg.max_inflight_messages = 2;
-        cfg.max_entries_per_message = 1;
+        cfg.raft.max_inflight_messages = 2;
+        cfg.raft.max_entries_per_message = 1;
     });
     let l = c.elect();
     c.deliver_all();
@@ -670,7 +670,7 @@ fn s5_4_1_a_vote_is_refused_to_a_candidate_whose_log_is_behind() {
         append(2, 1, 2, (0, 0), vec![entry(2, 1, "a")], 0),
     );
     // Past the minimum election timeout, so leader stickiness does not ignore the requests.
-    c.now = c.now + c.configs[&NodeId(1)].election_timeout_min;
+    c.now = c.now + c.configs[&NodeId(1)].raft.election_timeout_min;
     let ask = |last_term: u64, last_index: u64| {
         Input::Message(Message {
             from: NodeId(3),
@@ -908,7 +908,7 @@ fn s6_4_1_a_lease_lapses_once_no_majority_answered_within_the_window() {
     let lease = c.nodes[&l].read_lease_until().expect("a lease");
     let cfg = c.configs[&l].clone();
     // The lease runs from the start of a round the followers answered, short of the window.
-    assert!(lease <= c.now + (cfg.election_timeout_min - cfg.lease_read_margin));
+    assert!(lease <= c.now + (cfg.raft.election_timeout_min - cfg.raft.lease_read_margin));
     c.isolate(l);
     c.advance_to(lease);
     assert!(c.nodes[&l].is_leader(), "check-quorum has not fired yet");
@@ -989,7 +989,7 @@ fn s6_4_1_a_restarted_node_grants_no_vote_for_an_election_timeout() {
             .any(|m| matches!(m.body, MessageBody::RequestVoteResponse { .. })),
         "ignored just after restart"
     );
-    c.now = c.now + c.configs[&f].election_timeout_min;
+    c.now = c.now + c.configs[&f].raft.election_timeout_min;
     c.step(f, vote);
     assert!(
         sent(&c.last_outputs)
@@ -1024,8 +1024,8 @@ fn s6_4_1_after_timeout_now_the_leader_reads_by_round_for_the_rest_of_its_term()
 #[test]
 fn s7_the_log_is_compacted_behind_a_snapshot_and_a_lagging_follower_gets_the_snapshot() {
     let mut c = Cluster::with_config(3, |cfg| {
-        cfg.snapshot_threshold_entries = 10;
-        cfg.snapshot_retain_entries = 2;
+        cfg.raft.snapshot_threshold_entries = 10;
+        cfg.raft.snapshot_retain_entries = 2;
     });
     let l = c.elect();
     c.deliver_all();
@@ -1061,7 +1061,7 @@ fn s7_the_log_is_compacted_behind_a_snapshot_and_a_lagging_follower_gets_the_sna
 
 #[test]
 fn s7_a_node_restarts_from_its_snapshot_and_log() {
-    let mut c = Cluster::with_config(3, |cfg| cfg.snapshot_threshold_entries = 5);
+    let mut c = Cluster::with_config(3, |cfg| cfg.raft.snapshot_threshold_entries = 5);
     let l = c.elect();
     c.deliver_all();
     for i in 0..12 {
@@ -1137,7 +1137,7 @@ fn s9_6_a_leader_that_cannot_hear_a_majority_steps_down_within_an_election_timeo
     c.deliver_all();
     c.isolate(l);
     let cfg = c.configs[&l].clone();
-    c.advance(cfg.election_timeout_min * 2 + Duration::from_millis(1));
+    c.advance(cfg.raft.election_timeout_min * 2 + Duration::from_millis(1));
     assert_ne!(c.nodes[&l].role(), Role::Leader);
     assert!(c.events_of(l).iter().any(|e| matches!(
         e,
@@ -1249,7 +1249,7 @@ fn keel_a_node_without_a_leader_answers_not_leader_at_once() {
 
 #[test]
 fn keel_past_max_pending_proposals_the_leader_sheds_writes_at_once() {
-    let mut c = Cluster::with_config(3, |cfg| cfg.max_pending_proposals = 4);
+    let mut c = Cluster::with_config(3, |cfg| cfg.coordination.max_pending_proposals = 4);
     let l = c.elect();
     c.deliver_all();
     c.isolate(l); // nothing commits, so proposals pile up
@@ -1279,7 +1279,7 @@ fn keel_an_unanswerable_write_is_answered_indeterminate_after_the_request_timeou
     c.deliver_all();
     c.isolate(l);
     let id = c.put(l, "a", "1");
-    let timeout = c.configs[&l].request_timeout;
+    let timeout = c.configs[&l].coordination.request_timeout;
     c.advance(timeout + Duration::from_millis(30));
     assert_eq!(c.reply(id), Some(&Err(ClientError::Indeterminate)));
 }
@@ -1357,7 +1357,7 @@ fn s3_10_a_transfer_to_an_unreachable_follower_is_given_up_and_writes_resume() {
     let target = if l == NodeId(1) { NodeId(2) } else { NodeId(1) };
     c.crash(target);
     c.step(l, Input::TransferLeadership { to: Some(target) });
-    let cfg_timeout = c.nodes[&l].config().transfer_timeout;
+    let cfg_timeout = c.nodes[&l].config().raft.transfer_timeout;
     c.advance(cfg_timeout + Duration::from_millis(1));
     assert!(c.nodes[&l].is_leader(), "the leader keeps leading");
     assert!(c

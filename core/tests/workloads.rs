@@ -112,7 +112,10 @@ fn a_cut_off_node_stops_its_copies_before_the_leader_places_them_elsewhere() {
         "copy stopped at {stopped_at} but placed elsewhere at {restarted_at}"
     );
     let cfg = Config::new(NodeId(1), vec![NodeId(1)], 0);
-    assert!(restarted_at.saturating_since(cut_at) <= cfg.dead_after + Duration::from_millis(500));
+    assert!(
+        restarted_at.saturating_since(cut_at)
+            <= cfg.coordination.dead_after + Duration::from_millis(500)
+    );
     assert_eq!(
         c.node(leader.0).state_machine().registry.health(victim),
         Health::Dead
@@ -259,8 +262,8 @@ fn spec(name: &str, max_attempts: u32) -> WorkloadSpec {
 #[test]
 fn a_node_that_keeps_failing_placements_gets_an_open_breaker_then_one_trial() {
     let (mut c, leader) = settled(3, |cfg| {
-        cfg.breaker_threshold = 2;
-        cfg.breaker_open_for = Duration::from_millis(500);
+        cfg.coordination.breaker_threshold = 2;
+        cfg.coordination.breaker_open_for = Duration::from_millis(500);
     });
     submit(&mut c, leader, spec("w", 10));
     c.advance(Duration::from_millis(200));
@@ -292,7 +295,7 @@ fn a_node_that_keeps_failing_placements_gets_an_open_breaker_then_one_trial() {
 
 #[test]
 fn workloads_beyond_the_cluster_capacity_wait_pending() {
-    let (mut c, leader) = settled(3, |cfg| cfg.node_capacity = 1);
+    let (mut c, leader) = settled(3, |cfg| cfg.coordination.node_capacity = 1);
     for i in 1..=4 {
         submit(&mut c, leader, WorkloadSpec::new(format!("w{i}"), "true"));
     }
@@ -314,9 +317,9 @@ fn workloads_beyond_the_cluster_capacity_wait_pending() {
 #[test]
 fn a_crash_loop_hits_the_restart_intensity_limit_before_max_attempts() {
     let (mut c, leader) = settled(3, |cfg| {
-        cfg.max_restarts_in_window = 2;
-        cfg.restart_window = Duration::from_secs(10);
-        cfg.breaker_threshold = 100;
+        cfg.coordination.max_restarts_in_window = 2;
+        cfg.coordination.restart_window = Duration::from_secs(10);
+        cfg.coordination.breaker_threshold = 100;
     });
     submit(&mut c, leader, spec("loop", 10));
     c.advance(Duration::from_millis(200));
@@ -375,8 +378,8 @@ fn orphaned(e: &Event) -> bool {
 #[test]
 fn re_placements_are_jittered_and_rate_limited() {
     let (mut c, leader) = settled(3, |cfg| {
-        cfg.replace_rate_per_sec = 1;
-        cfg.replace_jitter = Duration::from_millis(20);
+        cfg.coordination.replace_rate_per_sec = 1;
+        cfg.coordination.replace_jitter = Duration::from_millis(20);
     });
     for i in 1..=6 {
         submit(&mut c, leader, WorkloadSpec::new(format!("w{i}"), "true"));
@@ -413,7 +416,7 @@ fn re_placements_are_jittered_and_rate_limited() {
 #[test]
 fn when_too_many_nodes_vanish_at_once_re_placement_waits_for_the_hold() {
     let hold = Duration::from_secs(2);
-    let (mut c, leader) = settled(5, |cfg| cfg.correlated_failure_hold = hold);
+    let (mut c, leader) = settled(5, |cfg| cfg.coordination.correlated_failure_hold = hold);
     for i in 1..=10 {
         submit(&mut c, leader, WorkloadSpec::new(format!("w{i}"), "true"));
     }

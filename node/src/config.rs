@@ -13,7 +13,7 @@
 //! n2 = "127.0.0.1:7002"
 //! n3 = "127.0.0.1:7003"
 //!
-//! [core]                           # any field of keel_core::Config but id, members, seed
+//! [core]                           # any field of keel_core::RaftConfig or CoordinationConfig
 //! heartbeat_interval = "25ms"
 //! election_timeout_min = "100ms"
 //! node_capacity = 64
@@ -143,7 +143,9 @@ fn located(text: &str, e: &toml::de::Error) -> String {
 }
 
 /// Sets the core fields named in `overrides` on `cfg`. Durations are written `"250ms"`; the
-/// node's identity (`id`, `members`, `seed`) comes from the command line, not from here.
+/// node's identity (`id`, `members`, `seed`) comes from the command line, not from here. The
+/// names are flat: each is looked up in whichever part of the core's configuration holds it
+/// (`raft` or `coordination`).
 pub fn apply_core(
     cfg: &mut Config,
     overrides: &BTreeMap<String, toml::Value>,
@@ -166,7 +168,15 @@ pub fn apply_core(
                 "is set from the command line (--id, --peers), not the file".into(),
             ));
         }
-        let Some(slot) = fields.get_mut(name) else {
+        let part = CORE_PARTS.iter().find(|part| {
+            fields
+                .get(**part)
+                .is_some_and(|table| table.get(name).is_some())
+        });
+        let Some(slot) = part
+            .and_then(|part| fields.get_mut(*part))
+            .and_then(|table| table.get_mut(name))
+        else {
             return Err(err(name, "no such setting".into()));
         };
         let is_duration = slot.get("secs").is_some() && slot.get("nanos").is_some();
@@ -187,6 +197,9 @@ pub fn apply_core(
     *cfg = updated;
     Ok(())
 }
+
+/// The parts of `keel_core::Config` whose fields the `[core]` table sets, by their names.
+const CORE_PARTS: [&str; 2] = ["raft", "coordination"];
 
 /// Serde for durations written as `"250ms"`.
 pub mod duration {
@@ -243,8 +256,8 @@ preallocate_bytes = 0
         assert_eq!(t.peer_queue, TransportConfig::default().peer_queue);
         let mut core = Config::new(keel_core::NodeId(1), vec![keel_core::NodeId(1)], 0);
         apply_core(&mut core, &cfg.core).expect("core");
-        assert_eq!(core.heartbeat_interval, Duration::from_millis(20));
-        assert_eq!(core.node_capacity, 8);
+        assert_eq!(core.raft.heartbeat_interval, Duration::from_millis(20));
+        assert_eq!(core.coordination.node_capacity, 8);
     }
 
     #[test]
@@ -262,6 +275,12 @@ preallocate_bytes = 0
         assert!(e.contains("core.id"), "{e}");
         let e = parse("[watchdog]\nstall_limit = \"soon\"\n").unwrap_err();
         assert!(e.contains("line 2") && e.contains("not a duration"), "{e}");
+        // The parts of the core's configuration are not settings themselves, and no test-only
+        // switch can be reached from a file.
+        for name in ["raft", "coordination", "planted_bug"] {
+            let e = parse(&format!("[core]\n{name} = 1\n")).unwrap_err();
+            assert!(e.contains("no such setting"), "{name}: {e}");
+        }
         // Values that are fine alone but break the core's rules together.
         let e = parse("[core]\ndead_after = \"10ms\"\n").unwrap_err();
         assert!(e.contains("invalid"), "{e}");

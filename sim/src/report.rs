@@ -59,6 +59,10 @@ pub struct RunStats {
     pub unsupported: Vec<String>,
     /// Internal errors of the simulator itself (never expected).
     pub engine_errors: Vec<String>,
+    /// Changes a node's core refused as unsafe (a commit index moving back, a committed entry
+    /// overwritten): each means the protocol reached a state it must never reach, so it fails
+    /// the run even when no checker saw the cause.
+    pub refusals: Vec<String>,
     /// The condensed trace: faults, leadership changes, snapshots, and five-second summaries.
     pub condensed: Vec<String>,
     /// How often each interesting thing happened ("sometimes" assertions): fault kinds, crash
@@ -248,6 +252,7 @@ impl RunReport {
     pub fn passed(&self) -> bool {
         self.violations.is_empty()
             && self.stats.engine_errors.is_empty()
+            && self.stats.refusals.is_empty()
             && self.linearizability == Verdict::Linearizable
             && self.expectations.iter().all(|e| e.passed)
     }
@@ -415,6 +420,9 @@ impl RunReport {
         }
         for e in &s.engine_errors {
             t.row("SIMULATOR ERROR", e.clone());
+        }
+        for r in &s.refusals {
+            t.row("CORE REFUSED", r.clone());
         }
         for v in self.violations.iter().take(10) {
             t.row(

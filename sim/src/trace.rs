@@ -504,6 +504,26 @@ impl TraceHasher {
                 self.tagged(20, term.0);
                 self.u64(u64::from(to.0));
             }
+            Event::Refused { refusal } => {
+                self.byte(21);
+                match refusal {
+                    keel_core::Refusal::CommitRegression { commit, to } => {
+                        self.byte(1);
+                        self.u64(commit.0);
+                        self.u64(to.0);
+                    }
+                    keel_core::Refusal::CommittedOverwrite {
+                        leader,
+                        index,
+                        commit,
+                    } => {
+                        self.byte(2);
+                        self.u64(u64::from(leader.0));
+                        self.u64(index.0);
+                        self.u64(commit.0);
+                    }
+                }
+            }
         }
     }
 

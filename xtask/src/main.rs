@@ -608,6 +608,9 @@ pub(crate) fn first_failure(r: &keel_sim::RunReport) -> String {
     if let Some(e) = r.stats.engine_errors.first() {
         return format!("simulator error: {e}");
     }
+    if let Some(e) = r.stats.refusals.first() {
+        return format!("core refused an unsafe change: {e}");
+    }
     if r.linearizability != keel_sim::linearizability::Verdict::Linearizable {
         return format!("history: {:?}", r.linearizability);
     }

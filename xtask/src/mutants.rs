@@ -17,10 +17,13 @@ use anyhow::{bail, Context, Result};
 /// commitment, leadership transfer, and every node's workload lease and fencing (338 mutants in
 /// session 10; a mutant costs 5-15 s here once the first build is done).
 pub const SCOPE: &[&str] = &[
-    "core/src/election.rs",
-    "core/src/replication.rs",
-    "core/src/transfer.rs",
-    "core/src/agent.rs",
+    "core/src/raft/election.rs",
+    "core/src/raft/replication.rs",
+    "core/src/raft/follower.rs",
+    "core/src/raft/commit.rs",
+    "core/src/raft/progress.rs",
+    "core/src/raft/transfer.rs",
+    "core/src/coord/agent.rs",
 ];
 
 pub fn run(all: bool, output: &Path) -> Result<ExitCode> {

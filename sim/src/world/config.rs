@@ -98,22 +98,18 @@ impl Micros {
 }
 
 impl World<'_> {
-    /// The configuration node `i` starts with in its current incarnation: its own seed, the
-    /// scenario's read mode and, in `planted-bugs` builds, the bug to plant.
+    /// The configuration node `i` starts with in its current incarnation: its own seed and the
+    /// scenario's read mode (a planted bug is set on the node itself, see `start_node`).
     pub(super) fn node_config(&self, i: usize) -> Config {
         let inc = self.nodes[i].incarnation;
         let seed = rng::derive(self.seed, tag::NODE_CORE + i as u64).wrapping_add(inc);
         let mut cfg = Config::new(self.members[i], self.members.clone(), seed);
-        cfg.lease_reads = self.scenario.lease_reads;
-        #[cfg(feature = "planted-bugs")]
-        {
-            cfg.planted_bug = self.cfg.planted_bug;
-        }
+        cfg.raft.lease_reads = self.scenario.lease_reads;
         cfg
     }
 
     /// How long node `i` waits before it declares a silent node dead.
     pub(super) fn dead_after(&self, i: usize) -> Duration {
-        self.node_config(i).dead_after
+        self.node_config(i).coordination.dead_after
     }
 }

@@ -117,7 +117,12 @@ impl World<'_> {
         let cfg = self.node_config(i);
         let durable = self.nodes[i].disk.durable.clone();
         match Node::new(cfg, durable, keel_core::Instant(self.now)) {
-            Ok(node) => self.nodes[i].node = Some(node),
+            #[allow(unused_mut)]
+            Ok(mut node) => {
+                #[cfg(feature = "planted-bugs")]
+                node.plant_bug(self.cfg.planted_bug);
+                self.nodes[i].node = Some(node)
+            }
             Err(e) => {
                 // The simulator builds every config itself: this is a bug in the simulator.
                 self.stats

@@ -40,6 +40,12 @@ impl World<'_> {
             | Event::Breaker { .. }
             | Event::ReplacementFrozen { .. }
             | Event::ReplacementResumed => self.coordination_event(i, e),
+            Event::Refused { refusal } => {
+                let what = format!("{} refuses an unsafe change: {refusal:?}", self.members[i]);
+                self.condensed(what.clone());
+                self.stats.refusals.push(format!("at {} us: {what}", self.now));
+                false
+            }
         }
     }
 

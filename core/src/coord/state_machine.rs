@@ -1,4 +1,7 @@
 //! The replicated state machine: what applying a committed entry does, deterministically.
+//!
+//! Owns: dispatching a committed command to the key-value state or the workload registry.
+//! Never: deciding what gets committed, or anything a replica could do differently.
 
 use serde::{Deserialize, Serialize};
 

@@ -11,7 +11,7 @@
 //! earlier than `t`, and declares a node dead only `dead_after >= lease_duration + lease_margin`
 //! after it last heard it; a leader grants only while a majority acknowledged its AppendEntries
 //! within `election_timeout_min` (so no other leader can exist by then, see
-//! [`crate::orchestrator`]), and a new leader re-places nothing during its first
+//! [`super::orchestrator`]), and a new leader re-places nothing during its first
 //! `lease_duration + lease_margin`. So a copy is always stopped before another copy of the same
 //! workload can be placed. Starting a copy also waits until this node applied the leader's last
 //! log index at its latest grant (uncommitted decisions included), so it never acts on a
@@ -22,10 +22,13 @@ use std::time::Duration;
 
 use crate::io::{Output, StopReason, WorkloadAction, WorkloadEvent, WorkloadEventKind};
 use crate::message::MessageBody;
-use crate::node::{Node, Role};
+use crate::raft::{Raft, Role};
+use crate::testing::PlantedBug;
 use crate::trace::{Event, WorkloadDecision};
 use crate::types::{Instant, LogIndex, NodeId};
 use crate::workload::ExitOutcome;
+
+use super::Coordination;
 
 /// A copy this node runs.
 #[derive(Clone, Debug)]
@@ -94,16 +97,13 @@ impl Agent {
     }
 }
 
-impl Node {
+impl Coordination {
     /// Runs the agent if anything is due: lease expiry, watchdogs, renewal, reconciliation.
-    pub(crate) fn agent_step(&mut self, now: Instant, out: &mut Vec<Output>) {
+    pub(super) fn agent_step(&mut self, now: Instant, raft: &mut Raft, out: &mut Vec<Output>) {
         if !self.agent.needs_step(now) {
             return;
         }
-        #[cfg(feature = "planted-bugs")]
-        let fenced = !self.planted(crate::config::PlantedBug::KeepsWorkloadsAfterLeaseLoss);
-        #[cfg(not(feature = "planted-bugs"))]
-        let fenced = true;
+        let fenced = !self.planted.is(PlantedBug::KeepsWorkloadsAfterLeaseLoss);
         if fenced && now >= self.agent.lease_until && !self.agent.copies.is_empty() {
             let copies = std::mem::take(&mut self.agent.copies);
             let stopped = copies.len();
@@ -113,13 +113,13 @@ impl Node {
             self.trace(Event::LeaseLost { stopped }, out);
         }
         self.check_watchdogs(now, out);
-        let leader_changed = self.leader != self.agent.renewed_with;
+        let leader_changed = raft.leader() != self.agent.renewed_with;
         if now >= self.agent.renew_at || self.agent.report_now || leader_changed {
-            self.renew_lease(now, out);
+            self.renew_lease(now, raft, out);
         }
         if self.agent.dirty {
             self.agent.dirty = false;
-            self.reconcile(now, out);
+            self.reconcile(now, raft.applied_index(), out);
         }
     }
 
@@ -164,10 +164,10 @@ impl Node {
 
     /// Asks the leader to renew the lease, reporting what runs and what exited. A leader
     /// renews its own lease while a majority acknowledges it.
-    fn renew_lease(&mut self, now: Instant, out: &mut Vec<Output>) {
+    fn renew_lease(&mut self, now: Instant, raft: &mut Raft, out: &mut Vec<Output>) {
         self.agent.renew_at = now + self.cfg.lease_renew_interval;
         self.agent.report_now = false;
-        self.agent.renewed_with = self.leader;
+        self.agent.renewed_with = raft.leader();
         let running: Vec<(String, LogIndex)> = self
             .agent
             .copies
@@ -180,16 +180,16 @@ impl Node {
             .iter()
             .map(|(n, (e, o))| (n.clone(), *e, *o))
             .collect();
-        if self.role == Role::Leader {
-            if self.quorum_fresh(now) {
-                let upto = self.log.last_index();
+        if raft.role() == Role::Leader {
+            if raft.quorum_fresh(now) {
+                let upto = raft.last_index();
                 self.lease_granted(now, now, upto, out);
             }
-            let me = self.cfg.id;
-            self.lease_report(now, me, running, exits, out);
+            let me = self.id;
+            self.lease_report(now, me, running, exits, raft, out);
             return;
         }
-        let Some(leader) = self.leader else {
+        let Some(leader) = raft.leader() else {
             return;
         };
         let body = MessageBody::LeaseRequest {
@@ -197,11 +197,11 @@ impl Node {
             running,
             exits,
         };
-        self.send(leader, body, out);
+        raft.stamp().send(leader, body, out);
     }
 
     /// A grant for the renewal sent at `sent_at`.
-    pub(crate) fn lease_granted(
+    pub(super) fn lease_granted(
         &mut self,
         now: Instant,
         sent_at: Instant,
@@ -215,8 +215,7 @@ impl Node {
         }
         let had = now < self.agent.lease_until;
         // The planted bug believes its first lease never ends (so it also never wakes for it).
-        #[cfg(feature = "planted-bugs")]
-        let until = if self.planted(crate::config::PlantedBug::KeepsWorkloadsAfterLeaseLoss) {
+        let until = if self.planted.is(PlantedBug::KeepsWorkloadsAfterLeaseLoss) {
             Instant::NEVER
         } else {
             until
@@ -230,16 +229,19 @@ impl Node {
     }
 
     /// Follower side of a grant message.
-    pub(crate) fn handle_lease_grant(
+    // The fields of the message, each used on its own, plus Raft for the answer.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn handle_lease_grant(
         &mut self,
         now: Instant,
         from: NodeId,
         sent_at: Instant,
         commit: LogIndex,
         silence: Vec<(NodeId, Duration)>,
+        raft: &Raft,
         out: &mut Vec<Output>,
     ) {
-        if self.role == Role::Leader {
+        if raft.role() == Role::Leader {
             return;
         }
         for (node, quiet) in silence {
@@ -248,7 +250,7 @@ impl Node {
         }
         self.agent.heard.insert(from, now);
         self.lease_granted(now, sent_at, commit, out);
-        if self.applied >= self.agent.lease_commit {
+        if raft.applied_index() >= self.agent.lease_commit {
             self.agent.dirty = true;
         }
     }
@@ -289,8 +291,8 @@ impl Node {
     }
 
     /// Makes the copies this node runs match what the applied registry assigns to it.
-    fn reconcile(&mut self, now: Instant, out: &mut Vec<Output>) {
-        let me = self.cfg.id;
+    fn reconcile(&mut self, now: Instant, applied: LogIndex, out: &mut Vec<Output>) {
+        let me = self.id;
         let registry = &self.sm.registry;
         // Exits the registry has moved past need no more reporting.
         self.agent.exits.retain(|name, (epoch, _)| {
@@ -310,7 +312,7 @@ impl Node {
             })
             .map(|(n, c)| (n.clone(), c.epoch))
             .collect();
-        let caught_up = self.applied >= self.agent.lease_commit;
+        let caught_up = applied >= self.agent.lease_commit;
         self.agent.waiting_for_apply = !caught_up;
         let can_start = now < self.agent.lease_until && caught_up;
         let mut to_start = Vec::new();
@@ -359,25 +361,25 @@ impl Node {
     }
 
     /// Called after the state machine applied an orchestration command.
-    pub(crate) fn registry_changed(&mut self) {
+    pub(super) fn registry_changed(&mut self) {
         self.agent.dirty = true;
     }
 
     /// Called after entries were applied: reconcile once the grant's commit index is reached.
-    pub(crate) fn applied_advanced(&mut self) {
-        if self.agent.waiting_for_apply && self.applied >= self.agent.lease_commit {
+    pub(super) fn applied_advanced(&mut self, applied: LogIndex) {
+        if self.agent.waiting_for_apply && applied >= self.agent.lease_commit {
             self.agent.waiting_for_apply = false;
             self.agent.dirty = true;
         }
     }
 
     /// The copies this node runs, by name, with their epochs (for drivers and checkers).
-    pub fn running_copies(&self) -> impl Iterator<Item = (&str, LogIndex)> {
+    pub(crate) fn running_copies(&self) -> impl Iterator<Item = (&str, LogIndex)> {
         self.agent.copies.iter().map(|(n, c)| (n.as_str(), c.epoch))
     }
 
     /// Until when this node holds its workload lease (ZERO: never held).
-    pub fn lease_until(&self) -> Instant {
+    pub(crate) fn lease_until(&self) -> Instant {
         self.agent.lease_until
     }
 }

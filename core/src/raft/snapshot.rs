@@ -1,4 +1,8 @@
 //! Snapshots (§7): the applied state up to an index, so the log before it can be discarded.
+//!
+//! Owns: the snapshot format, when to take one and how far to compact, sending one to a
+//! follower the log no longer reaches, and installing one from the leader. Never: what the
+//! state inside means (the application provides and restores it through [`App`]).
 
 use std::sync::Arc;
 
@@ -17,17 +21,19 @@ pub struct Snapshot {
     pub state: Arc<StateMachine>,
 }
 
-use crate::io::{ClientError, Output, Persist};
+use crate::io::{Output, Persist};
 use crate::message::MessageBody;
-use crate::node::{Node, Role};
-use crate::replication::Mode;
+use crate::testing::PlantedBug;
 use crate::trace::Event;
 use crate::types::{Instant, NodeId};
 
-impl Node {
+use super::progress::Mode;
+use super::{App, Raft, Role};
+
+impl Raft {
     /// Takes a snapshot once enough entries were applied since the last one, and compacts the
     /// log, keeping `snapshot_retain_entries` behind it for followers that lag a little.
-    pub(crate) fn maybe_snapshot(&mut self, _now: Instant, out: &mut Vec<Output>) {
+    pub(super) fn maybe_snapshot(&mut self, app: &impl App, out: &mut Vec<Output>) {
         let last = self.snapshot.as_ref().map_or(LogIndex(0), |s| s.last_index);
         if self.applied.0 - last.0.min(self.applied.0) < self.cfg.snapshot_threshold_entries {
             return;
@@ -38,7 +44,7 @@ impl Node {
         let snapshot = Snapshot {
             last_index: self.applied,
             last_term,
-            state: Arc::new(self.sm.clone()),
+            state: app.snapshot_state(),
         };
         out.push(Output::Persist(Persist::Snapshot(snapshot.clone())));
         self.snapshot = Some(snapshot);
@@ -57,7 +63,7 @@ impl Node {
     }
 
     /// §7: the follower needs entries the log no longer holds; send the whole snapshot.
-    pub(crate) fn send_snapshot(&mut self, now: Instant, peer: NodeId, out: &mut Vec<Output>) {
+    pub(super) fn send_snapshot(&mut self, now: Instant, peer: NodeId, out: &mut Vec<Output>) {
         let Some(snapshot) = self.snapshot.clone() else {
             debug_assert!(false, "log compacted without a snapshot");
             return;
@@ -85,66 +91,52 @@ impl Node {
     }
 
     /// Follower side of §7.
-    pub(crate) fn handle_install_snapshot(
+    pub(super) fn handle_install_snapshot(
         &mut self,
         now: Instant,
         from: NodeId,
         snapshot: Snapshot,
         round: u64,
+        app: &mut impl App,
         out: &mut Vec<Output>,
     ) {
         if self.role != Role::Follower || self.leader != Some(from) {
-            self.become_follower(now, self.term, Some(from), out);
+            self.become_follower(now, self.term, Some(from), app, out);
         }
         self.leader_contact = Some(now);
         self.reset_election_timer(now);
         let last_index = snapshot.last_index;
-        if last_index > self.commit {
+        if last_index > self.commit.get() {
             if self.log.term_at(last_index) == Some(snapshot.last_term) {
                 self.log.compact(last_index);
             } else {
                 self.log.reset(last_index, snapshot.last_term);
             }
-            #[cfg(feature = "planted-bugs")]
-            let load_state = !self.planted(crate::config::PlantedBug::SnapshotInstallDropsEntries);
-            #[cfg(not(feature = "planted-bugs"))]
-            let load_state = true;
-            if load_state {
-                self.sm = StateMachine::clone(&snapshot.state);
+            if !self.planted(PlantedBug::SnapshotInstallDropsEntries) {
+                app.restore(&snapshot.state);
             }
-            self.commit = last_index;
+            self.commit_to(last_index, out);
             self.applied = last_index;
-            self.registry_changed();
             out.push(Output::Persist(Persist::Snapshot(snapshot.clone())));
             self.snapshot = Some(snapshot);
             self.trace(Event::SnapshotInstalled { last_index }, out);
-            // Writes this node proposed at indexes the snapshot covers: whether they are in it
-            // cannot be told from the snapshot.
-            let covered: Vec<LogIndex> = self
-                .proposals
-                .range(..=last_index)
-                .map(|(i, _)| *i)
-                .collect();
-            for index in covered {
-                if let Some(p) = self.proposals.remove(&index) {
-                    self.answer(p.origin, Err(ClientError::Indeterminate), out);
-                }
-            }
+            app.snapshot_installed(self.stamp(), last_index, out);
         }
         // Everything up to our commit index is durable here and identical on the leader.
         let reply = MessageBody::InstallSnapshotResponse {
-            last_index: self.commit,
+            last_index: self.commit.get(),
             round,
         };
         self.send(from, reply, out);
     }
 
-    pub(crate) fn handle_snapshot_response(
+    pub(super) fn handle_snapshot_response(
         &mut self,
         now: Instant,
         from: NodeId,
         last_index: LogIndex,
         round: u64,
+        app: &mut impl App,
         out: &mut Vec<Output>,
     ) {
         self.round_acked(from, round);
@@ -164,8 +156,8 @@ impl Node {
                 pr.next = pr.matched.next();
             }
         }
-        self.maybe_commit(now, out);
+        self.maybe_commit(now, app, out);
         self.replicate(now, from, out);
-        self.serve_reads(now, out);
+        self.serve_reads(now, app, out);
     }
 }

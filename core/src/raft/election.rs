@@ -8,32 +8,38 @@ use std::sync::Arc;
 
 use crate::io::{Output, Persist};
 use crate::message::{Command, Entry, MessageBody};
-use crate::node::{Node, Role};
-use crate::replication::Leadership;
+use crate::testing::PlantedBug;
 use crate::trace::{Event, StepDownReason};
 use crate::types::{Instant, LogIndex, NodeId, Term};
 
-impl Node {
+use super::{App, Leadership, Raft, Role};
+
+impl Raft {
     /// The election timer fired on a follower or (pre-)candidate.
-    pub(crate) fn election_timeout(&mut self, now: Instant, out: &mut Vec<Output>) {
+    pub(super) fn election_timeout(
+        &mut self,
+        now: Instant,
+        app: &mut impl App,
+        out: &mut Vec<Output>,
+    ) {
         if self.cfg.pre_vote {
-            self.start_pre_vote(now, out);
+            self.start_pre_vote(now, app, out);
         } else {
-            self.start_election(now, false, out);
+            self.start_election(now, false, app, out);
         }
     }
 
     /// Ask whether an election in `term + 1` could be won, without changing any term.
-    fn start_pre_vote(&mut self, now: Instant, out: &mut Vec<Output>) {
+    fn start_pre_vote(&mut self, now: Instant, app: &mut impl App, out: &mut Vec<Output>) {
         self.role = Role::PreCandidate;
         self.leader = None;
         self.votes.clear();
-        self.votes.insert(self.cfg.id, true);
+        self.votes.insert(self.id, true);
         self.redraw_election_timer(now);
         let term = self.term.next();
         self.trace(Event::PreVoteStarted { term }, out);
-        if self.granted() >= self.quorum() {
-            return self.start_election(now, false, out);
+        if self.granted() >= self.quorum {
+            return self.start_election(now, false, app, out);
         }
         let body = MessageBody::PreVote {
             last_log_index: self.log.last_index(),
@@ -41,7 +47,7 @@ impl Node {
         };
         for &peer in &self.peers {
             out.push(Output::Send(crate::message::Message {
-                from: self.cfg.id,
+                from: self.id,
                 to: peer,
                 term,
                 body: body.clone(),
@@ -50,19 +56,25 @@ impl Node {
     }
 
     /// §5.2: increment the term, vote for ourselves (durably, before asking anyone), ask for votes.
-    /// `transfer`: the leader handed leadership to us (see [`crate::transfer`]).
-    pub(crate) fn start_election(&mut self, now: Instant, transfer: bool, out: &mut Vec<Output>) {
+    /// `transfer`: the leader handed leadership to us (see `transfer.rs`).
+    pub(super) fn start_election(
+        &mut self,
+        now: Instant,
+        transfer: bool,
+        app: &mut impl App,
+        out: &mut Vec<Output>,
+    ) {
         self.term = self.term.next();
-        self.voted_for = Some(self.cfg.id);
+        self.voted_for = Some(self.id);
         self.role = Role::Candidate;
         self.leader = None;
         self.votes.clear();
-        self.votes.insert(self.cfg.id, true);
+        self.votes.insert(self.id, true);
         self.redraw_election_timer(now);
         self.persist_hard_state(out);
         self.trace(Event::ElectionStarted { term: self.term }, out);
-        if self.granted() >= self.quorum() {
-            return self.become_leader(now, out);
+        if self.granted() >= self.quorum {
+            return self.become_leader(now, app, out);
         }
         let body = MessageBody::RequestVote {
             last_log_index: self.log.last_index(),
@@ -85,7 +97,7 @@ impl Node {
     ///
     /// A node that started less than that long ago counts as having heard a leader too: it may
     /// have answered one just before it crashed, and that leader's read lease counts on it.
-    pub(crate) fn leader_is_recent(&self, now: Instant) -> bool {
+    pub(super) fn leader_is_recent(&self, now: Instant) -> bool {
         if !self.cfg.check_quorum {
             return false;
         }
@@ -102,7 +114,7 @@ impl Node {
         }
     }
 
-    pub(crate) fn handle_pre_vote(
+    pub(super) fn handle_pre_vote(
         &mut self,
         now: Instant,
         from: NodeId,
@@ -118,23 +130,24 @@ impl Node {
         // is behind learns the current term.
         let reply_term = if granted { term } else { self.term };
         out.push(Output::Send(crate::message::Message {
-            from: self.cfg.id,
+            from: self.id,
             to: from,
             term: reply_term,
             body: MessageBody::PreVoteResponse { granted },
         }));
     }
 
-    pub(crate) fn handle_pre_vote_response(
+    pub(super) fn handle_pre_vote_response(
         &mut self,
         now: Instant,
         from: NodeId,
         term: Term,
         granted: bool,
+        app: &mut impl App,
         out: &mut Vec<Output>,
     ) {
         if !granted && term > self.term {
-            return self.become_follower(now, term, None, out);
+            return self.become_follower(now, term, None, app, out);
         }
         // A grant echoes the prospective term; a refusal carries the voter's own term (at most
         // ours here), so only grants can be matched to this round by term.
@@ -142,9 +155,9 @@ impl Node {
             return;
         }
         self.votes.insert(from, granted);
-        if self.granted() >= self.quorum() {
-            self.start_election(now, false, out);
-        } else if self.refused() >= self.quorum() {
+        if self.granted() >= self.quorum {
+            self.start_election(now, false, app, out);
+        } else if self.refused() >= self.quorum {
             self.trace(Event::PreVoteRejected { term }, out);
             self.role = Role::Follower;
             self.votes.clear();
@@ -153,7 +166,7 @@ impl Node {
 
     /// §5.2, §5.4.1: grant at most one vote per term, only to an up-to-date candidate; the vote is
     /// persisted before the answer is sent.
-    pub(crate) fn handle_request_vote(
+    pub(super) fn handle_request_vote(
         &mut self,
         now: Instant,
         from: NodeId,
@@ -167,11 +180,7 @@ impl Node {
         if granted {
             if self.voted_for != Some(from) {
                 self.voted_for = Some(from);
-                #[cfg(feature = "planted-bugs")]
-                let persist = !self.planted(crate::config::PlantedBug::VoteNotPersisted);
-                #[cfg(not(feature = "planted-bugs"))]
-                let persist = true;
-                if persist {
+                if !self.planted(PlantedBug::VoteNotPersisted) {
                     self.persist_hard_state(out);
                 }
             }
@@ -180,19 +189,20 @@ impl Node {
         self.send(from, MessageBody::RequestVoteResponse { granted }, out);
     }
 
-    pub(crate) fn handle_vote_response(
+    pub(super) fn handle_vote_response(
         &mut self,
         now: Instant,
         from: NodeId,
         granted: bool,
+        app: &mut impl App,
         out: &mut Vec<Output>,
     ) {
         if self.role != Role::Candidate {
             return;
         }
         self.votes.insert(from, granted);
-        if self.granted() >= self.quorum() {
-            self.become_leader(now, out);
+        if self.granted() >= self.quorum {
+            self.become_leader(now, app, out);
         }
     }
 
@@ -206,9 +216,9 @@ impl Node {
 
     /// Won the election: append a no-op of this term (so that earlier entries can be committed,
     /// §5.4.2) and start replicating.
-    fn become_leader(&mut self, now: Instant, out: &mut Vec<Output>) {
+    fn become_leader(&mut self, now: Instant, app: &mut impl App, out: &mut Vec<Output>) {
         self.role = Role::Leader;
-        self.leader = Some(self.cfg.id);
+        self.leader = Some(self.id);
         self.votes.clear();
         let noop = Entry {
             term: self.term,
@@ -216,28 +226,26 @@ impl Node {
             command: Arc::new(Command::Noop),
         };
         let term_start = noop.index;
-        #[cfg(feature = "planted-bugs")]
-        let append_noop = !self.planted(crate::config::PlantedBug::CommitEarlierTermByCounting);
-        #[cfg(not(feature = "planted-bugs"))]
-        let append_noop = true;
-        if append_noop {
+        if !self.planted(PlantedBug::CommitEarlierTermByCounting) {
             self.log.push(noop.clone());
             out.push(Output::Persist(Persist::Entries(vec![noop])));
         }
-        self.lead = Some(Leadership::new(&self.peers, term_start, now, &self.cfg));
-        self.start_orchestrator(now);
+        self.lead = Some(Leadership::new(&self.peers, term_start, now));
+        self.timers.start_leading(now, &self.cfg);
+        app.became_leader(now);
         self.trace(Event::BecameLeader { term: self.term }, out);
         self.broadcast_append(now, out);
-        self.maybe_commit(now, out);
+        self.maybe_commit(now, app, out);
     }
 
     /// Follow `leader` (if known) in `term`, which is at least the current term. A new term
     /// clears the vote and is persisted before anything else is sent.
-    pub(crate) fn become_follower(
+    pub(super) fn become_follower(
         &mut self,
         now: Instant,
         term: Term,
         leader: Option<NodeId>,
+        app: &mut impl App,
         out: &mut Vec<Output>,
     ) {
         debug_assert!(term >= self.term);
@@ -248,7 +256,7 @@ impl Node {
             self.persist_hard_state(out);
         }
         if self.role == Role::Leader {
-            self.step_down(StepDownReason::HigherTerm, out);
+            self.step_down(StepDownReason::HigherTerm, app, out);
         }
         self.role = Role::Follower;
         self.leader = leader;
@@ -270,8 +278,8 @@ impl Node {
 
     /// Leaves leadership: pending reads are refused (reads have no effect, so that is definite).
     /// Pending writes stay: their entries may still commit under the next leader.
-    pub(crate) fn step_down(&mut self, reason: StepDownReason, out: &mut Vec<Output>) {
-        self.orch = None;
+    fn step_down(&mut self, reason: StepDownReason, app: &mut impl App, out: &mut Vec<Output>) {
+        app.stepped_down();
         if let Some(lead) = self.lead.take() {
             self.trace(
                 Event::SteppedDown {
@@ -280,12 +288,10 @@ impl Node {
                 },
                 out,
             );
+            let stamp = self.stamp();
             for read in lead.reads {
-                self.answer(
-                    read.origin,
-                    Err(crate::io::ClientError::NotLeader { leader_hint: None }),
-                    out,
-                );
+                let error = crate::io::ClientError::NotLeader { leader_hint: None };
+                app.read_failed(stamp, read.ctx, error, out);
             }
         }
         self.role = Role::Follower;
@@ -294,14 +300,14 @@ impl Node {
 
     /// Check-quorum: a leader that did not hear from a majority since the last check steps down,
     /// so a leader cut off from the cluster stops claiming leadership within an election timeout.
-    pub(crate) fn check_quorum(&mut self, now: Instant, out: &mut Vec<Output>) {
+    pub(super) fn check_quorum(&mut self, now: Instant, app: &mut impl App, out: &mut Vec<Output>) {
         let Some(lead) = self.lead.as_mut() else {
             return;
         };
         let active = 1 + lead.take_active_count();
-        lead.quorum_check_at = now + self.cfg.election_timeout_min;
-        if active < self.cfg.quorum() {
-            self.step_down(StepDownReason::LostQuorum, out);
+        self.timers.quorum_check = now + self.cfg.election_timeout_min;
+        if active < self.quorum {
+            self.step_down(StepDownReason::LostQuorum, app, out);
             self.redraw_election_timer(now);
             self.trace(
                 Event::BecameFollower {

@@ -7,12 +7,16 @@
 //! `TimeoutNow`. The target stands for election at once, skipping pre-vote, and marks its vote
 //! requests as a transfer so that voters who heard from the old leader recently still answer.
 //! If the target has not taken over within `transfer_timeout`, the leader takes writes again.
+//!
+//! Owns: choosing the target, `TimeoutNow`, and giving up at the deadline. Never: refusing the
+//! writes itself (coordination asks `transferring_to` and refuses them).
 
 use crate::io::Output;
 use crate::message::MessageBody;
-use crate::node::{Node, Role};
 use crate::trace::Event;
 use crate::types::{Instant, NodeId};
+
+use super::{App, Raft, Role};
 
 /// A transfer in progress at the leader.
 #[derive(Clone, Copy, Debug)]
@@ -23,7 +27,7 @@ pub(crate) struct Transfer {
     pub sent: bool,
 }
 
-impl Node {
+impl Raft {
     /// Starts handing leadership to `to`, or to the most caught-up follower (ties: lowest id).
     pub(crate) fn transfer_leadership(
         &mut self,
@@ -62,7 +66,7 @@ impl Node {
     }
 
     /// Sends `TimeoutNow` once the transfer target holds every entry of the leader's log.
-    pub(crate) fn maybe_send_timeout_now(&mut self, out: &mut Vec<Output>) {
+    pub(super) fn maybe_send_timeout_now(&mut self, out: &mut Vec<Output>) {
         let last = self.log.last_index();
         let Some(lead) = self.lead.as_mut() else {
             return;
@@ -81,7 +85,7 @@ impl Node {
     }
 
     /// Gives up a transfer that ran past its deadline.
-    pub(crate) fn transfer_tick(&mut self, now: Instant, out: &mut Vec<Output>) {
+    pub(super) fn transfer_tick(&mut self, now: Instant, out: &mut Vec<Output>) {
         let Some(lead) = self.lead.as_mut() else {
             return;
         };
@@ -93,16 +97,17 @@ impl Node {
         self.trace(Event::TransferAborted { term, to: t.to }, out);
     }
 
-    /// The writes-refusing target of a transfer in progress, if any.
-    pub(crate) fn transferring_to(&self) -> Option<NodeId> {
-        self.lead.as_ref().and_then(|l| l.transfer).map(|t| t.to)
-    }
-
     /// `TimeoutNow` from the leader of our term: stand for election now.
-    pub(crate) fn handle_timeout_now(&mut self, now: Instant, from: NodeId, out: &mut Vec<Output>) {
+    pub(super) fn handle_timeout_now(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        app: &mut impl App,
+        out: &mut Vec<Output>,
+    ) {
         if self.role == Role::Leader || self.leader != Some(from) {
             return;
         }
-        self.start_election(now, true, out);
+        self.start_election(now, true, app, out);
     }
 }

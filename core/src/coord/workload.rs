@@ -5,7 +5,7 @@
 //! Owns: what applying an orchestration command does. Every command is checked against the
 //! current state when it applies (a stale one, e.g. a report for an older epoch, changes
 //! nothing), so the leader may propose freely and replicas stay identical. Never: deciding
-//! anything; the leader's [`crate::orchestrator`] decides, this module only records.
+//! anything; the leader's orchestrator (`coord::orchestrator`) decides, this module only records.
 //!
 //! Fencing: a workload's `epoch` is the log index of the command that assigned it. Epochs only
 //! grow, a node runs a copy only for the epoch its applied state shows assigned to it, and every
@@ -341,150 +341,17 @@ impl Registry {
     /// result on every replica.
     pub fn apply(&mut self, index: LogIndex, cmd: &OrchCommand) -> OrchOutcome {
         match cmd {
-            OrchCommand::Submit(spec) => {
-                if let Some(problem) = spec.problem() {
-                    return OrchOutcome::Refused(problem);
-                }
-                let w = self
-                    .workloads
-                    .entry(spec.name.clone())
-                    .or_insert_with(|| Workload {
-                        spec: spec.clone(),
-                        desired: Desired::Running,
-                        status: Status::Pending,
-                        attempts: 0,
-                        epoch: LogIndex(0),
-                        pending_reason: PlaceReason::Initial,
-                        history: VecDeque::new(),
-                    });
-                w.spec = spec.clone();
-                w.desired = Desired::Running;
-                let restart = matches!(
-                    w.status,
-                    Status::FailedPermanently { .. } | Status::Completed | Status::Stopped
-                );
-                if restart {
-                    w.status = Status::Pending;
-                    w.attempts = 0;
-                    w.pending_reason = PlaceReason::Initial;
-                }
-                record(w, index, "submitted: desired running".into());
-                OrchOutcome::Applied
-            }
-            OrchCommand::Stop { name } => {
-                let Some(w) = self.workloads.get_mut(name) else {
-                    return OrchOutcome::Refused(format!("no workload named {name:?}"));
-                };
-                w.desired = Desired::Stopped;
-                if !matches!(
-                    w.status,
-                    Status::FailedPermanently { .. } | Status::Completed
-                ) {
-                    w.status = Status::Stopped;
-                }
-                record(w, index, "stop requested: desired stopped".into());
-                OrchOutcome::Applied
-            }
-            OrchCommand::Assign { name, node } => {
-                let eligible = self.health(*node) == Health::Alive && !self.draining(*node);
-                let Some(w) = self.workloads.get_mut(name) else {
-                    return OrchOutcome::Applied;
-                };
-                if w.status != Status::Pending || w.desired != Desired::Running || !eligible {
-                    return OrchOutcome::Applied;
-                }
-                w.status = Status::Assigned {
-                    node: *node,
-                    epoch: index,
-                };
-                w.epoch = index;
-                w.attempts += 1;
-                let why = match w.pending_reason {
-                    PlaceReason::Initial => "first placement",
-                    PlaceReason::Replaced => "re-placed",
-                    PlaceReason::Retry => "retry",
-                };
-                let what = format!(
-                    "assigned to {node} at epoch {index} ({why}, attempt {} of {})",
-                    w.attempts, w.spec.max_attempts
-                );
-                record(w, index, what);
-                OrchOutcome::Applied
-            }
-            OrchCommand::Started { name, node, epoch } => {
-                let Some(w) = self.workloads.get_mut(name) else {
-                    return OrchOutcome::Applied;
-                };
-                if w.status
-                    == (Status::Assigned {
-                        node: *node,
-                        epoch: *epoch,
-                    })
-                {
-                    w.status = Status::Running {
-                        node: *node,
-                        epoch: *epoch,
-                    };
-                    record(w, index, format!("running on {node} (epoch {epoch})"));
-                }
-                OrchOutcome::Applied
-            }
+            OrchCommand::Submit(spec) => self.submit(index, spec),
+            OrchCommand::Stop { name } => self.stop(index, name),
+            OrchCommand::Assign { name, node } => self.assign(index, name, *node),
+            OrchCommand::Started { name, node, epoch } => self.started(index, name, *node, *epoch),
             OrchCommand::Exited {
                 name,
                 epoch,
                 outcome,
                 retry_after,
-            } => {
-                let Some(w) = self.workloads.get_mut(name) else {
-                    return OrchOutcome::Applied;
-                };
-                let Some((node, current)) = w.status.assignment() else {
-                    return OrchOutcome::Applied;
-                };
-                if current != *epoch {
-                    return OrchOutcome::Applied;
-                }
-                let ended = match outcome {
-                    ExitOutcome::Succeeded => "exited successfully".to_string(),
-                    ExitOutcome::Failed { code } => format!("exited with code {code}"),
-                    ExitOutcome::Hung => "made no progress within its watchdog: stopped".into(),
-                    ExitOutcome::StartFailed => "could not be started".into(),
-                };
-                let what = if !outcome.is_failure() {
-                    w.status = Status::Completed;
-                    format!("{ended} on {node}: completed")
-                } else if w.attempts >= w.spec.max_attempts {
-                    let reason = format!("{} attempts failed", w.attempts);
-                    let what = format!("{ended} on {node}: failed permanently ({reason})");
-                    w.status = Status::FailedPermanently { reason };
-                    what
-                } else {
-                    w.status = Status::BackingOff {
-                        delay: *retry_after,
-                    };
-                    format!(
-                        "{ended} on {node}: retry in {} (backoff after attempt {})",
-                        fmt_duration(*retry_after),
-                        w.attempts
-                    )
-                };
-                record(w, index, what);
-                OrchOutcome::Applied
-            }
-            OrchCommand::Orphaned { name, epoch, why } => {
-                let Some(w) = self.workloads.get_mut(name) else {
-                    return OrchOutcome::Applied;
-                };
-                if w.epoch != *epoch || w.status.assignment().is_none() {
-                    return OrchOutcome::Applied;
-                }
-                // A copy lost with its node is not the workload's failure: no attempt is spent.
-                w.attempts = w.attempts.saturating_sub(1);
-                w.status = Status::Pending;
-                w.pending_reason = PlaceReason::Replaced;
-                record(w, index, format!("lost copy of epoch {epoch}: {why}"));
-                OrchOutcome::Applied
-            }
+            } => self.exited(index, name, *epoch, *outcome, *retry_after),
+            OrchCommand::Orphaned { name, epoch, why } => self.orphaned(index, name, *epoch, why),
             OrchCommand::RetryDue { name } => {
                 if let Some(w) = self.workloads.get_mut(name) {
                     if matches!(w.status, Status::BackingOff { .. }) {
@@ -519,6 +386,151 @@ impl Registry {
                 OrchOutcome::Applied
             }
         }
+    }
+
+    fn submit(&mut self, index: LogIndex, spec: &WorkloadSpec) -> OrchOutcome {
+        if let Some(problem) = spec.problem() {
+            return OrchOutcome::Refused(problem);
+        }
+        let w = self
+            .workloads
+            .entry(spec.name.clone())
+            .or_insert_with(|| Workload {
+                spec: spec.clone(),
+                desired: Desired::Running,
+                status: Status::Pending,
+                attempts: 0,
+                epoch: LogIndex(0),
+                pending_reason: PlaceReason::Initial,
+                history: VecDeque::new(),
+            });
+        w.spec = spec.clone();
+        w.desired = Desired::Running;
+        let restart = matches!(
+            w.status,
+            Status::FailedPermanently { .. } | Status::Completed | Status::Stopped
+        );
+        if restart {
+            w.status = Status::Pending;
+            w.attempts = 0;
+            w.pending_reason = PlaceReason::Initial;
+        }
+        record(w, index, "submitted: desired running".into());
+        OrchOutcome::Applied
+    }
+
+    fn stop(&mut self, index: LogIndex, name: &str) -> OrchOutcome {
+        let Some(w) = self.workloads.get_mut(name) else {
+            return OrchOutcome::Refused(format!("no workload named {name:?}"));
+        };
+        w.desired = Desired::Stopped;
+        if !matches!(
+            w.status,
+            Status::FailedPermanently { .. } | Status::Completed
+        ) {
+            w.status = Status::Stopped;
+        }
+        record(w, index, "stop requested: desired stopped".into());
+        OrchOutcome::Applied
+    }
+
+    fn assign(&mut self, index: LogIndex, name: &str, node: NodeId) -> OrchOutcome {
+        let eligible = self.health(node) == Health::Alive && !self.draining(node);
+        let Some(w) = self.workloads.get_mut(name) else {
+            return OrchOutcome::Applied;
+        };
+        if w.status != Status::Pending || w.desired != Desired::Running || !eligible {
+            return OrchOutcome::Applied;
+        }
+        w.status = Status::Assigned { node, epoch: index };
+        w.epoch = index;
+        w.attempts += 1;
+        let why = match w.pending_reason {
+            PlaceReason::Initial => "first placement",
+            PlaceReason::Replaced => "re-placed",
+            PlaceReason::Retry => "retry",
+        };
+        let what = format!(
+            "assigned to {node} at epoch {index} ({why}, attempt {} of {})",
+            w.attempts, w.spec.max_attempts
+        );
+        record(w, index, what);
+        OrchOutcome::Applied
+    }
+
+    fn started(
+        &mut self,
+        index: LogIndex,
+        name: &str,
+        node: NodeId,
+        epoch: LogIndex,
+    ) -> OrchOutcome {
+        let Some(w) = self.workloads.get_mut(name) else {
+            return OrchOutcome::Applied;
+        };
+        if w.status == (Status::Assigned { node, epoch }) {
+            w.status = Status::Running { node, epoch };
+            record(w, index, format!("running on {node} (epoch {epoch})"));
+        }
+        OrchOutcome::Applied
+    }
+
+    fn exited(
+        &mut self,
+        index: LogIndex,
+        name: &str,
+        epoch: LogIndex,
+        outcome: ExitOutcome,
+        retry_after: Duration,
+    ) -> OrchOutcome {
+        let Some(w) = self.workloads.get_mut(name) else {
+            return OrchOutcome::Applied;
+        };
+        let Some((node, current)) = w.status.assignment() else {
+            return OrchOutcome::Applied;
+        };
+        if current != epoch {
+            return OrchOutcome::Applied;
+        }
+        let ended = match outcome {
+            ExitOutcome::Succeeded => "exited successfully".to_string(),
+            ExitOutcome::Failed { code } => format!("exited with code {code}"),
+            ExitOutcome::Hung => "made no progress within its watchdog: stopped".into(),
+            ExitOutcome::StartFailed => "could not be started".into(),
+        };
+        let what = if !outcome.is_failure() {
+            w.status = Status::Completed;
+            format!("{ended} on {node}: completed")
+        } else if w.attempts >= w.spec.max_attempts {
+            let reason = format!("{} attempts failed", w.attempts);
+            let what = format!("{ended} on {node}: failed permanently ({reason})");
+            w.status = Status::FailedPermanently { reason };
+            what
+        } else {
+            w.status = Status::BackingOff { delay: retry_after };
+            format!(
+                "{ended} on {node}: retry in {} (backoff after attempt {})",
+                fmt_duration(retry_after),
+                w.attempts
+            )
+        };
+        record(w, index, what);
+        OrchOutcome::Applied
+    }
+
+    fn orphaned(&mut self, index: LogIndex, name: &str, epoch: LogIndex, why: &str) -> OrchOutcome {
+        let Some(w) = self.workloads.get_mut(name) else {
+            return OrchOutcome::Applied;
+        };
+        if w.epoch != epoch || w.status.assignment().is_none() {
+            return OrchOutcome::Applied;
+        }
+        // A copy lost with its node is not the workload's failure: no attempt is spent.
+        w.attempts = w.attempts.saturating_sub(1);
+        w.status = Status::Pending;
+        w.pending_reason = PlaceReason::Replaced;
+        record(w, index, format!("lost copy of epoch {epoch}: {why}"));
+        OrchOutcome::Applied
     }
 }
 
