@@ -794,6 +794,23 @@ mod tests {
         }
     }
 
+    /// A change the core refused as unsafe fails the run and is shown in its summary, even when
+    /// no checker fired.
+    #[test]
+    fn a_core_refusal_fails_the_run() {
+        let text = r#"Scenario(name: "quiet", nodes: 3, duration: "2s")"#;
+        let scenario = crate::Scenario::parse(text, "quiet.ron").expect("a valid scenario");
+        let mut report = crate::run(&scenario, 1, &crate::RunOptions::default());
+        let wall = Duration::from_secs(1);
+        assert!(report.passed(), "{}", report.summary(wall));
+        report
+            .stats
+            .refusals
+            .push("n1 refuses an unsafe change: a commit index moving back".into());
+        assert!(!report.passed());
+        assert!(report.summary(wall).contains("CORE REFUSED"));
+    }
+
     #[test]
     fn transfers_reach_their_target_or_the_expectation_says_which_did_not() {
         let (n1, n2, n3) = (NodeId(1), NodeId(2), NodeId(3));

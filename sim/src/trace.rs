@@ -506,23 +506,29 @@ impl TraceHasher {
             }
             Event::Refused { refusal } => {
                 self.byte(21);
-                match refusal {
-                    keel_core::Refusal::CommitRegression { commit, to } => {
-                        self.byte(1);
-                        self.u64(commit.0);
-                        self.u64(to.0);
-                    }
-                    keel_core::Refusal::CommittedOverwrite {
-                        leader,
-                        index,
-                        commit,
-                    } => {
-                        self.byte(2);
-                        self.u64(u64::from(leader.0));
-                        self.u64(index.0);
-                        self.u64(commit.0);
-                    }
-                }
+                self.refusal(refusal);
+            }
+        }
+    }
+
+    /// An unsafe change the core refused (never in a correct run).
+    #[cold]
+    fn refusal(&mut self, r: &keel_core::Refusal) {
+        match r {
+            keel_core::Refusal::CommitRegression { commit, to } => {
+                self.byte(1);
+                self.u64(commit.0);
+                self.u64(to.0);
+            }
+            keel_core::Refusal::CommittedOverwrite {
+                leader,
+                index,
+                commit,
+            } => {
+                self.byte(2);
+                self.u64(u64::from(leader.0));
+                self.u64(index.0);
+                self.u64(commit.0);
             }
         }
     }

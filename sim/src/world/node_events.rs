@@ -43,7 +43,9 @@ impl World<'_> {
             Event::Refused { refusal } => {
                 let what = format!("{} refuses an unsafe change: {refusal:?}", self.members[i]);
                 self.condensed(what.clone());
-                self.stats.refusals.push(format!("at {} us: {what}", self.now));
+                self.stats
+                    .refusals
+                    .push(format!("at {} us: {what}", self.now));
                 false
             }
         }
