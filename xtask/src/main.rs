@@ -555,7 +555,7 @@ fn planted(seeds: u64) -> Result<ExitCode> {
         let mut options = RunOptions::default();
         options.sim.planted_bug = Some(bug);
         let next = std::sync::atomic::AtomicU64::new(1);
-        let first: Mutex<Option<(u64, String)>> = Mutex::new(None);
+        let first: std::sync::Mutex<Option<(u64, String)>> = std::sync::Mutex::new(None);
         let started = Instant::now();
         std::thread::scope(|scope| {
             for _ in 0..jobs {
