@@ -275,7 +275,7 @@ fn progress(bar: &indicatif::ProgressBar, n: usize, failed: usize, started: Inst
     let rate = n as f64 / started.elapsed().as_secs_f64();
     bar.set_position(n as u64);
     bar.set_message(format!("{failed} failed, {rate:.0} runs/s"));
-    if bar.is_hidden() && n % 500 == 0 {
+    if bar.is_hidden() && n.is_multiple_of(500) {
         eprintln!("  {n} runs, {failed} failed, {rate:.0} runs/s");
     }
 }

@@ -296,7 +296,7 @@ pub enum OrchOutcome {
 }
 
 fn fmt_duration(d: Duration) -> String {
-    if d.as_micros() % 1000 == 0 {
+    if d.as_micros().is_multiple_of(1000) {
         format!("{}ms", d.as_millis())
     } else {
         format!("{}us", d.as_micros())

@@ -248,7 +248,7 @@ fn a_long_history_checks_quickly() {
             (x & 0xff) as u8,
             (x >> 8) as u8,
             (x >> 16) as u8,
-            (x >> 24) % 10 == 0,
+            (x >> 24).is_multiple_of(10),
         ));
     }
     let h = register_history(&seed, 4);
