@@ -202,10 +202,11 @@ mod tests {
             }] => *revision,
             other => panic!("expected the write acknowledged, got {other:?}"),
         };
-        // What was acknowledged is on disk: a fresh open (a crash right now) recovers it.
+        // What was acknowledged is on disk: a fresh open after a crash right now (the process
+        // gone, its lock on the directory with it) recovers it.
+        drop(rt);
         let (_, durable, _) = Storage::open(dir.path()).expect("reopen");
         assert!(durable.last_index() >= revision);
-        drop(rt);
         let (mut rt, _) = Runtime::open(cfg, dir.path(), now).expect("restart");
         while !rt.node().is_leader() {
             now = rt.next_deadline().max(now);

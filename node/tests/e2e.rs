@@ -168,4 +168,30 @@ fn three_keel_processes_keep_every_acknowledged_write_when_the_leader_is_killed(
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+
+    // A second process on the same data directory (other ports) is refused, naming the pid of
+    // the node that holds it, and that node keeps serving.
+    second_process_on_a_data_directory_is_refused(&procs[l], dir.path());
+}
+
+fn second_process_on_a_data_directory_is_refused(holder: &Proc, dir: &Path) {
+    let pid = holder.child.as_ref().expect("the holder runs").id();
+    let mut args = holder.args.clone();
+    for flag in ["--listen", "--http"] {
+        let at = args.iter().position(|a| a == flag).expect("flag") + 1;
+        args[at] = free_addr().to_string();
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(&args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run keel");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a second node started: {stderr}");
+    assert!(
+        stderr.contains("in use by another keel process") && stderr.contains(&format!("pid {pid}")),
+        "{stderr}"
+    );
+    let still = cluster(holder.http, Duration::from_secs(2));
+    assert!(still.is_some(), "the holder stopped serving ({dir:?})");
 }

@@ -25,6 +25,8 @@
 //! - `snapshot.bin`: the magic `KEELSNP1` and one record holding the newest [`Snapshot`], replaced
 //!   atomically (write a temporary file, fsync it, rename it over, fsync the directory), always
 //!   before the base segment that follows it.
+//! - `LOCK`: held with an exclusive lock while a process has the directory open, with that
+//!   process's pid in it; a second process is refused, naming the pid (see `lock.rs`).
 //!
 //! Recovery reads the snapshot, then replays the segments. A torn tail of the last segment (the
 //! last record cut short or failing its checksum, as a crash mid-write leaves it) is truncated
@@ -33,6 +35,7 @@
 //! from a log it cannot trust. (A `wal.log` from before segments is read as the base segment 0.)
 
 mod format;
+mod lock;
 mod recovery;
 mod segment;
 mod snapshot;
@@ -67,6 +70,13 @@ pub enum StorageError {
     },
     #[error("encoding a record: {0}")]
     Encode(#[from] postcard::Error),
+    /// Another process holds the data directory (see `lock.rs`).
+    #[error(
+        "{dir}: the data directory is in use by another keel process ({}); stop it first, or \
+         give this node another --data-dir",
+        holder.map_or("pid unknown".to_string(), |pid| format!("pid {pid}"))
+    )]
+    Locked { dir: PathBuf, holder: Option<u32> },
 }
 
 pub(super) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
@@ -165,6 +175,8 @@ pub struct Storage {
     written: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// What is durable once `pending` is synced: the mirror the log is rewritten from.
     state: DurableState,
+    /// The data directory's lock, held while this storage is open.
+    _lock: lock::DirLock,
 }
 
 impl Storage {
@@ -178,6 +190,7 @@ impl Storage {
         options: StorageOptions,
     ) -> Result<(Storage, DurableState, Recovery), StorageError> {
         fs::create_dir_all(dir).map_err(io(dir))?;
+        let lock = lock::DirLock::acquire(dir)?;
         let snapshot = snapshot::read(&dir.join("snapshot.bin"))?;
         let mut found = segments(dir)?;
         if found.is_empty() {
@@ -238,6 +251,7 @@ impl Storage {
             pending: Vec::new(),
             written: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(end)),
             state: state.clone(),
+            _lock: lock,
         };
         Ok((storage, state, recovery))
     }

@@ -424,3 +424,26 @@ proptest! {
         prop_assert_eq!(state, reference);
     }
 }
+
+/// One process at a time: a second open of a directory in use is refused, naming the holder's
+/// pid, and succeeds once the first storage is closed (as when its process dies).
+#[test]
+fn a_data_directory_in_use_is_refused_with_its_holders_pid() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (first, _, _) = open(dir.path());
+    let err = Storage::open(dir.path())
+        .err()
+        .expect("a second open is refused");
+    match &err {
+        StorageError::Locked { holder, .. } => assert_eq!(*holder, Some(std::process::id())),
+        other => panic!("expected Locked, got {other}"),
+    }
+    let text = err.to_string();
+    assert!(
+        text.contains("in use by another keel process")
+            && text.contains(&format!("pid {}", std::process::id())),
+        "{text}"
+    );
+    drop(first);
+    let (_again, _, _) = open(dir.path());
+}
