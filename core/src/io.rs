@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::kv::{Key, Value, Write};
 use crate::message::{Entry, Message};
+use crate::raft::membership::{MemberChange, Membership};
 use crate::snapshot::Snapshot;
 use crate::trace::Event;
 use crate::types::{Instant, LogIndex, NodeId, RequestId, Term};
@@ -115,6 +116,18 @@ pub enum ClientOp {
     Write(Write),
     /// Submit, stop, get or list workloads.
     Workload(WorkloadOp),
+    /// Read or change the cluster's membership.
+    Members(MemberOp),
+}
+
+/// Client operations on the cluster's membership.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum MemberOp {
+    /// The configuration in force at the leader (a linearizable read).
+    List,
+    /// One single-server change (a write): answered once the new configuration is committed,
+    /// or refused at once with the reason (a change in progress, a learner not caught up...).
+    Change(MemberChange),
 }
 
 /// Client operations on the workload registry.
@@ -143,6 +156,7 @@ impl ClientOp {
         matches!(
             self,
             ClientOp::Write(_)
+                | ClientOp::Members(MemberOp::Change(_))
                 | ClientOp::Workload(
                     WorkloadOp::Submit(_) | WorkloadOp::Stop { .. } | WorkloadOp::Drain { .. }
                 )
@@ -177,6 +191,14 @@ pub enum ClientResponse {
     /// The registry as of `revision`.
     Registry {
         registry: crate::workload::Registry,
+        revision: LogIndex,
+    },
+    /// The configuration in force at the leader: held by the entry at `index`, committed or not
+    /// (a change in progress), as of `revision`.
+    Members {
+        membership: Membership,
+        index: LogIndex,
+        committed: bool,
         revision: LogIndex,
     },
 }
@@ -327,6 +349,7 @@ mod tests {
         let snap = |term, index| Snapshot {
             last_index: LogIndex(index),
             last_term: Term(term),
+            membership: Default::default(),
             state: Arc::new(StateMachine::default()),
         };
         let mut d = DurableState::default();

@@ -30,23 +30,24 @@ pub mod trace;
 pub mod types;
 
 pub use coord::{kv, state_machine, workload};
-pub use raft::{log, snapshot};
+pub use raft::{log, membership, snapshot};
 
 pub use config::{Config, ConfigError, CoordinationConfig, RaftConfig};
 pub use io::{
     ClientError, ClientOp, ClientReply, ClientRequest, ClientResponse, ClientResult, DurableState,
-    HardState, Input, Output, Persist, StopReason, WorkloadAction, WorkloadEvent,
+    HardState, Input, MemberOp, Output, Persist, StopReason, WorkloadAction, WorkloadEvent,
     WorkloadEventKind, WorkloadOp,
 };
 pub use kv::{BatchOp, Key, KvState, Partition, Value, Write, WriteOutcome};
 pub use log::RaftLog;
+pub use membership::{Member, MemberChange, Membership, MembershipError};
 pub use message::{AppendResult, Command, Entry, Message, MessageBody};
 pub use node::{Node, Role};
 pub use snapshot::Snapshot;
 pub use state_machine::StateMachine;
 pub use testing::PlantedBug;
 pub use trace::{BreakerState, Event, Refusal, ShedReason, StepDownReason, WorkloadDecision};
-pub use types::{Instant, LogIndex, NodeId, RequestId, Term};
+pub use types::{Incarnation, Instant, LogIndex, NodeId, RequestId, Term};
 pub use workload::{
     Desired, ExitOutcome, Health, OrchCommand, PlaceReason, Registry, Status, Workload,
     WorkloadSpec,

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::io::{ClientOp, ClientResult};
 use crate::kv::Write;
 use crate::snapshot::Snapshot;
-use crate::types::{Instant, LogIndex, NodeId, RequestId, Term};
+use crate::types::{Incarnation, Instant, LogIndex, NodeId, RequestId, Term};
 use crate::workload::ExitOutcome;
 use std::time::Duration;
 
@@ -25,6 +25,8 @@ pub enum Command {
     Write(Write),
     /// A change to the workload registry (a client's submit or stop, or a leader's decision).
     Orch(crate::workload::OrchCommand),
+    /// The cluster's configuration from this entry on (it takes effect when appended).
+    Membership(crate::raft::membership::Membership),
 }
 
 /// One entry of the replicated log.
@@ -39,6 +41,9 @@ pub struct Entry {
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 pub struct Message {
     pub from: NodeId,
+    /// The sender's incarnation: only the incarnation a configuration names counts as that
+    /// member (see `raft::membership`).
+    pub incarnation: Incarnation,
     pub to: NodeId,
     pub term: Term,
     pub body: MessageBody,

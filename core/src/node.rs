@@ -10,10 +10,11 @@ use crate::coord::{Coordination, Origin};
 use crate::io::{DurableState, Input, Output};
 use crate::log::RaftLog;
 use crate::message::{Message, MessageBody};
+use crate::raft::membership::Membership;
 use crate::raft::Raft;
 use crate::snapshot::Snapshot;
 use crate::state_machine::StateMachine;
-use crate::types::{Instant, LogIndex, NodeId, Term};
+use crate::types::{Incarnation, Instant, LogIndex, NodeId, Term};
 
 pub use crate::raft::Role;
 
@@ -34,13 +35,24 @@ impl Node {
             snapshot,
             entries,
         } = durable;
-        let (offset, offset_term, sm) = match &snapshot {
-            Some(s) => (s.last_index, s.last_term, StateMachine::clone(&s.state)),
-            None => (LogIndex(0), Term(0), StateMachine::default()),
+        let (offset, offset_term, base, sm) = match &snapshot {
+            Some(s) => (
+                s.last_index,
+                s.last_term,
+                s.membership.clone(),
+                StateMachine::clone(&s.state),
+            ),
+            None => (
+                LogIndex(0),
+                Term(0),
+                cfg.bootstrap_membership(),
+                StateMachine::default(),
+            ),
         };
-        let log = RaftLog::restore(offset, offset_term, entries);
-        let coord = Coordination::new(&cfg, sm, now);
+        let log = RaftLog::restore(offset, offset_term, base, entries);
         let raft = Raft::new(&cfg, hard_state, log, snapshot, now);
+        let in_force = (raft.membership_index(), raft.membership());
+        let coord = Coordination::new(&cfg, in_force, sm, now);
         Ok(Node { cfg, raft, coord })
     }
 
@@ -99,6 +111,31 @@ impl Node {
 
     pub fn id(&self) -> NodeId {
         self.cfg.id
+    }
+    pub fn incarnation(&self) -> Incarnation {
+        self.cfg.incarnation
+    }
+    /// The configuration in force (the log's last, committed or not).
+    pub fn membership(&self) -> &Membership {
+        self.raft.membership()
+    }
+    /// True if this node votes in the configuration in force.
+    pub fn is_voter(&self) -> bool {
+        self.raft
+            .membership()
+            .is_voter(self.cfg.id, self.cfg.incarnation)
+    }
+    /// True if the configuration names this id as another incarnation (this node lost its data
+    /// directory and was not added back yet), or does not name this node at all while naming
+    /// others: it never votes and must be added back (`member replace`).
+    pub fn needs_replacement(&self) -> bool {
+        let m = self.raft.membership();
+        !m.members().is_empty() && !m.knows(self.cfg.id, self.cfg.incarnation)
+    }
+    /// Members heard from as another incarnation than the configuration names, with the
+    /// incarnation heard (nodes that lost their disk and need replacing).
+    pub fn strangers(&self) -> impl Iterator<Item = (NodeId, Incarnation)> + '_ {
+        self.raft.strangers().iter().map(|(id, inc)| (*id, *inc))
     }
     pub fn config(&self) -> &Config {
         &self.cfg

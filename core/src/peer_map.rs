@@ -31,6 +31,11 @@ impl<V> PeerMap<V> {
         }
     }
 
+    /// Keeps only the entries whose id passes `keep`.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&NodeId) -> bool) {
+        self.entries.retain(|(k, _)| keep(k));
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }

@@ -68,6 +68,19 @@ pub enum Event {
     SnapshotInstalled {
         last_index: LogIndex,
     },
+    /// The configuration in force changed: the entry at `index` holds it (or, for a snapshot,
+    /// the snapshot's point), with that many voters and learners.
+    MembershipChanged {
+        index: LogIndex,
+        voters: u32,
+        learners: u32,
+    },
+    /// A follower answered with less log than it had acknowledged (a truncated, wiped or
+    /// restored disk): the leader probes it back from `holds`.
+    FollowerLostEntries {
+        follower: NodeId,
+        holds: LogIndex,
+    },
     /// A client request was refused at once for lack of room.
     RequestShed {
         id: RequestId,
@@ -175,6 +188,8 @@ pub enum StepDownReason {
     HigherTerm,
     /// A majority was not heard from within an election timeout (check-quorum).
     LostQuorum,
+    /// A configuration without this leader as a voter was committed.
+    Removed,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]

@@ -43,6 +43,27 @@ impl FromStr for NodeId {
     }
 }
 
+/// One life of a member's data directory: chosen when the directory is created, so a node that
+/// lost its disk comes back as a new incarnation of the same id. The members of a cluster
+/// bootstrapped together are [`Incarnation::ORIGINAL`]; a node that joins later draws a fresh one.
+/// A configuration names each member with its incarnation, and only that incarnation's votes and
+/// acknowledgements count: a new incarnation has no memory of the votes its id cast before.
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, Serialize, Deserialize,
+)]
+pub struct Incarnation(pub u64);
+
+impl Incarnation {
+    /// The incarnation of every member a cluster was bootstrapped with.
+    pub const ORIGINAL: Incarnation = Incarnation(0);
+}
+
+impl fmt::Display for Incarnation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
 /// A Raft term (§5.1): a logical clock that only grows.
 #[derive(
     Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, Serialize, Deserialize,

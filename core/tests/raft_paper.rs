@@ -51,6 +51,7 @@ fn append(
 ) -> Input {
     Input::Message(Message {
         from: NodeId(from),
+        incarnation: keel_core::Incarnation::ORIGINAL,
         to: NodeId(to),
         term: Term(term),
         body: MessageBody::AppendEntries {
@@ -115,6 +116,7 @@ fn s5_1_a_message_from_a_stale_term_is_rejected_with_the_current_term() {
         follower,
         Input::Message(Message {
             from: NodeId(if follower == NodeId(3) { 2 } else { 3 }),
+            incarnation: keel_core::Incarnation::ORIGINAL,
             to: follower,
             term: Term(0),
             body: MessageBody::AppendEntries {
@@ -204,6 +206,7 @@ fn s5_2_a_node_grants_at_most_one_vote_per_term_and_persists_it_before_answering
     let vote = |from: u32| {
         Input::Message(Message {
             from: NodeId(from),
+            incarnation: keel_core::Incarnation::ORIGINAL,
             to: NodeId(1),
             term: Term(1),
             body: MessageBody::RequestVote {
@@ -674,6 +677,7 @@ fn s5_4_1_a_vote_is_refused_to_a_candidate_whose_log_is_behind() {
     let ask = |last_term: u64, last_index: u64| {
         Input::Message(Message {
             from: NodeId(3),
+            incarnation: keel_core::Incarnation::ORIGINAL,
             to: NodeId(1),
             term: Term(3),
             body: MessageBody::RequestVote {
@@ -730,6 +734,7 @@ fn s5_4_2_a_leader_never_commits_an_earlier_term_entry_by_counting_replicas() {
     let ack = |m: u64| {
         Input::Message(Message {
             from: NodeId(2),
+            incarnation: keel_core::Incarnation::ORIGINAL,
             to: NodeId(1),
             term,
             body: MessageBody::AppendEntriesResponse {
@@ -939,6 +944,7 @@ fn s6_4_1_no_follower_votes_while_the_leaders_lease_runs() {
     let vote = |cand: u32| {
         Input::Message(Message {
             from: NodeId(cand),
+            incarnation: keel_core::Incarnation::ORIGINAL,
             to: f,
             term: Term(term.0 + 1),
             body: MessageBody::RequestVote {
@@ -974,6 +980,7 @@ fn s6_4_1_a_restarted_node_grants_no_vote_for_an_election_timeout() {
     let term = c.nodes[&f].term();
     let vote = Input::Message(Message {
         from: cand,
+        incarnation: keel_core::Incarnation::ORIGINAL,
         to: f,
         term: Term(term.0 + 1),
         body: MessageBody::RequestVote {
@@ -1116,6 +1123,7 @@ fn s9_6_pre_votes_are_refused_while_a_leader_is_heard_from() {
         NodeId(f),
         Input::Message(Message {
             from: NodeId(if f == 3 { 2 } else { 3 }),
+            incarnation: keel_core::Incarnation::ORIGINAL,
             to: NodeId(f),
             term: term.next(),
             body: MessageBody::PreVote {

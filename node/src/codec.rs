@@ -197,6 +197,7 @@ mod tests {
 
     fn message() -> Message {
         Message {
+            incarnation: keel_core::Incarnation::ORIGINAL,
             from: NodeId(1),
             to: NodeId(2),
             term: Term(3),

@@ -149,6 +149,24 @@ impl TraceHasher {
                     }
                 }
             }
+            ClientOp::Members(op) => {
+                self.byte(4);
+                match op {
+                    keel_core::MemberOp::List => self.byte(1),
+                    keel_core::MemberOp::Change(change) => self.member_change(change),
+                }
+            }
+        }
+    }
+
+    fn member_change(&mut self, change: &keel_core::MemberChange) {
+        match *change {
+            keel_core::MemberChange::AddLearner { id, incarnation } => {
+                self.tagged(2, u64::from(id.0));
+                self.u64(incarnation.0);
+            }
+            keel_core::MemberChange::Promote { id } => self.tagged(3, u64::from(id.0)),
+            keel_core::MemberChange::Remove { id } => self.tagged(4, u64::from(id.0)),
         }
     }
 
@@ -211,6 +229,21 @@ impl TraceHasher {
                 self.u64(registry.workloads.len() as u64);
                 self.u64(registry.nodes.len() as u64);
             }
+            Ok(ClientResponse::Members {
+                membership,
+                index,
+                committed,
+                revision,
+            }) => {
+                self.byte(11);
+                self.u64(revision.0);
+                self.u64(index.0);
+                self.byte(u8::from(*committed));
+                for m in membership.members() {
+                    self.u64(u64::from(m.id.0) << 1 | u64::from(m.voter));
+                    self.u64(m.incarnation.0);
+                }
+            }
         }
     }
 
@@ -219,6 +252,10 @@ impl TraceHasher {
         // Sender and receiver in one word.
         self.u64(u64::from(m.from.0) << 32 | u64::from(m.to.0));
         self.u64(m.term.0);
+        // Only a later incarnation is hashed, so runs without one hash as they always did.
+        if m.incarnation != keel_core::Incarnation::ORIGINAL {
+            self.tagged(0xfe, m.incarnation.0);
+        }
         match &m.body {
             MessageBody::PreVote {
                 last_log_index,
@@ -508,6 +545,18 @@ impl TraceHasher {
                 self.byte(21);
                 self.refusal(refusal);
             }
+            Event::MembershipChanged {
+                index,
+                voters,
+                learners,
+            } => {
+                self.tagged(22, index.0);
+                self.u64(u64::from(*voters) << 32 | u64::from(*learners));
+            }
+            Event::FollowerLostEntries { follower, holds } => {
+                self.tagged(23, u64::from(follower.0));
+                self.u64(holds.0);
+            }
         }
     }
 
@@ -652,6 +701,7 @@ mod tests {
         let mut h = TraceHasher::default();
         h.output(&Output::Trace(Event::Committed { index: LogIndex(3) }));
         h.message(&Message {
+            incarnation: keel_core::Incarnation::ORIGINAL,
             from: NodeId(1),
             to: NodeId(2),
             term: Term(4),

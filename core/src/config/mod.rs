@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::NodeId;
+use crate::types::{Incarnation, NodeId};
 
 pub use coordination::CoordinationConfig;
 pub use raft::RaftConfig;
@@ -24,9 +24,14 @@ pub use raft::RaftConfig;
 /// Configuration of one node. Build it with [`Config::new`] and adjust fields as needed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Config {
-    /// This node's id; must be one of `members`.
+    /// This node's id.
     pub id: NodeId,
-    /// Every voting member of the cluster, this node included.
+    /// This node's incarnation: [`Incarnation::ORIGINAL`] for a member the cluster was
+    /// bootstrapped with, a fresh one for a node that joins later or lost its data directory.
+    pub incarnation: Incarnation,
+    /// The voters the cluster was bootstrapped with, this node included; empty for a node that
+    /// joins an existing cluster (it learns the configuration from the leader). Used only until
+    /// the log or a snapshot holds a configuration.
     pub members: Vec<NodeId>,
     /// Seed of this node's random stream (election jitter). Distinct nodes should get distinct seeds.
     pub seed: u64,
@@ -72,10 +77,12 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// A configuration with every default, for node `id` of `members`.
+    /// A configuration with every default, for node `id` of a cluster bootstrapped with
+    /// `members` (of the original incarnation).
     pub fn new(id: NodeId, members: Vec<NodeId>, seed: u64) -> Config {
         Config {
             id,
+            incarnation: Incarnation::ORIGINAL,
             members,
             seed,
             raft: RaftConfig::default(),
@@ -85,7 +92,7 @@ impl Config {
 
     /// Checks the node's identity, then each part's own rules.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !self.members.contains(&self.id) {
+        if !self.members.is_empty() && !self.members.contains(&self.id) {
             return Err(ConfigError::NotAMember {
                 id: self.id,
                 members: self.members.clone(),
@@ -101,9 +108,14 @@ impl Config {
         self.coordination.validate()
     }
 
-    /// Votes needed to win an election or commit an entry.
+    /// Votes needed to win an election or commit an entry in the bootstrap configuration.
     pub fn quorum(&self) -> usize {
         self.members.len() / 2 + 1
+    }
+
+    /// The configuration the cluster was bootstrapped with (empty for a joining node).
+    pub fn bootstrap_membership(&self) -> crate::raft::membership::Membership {
+        crate::raft::membership::Membership::bootstrap(&self.members)
     }
 }
 

@@ -66,6 +66,11 @@ pub struct RaftConfig {
     /// Entries kept in the log behind a snapshot, so that a briefly lagging follower is caught up
     /// from the log rather than by a whole snapshot. Default 1024.
     pub snapshot_retain_entries: u64,
+    /// A learner is promoted to voter only while it is at most this many entries behind the
+    /// leader's log: a voter far behind would leave the cluster one failure closer to stopping
+    /// until it caught up. Default 256 (half of what one leader keeps in flight to a follower
+    /// at the default bounds, so a learner that keeps up with a write load qualifies).
+    pub promote_max_lag: u64,
 }
 
 impl Default for RaftConfig {
@@ -85,6 +90,7 @@ impl Default for RaftConfig {
             transfer_timeout: Duration::from_millis(500),
             snapshot_threshold_entries: 1024,
             snapshot_retain_entries: 1024,
+            promote_max_lag: 256,
         }
     }
 }

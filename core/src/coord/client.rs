@@ -15,10 +15,11 @@ use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::io::{
-    ClientError, ClientOp, ClientReply, ClientResponse, ClientResult, Output, WorkloadOp,
+    ClientError, ClientOp, ClientReply, ClientResponse, ClientResult, MemberOp, Output, WorkloadOp,
 };
 use crate::kv::Key;
 use crate::message::{Command, MessageBody};
+use crate::raft::membership::MemberChange;
 use crate::raft::{Raft, ReadAdmission, Role, Stamp};
 use crate::testing::PlantedBug;
 use crate::trace::{Event, ShedReason};
@@ -51,6 +52,7 @@ pub(crate) enum Query {
     Workload(String),
     Workloads,
     Registry,
+    Members,
 }
 
 /// A read waiting at the leader: who asked, and what. Raft keeps it in its read queue without
@@ -238,7 +240,57 @@ impl Coordination {
             ClientOp::Workload(WorkloadOp::Registry) => {
                 self.leader_read(now, origin, Query::Registry, raft, out)
             }
+            ClientOp::Members(MemberOp::List) => {
+                self.leader_read(now, origin, Query::Members, raft, out)
+            }
+            ClientOp::Members(MemberOp::Change(change)) => {
+                self.propose_membership(now, origin, change, raft, out)
+            }
         }
+    }
+
+    /// A membership change at the leader: appended if Raft's rules allow it now (and answered
+    /// when committed, like a write), refused at once with the reason otherwise.
+    fn propose_membership(
+        &mut self,
+        now: Instant,
+        origin: Origin,
+        change: MemberChange,
+        raft: &mut Raft,
+        out: &mut Vec<Output>,
+    ) {
+        if self.proposals.len() >= self.cfg.max_pending_proposals {
+            let reason = ShedReason::TooManyPendingProposals;
+            return self.shed(raft.stamp(), origin, reason, out);
+        }
+        match raft.propose_membership(change, out) {
+            Ok(index) => {
+                self.track_proposal(now, origin, index, raft.term());
+                raft.replicate_appended(now, self, out);
+            }
+            Err(e) => {
+                let reason = format!("{change}: {e}");
+                self.answer(
+                    raft.stamp(),
+                    origin,
+                    Err(ClientError::Refused { reason }),
+                    out,
+                )
+            }
+        }
+    }
+
+    fn track_proposal(&mut self, now: Instant, origin: Origin, index: LogIndex, term: Term) {
+        let deadline = now + self.cfg.request_timeout;
+        self.proposals.insert(
+            index,
+            Proposal {
+                term,
+                origin,
+                deadline,
+            },
+        );
+        self.sweep_at = self.sweep_at.min(deadline);
     }
 
     /// A Forward from a follower: executed once, even if the network delivered it twice.
@@ -276,16 +328,7 @@ impl Coordination {
             );
         }
         let index = raft.append_command(command, out);
-        let deadline = now + self.cfg.request_timeout;
-        self.proposals.insert(
-            index,
-            Proposal {
-                term: raft.term(),
-                origin,
-                deadline,
-            },
-        );
-        self.sweep_at = self.sweep_at.min(deadline);
+        self.track_proposal(now, origin, index, raft.term());
         if self.planted.is(PlantedBug::AckBeforeCommit) {
             if let Some(p) = self.proposals.remove(&index) {
                 let result = Ok(ClientResponse::Written { revision: index });
@@ -347,6 +390,12 @@ impl Coordination {
             },
             Query::Registry => ClientResponse::Registry {
                 registry: self.sm.registry.clone(),
+                revision: applied,
+            },
+            Query::Members => ClientResponse::Members {
+                membership: self.membership.clone(),
+                index: self.membership_index,
+                committed: self.membership_index <= applied,
                 revision: applied,
             },
         }

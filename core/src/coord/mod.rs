@@ -23,6 +23,7 @@ use crate::config::{Config, CoordinationConfig};
 use crate::io::{ClientError, ClientResponse, Output};
 use crate::kv::WriteOutcome;
 use crate::message::{Command, Entry, Message, MessageBody};
+use crate::raft::membership::Membership;
 use crate::raft::{App, Raft, Stamp};
 use crate::rng::NodeRng;
 use crate::state_machine::StateMachine;
@@ -37,8 +38,12 @@ pub(crate) use client::{Origin, ReadCtx};
 pub(crate) struct Coordination {
     cfg: CoordinationConfig,
     id: NodeId,
-    /// Every voting member of the cluster, this node included.
+    /// Every member of the configuration in force (voters and learners), this node included if
+    /// it is one: the nodes workloads may run on.
     members: Vec<NodeId>,
+    /// The configuration in force, and the index of the entry holding it (for `member list`).
+    membership: Membership,
+    membership_index: LogIndex,
     pub(crate) planted: Planted,
     /// The applied state: key-value pairs and the workload registry.
     sm: StateMachine,
@@ -62,11 +67,18 @@ pub(crate) struct Coordination {
 
 impl Coordination {
     /// Coordination restarting at `now` with the applied state `sm` (from the snapshot).
-    pub(crate) fn new(cfg: &Config, sm: StateMachine, now: Instant) -> Coordination {
+    pub(crate) fn new(
+        cfg: &Config,
+        (membership_index, membership): (LogIndex, &Membership),
+        sm: StateMachine,
+        now: Instant,
+    ) -> Coordination {
         Coordination {
             cfg: cfg.coordination.clone(),
             id: cfg.id,
-            members: cfg.members.clone(),
+            members: membership.members().iter().map(|m| m.id).collect(),
+            membership: membership.clone(),
+            membership_index,
             planted: Planted::default(),
             sm,
             proposals: BTreeMap::new(),
@@ -191,6 +203,15 @@ impl App for Coordination {
 
     fn applied_to(&mut self, applied: LogIndex) {
         self.applied_advanced(applied);
+    }
+
+    fn membership_changed(&mut self, now: Instant, index: LogIndex, membership: &Membership) {
+        self.members = membership.members().iter().map(|m| m.id).collect();
+        self.membership = membership.clone();
+        self.membership_index = index;
+        if let Some(orch) = self.orch.as_mut() {
+            orch.members_changed(&self.members, self.id, now);
+        }
     }
 
     fn snapshot_state(&self) -> Arc<StateMachine> {

@@ -22,6 +22,8 @@ impl StateMachine {
     pub fn apply(&mut self, index: LogIndex, command: &Command) -> Option<WriteOutcome> {
         match command {
             Command::Noop => None,
+            // Raft put it in force when it was appended; committing it answers who asked.
+            Command::Membership(_) => Some(WriteOutcome::Applied { revision: index }),
             Command::Write(w) => Some(self.kv.apply(index, w)),
             Command::Orch(c) => Some(match self.registry.apply(index, c) {
                 OrchOutcome::Applied => WriteOutcome::Applied { revision: index },

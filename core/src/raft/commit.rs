@@ -80,7 +80,7 @@ impl Raft {
     /// §5.3, §5.4.2: the highest index stored on a majority becomes committed, but only if its
     /// entry is of the current term (earlier-term entries commit indirectly).
     pub(super) fn maybe_commit(&mut self, now: Instant, app: &mut impl App, out: &mut Vec<Output>) {
-        let quorum = self.quorum;
+        let quorum = self.members.quorum;
         let last = self.log.last_index();
         let commit = self.commit.get();
         let Some(lead) = self.lead.as_mut() else {
@@ -98,6 +98,7 @@ impl Raft {
             self.trace(Event::Committed { index: candidate }, out);
             self.apply_committed(now, app, out);
             self.serve_reads(now, app, out);
+            self.step_down_if_removed(app, out);
         }
     }
 
@@ -178,6 +179,7 @@ mod tests {
     fn from_leader(term: Term, body: MessageBody) -> Message {
         Message {
             from: NodeId(1),
+            incarnation: crate::types::Incarnation::ORIGINAL,
             to: NodeId(2),
             term,
             body,

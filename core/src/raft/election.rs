@@ -10,7 +10,7 @@ use crate::io::{Output, Persist};
 use crate::message::{Command, Entry, MessageBody};
 use crate::testing::PlantedBug;
 use crate::trace::{Event, StepDownReason};
-use crate::types::{Instant, LogIndex, NodeId, Term};
+use crate::types::{Incarnation, Instant, LogIndex, NodeId, Term};
 
 use super::{App, Leadership, Raft, Role};
 
@@ -22,6 +22,11 @@ impl Raft {
         app: &mut impl App,
         out: &mut Vec<Output>,
     ) {
+        if !self.members.voter {
+            // A learner, a removed member or a new incarnation never stands.
+            self.redraw_election_timer(now);
+            return;
+        }
         if self.cfg.pre_vote {
             self.start_pre_vote(now, app, out);
         } else {
@@ -38,20 +43,16 @@ impl Raft {
         self.redraw_election_timer(now);
         let term = self.term.next();
         self.trace(Event::PreVoteStarted { term }, out);
-        if self.granted() >= self.quorum {
+        if self.granted() >= self.members.quorum {
             return self.start_election(now, false, app, out);
         }
         let body = MessageBody::PreVote {
             last_log_index: self.log.last_index(),
             last_log_term: self.log.last_term(),
         };
-        for &peer in &self.peers {
-            out.push(Output::Send(crate::message::Message {
-                from: self.id,
-                to: peer,
-                term,
-                body: body.clone(),
-            }));
+        let stamp = self.stamp();
+        for &peer in &self.members.voters {
+            stamp.send_in(term, peer, body.clone(), out);
         }
     }
 
@@ -73,7 +74,7 @@ impl Raft {
         self.redraw_election_timer(now);
         self.persist_hard_state(out);
         self.trace(Event::ElectionStarted { term: self.term }, out);
-        if self.granted() >= self.quorum {
+        if self.granted() >= self.members.quorum {
             return self.become_leader(now, app, out);
         }
         let body = MessageBody::RequestVote {
@@ -81,7 +82,7 @@ impl Raft {
             last_log_term: self.log.last_term(),
             transfer,
         };
-        for &peer in &self.peers {
+        for &peer in &self.members.voters {
             self.send(peer, body.clone(), out);
         }
     }
@@ -124,23 +125,22 @@ impl Raft {
         out: &mut Vec<Output>,
     ) {
         let granted = term > self.term
+            && self.members.voter
             && self.log_up_to_date(last_log_index, last_log_term)
             && !self.leader_is_recent(now);
         // A grant echoes the prospective term; a refusal carries ours, so a pre-candidate that
         // is behind learns the current term.
         let reply_term = if granted { term } else { self.term };
-        out.push(Output::Send(crate::message::Message {
-            from: self.id,
-            to: from,
-            term: reply_term,
-            body: MessageBody::PreVoteResponse { granted },
-        }));
+        let body = MessageBody::PreVoteResponse { granted };
+        self.stamp().send_in(reply_term, from, body, out);
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn handle_pre_vote_response(
         &mut self,
         now: Instant,
         from: NodeId,
+        incarnation: Incarnation,
         term: Term,
         granted: bool,
         app: &mut impl App,
@@ -154,10 +154,13 @@ impl Raft {
         if self.role != Role::PreCandidate || (granted && term != self.term.next()) {
             return;
         }
+        if !self.members.membership.is_voter(from, incarnation) {
+            return;
+        }
         self.votes.insert(from, granted);
-        if self.granted() >= self.quorum {
+        if self.granted() >= self.members.quorum {
             self.start_election(now, false, app, out);
-        } else if self.refused() >= self.quorum {
+        } else if self.refused() >= self.members.quorum {
             self.trace(Event::PreVoteRejected { term }, out);
             self.role = Role::Follower;
             self.votes.clear();
@@ -175,8 +178,10 @@ impl Raft {
         out: &mut Vec<Output>,
     ) {
         let free = self.voted_for.is_none() || self.voted_for == Some(from);
-        let granted =
-            free && self.role != Role::Leader && self.log_up_to_date(last_log_index, last_log_term);
+        let granted = free
+            && self.members.voter
+            && self.role != Role::Leader
+            && self.log_up_to_date(last_log_index, last_log_term);
         if granted {
             if self.voted_for != Some(from) {
                 self.voted_for = Some(from);
@@ -193,15 +198,18 @@ impl Raft {
         &mut self,
         now: Instant,
         from: NodeId,
+        incarnation: Incarnation,
         granted: bool,
         app: &mut impl App,
         out: &mut Vec<Output>,
     ) {
-        if self.role != Role::Candidate {
+        // Only a voter of the incarnation the configuration names counts: a node that lost its
+        // disk has forgotten the votes it cast.
+        if self.role != Role::Candidate || !self.members.membership.is_voter(from, incarnation) {
             return;
         }
         self.votes.insert(from, granted);
-        if self.granted() >= self.quorum {
+        if self.granted() >= self.members.quorum {
             self.become_leader(now, app, out);
         }
     }
@@ -230,7 +238,7 @@ impl Raft {
             self.log.push(noop.clone());
             out.push(Output::Persist(Persist::Entries(vec![noop])));
         }
-        self.lead = Some(Leadership::new(&self.peers, term_start, now));
+        self.lead = Some(Leadership::new(&self.members, term_start, now));
         self.timers.start_leading(now, &self.cfg);
         app.became_leader(now);
         self.trace(Event::BecameLeader { term: self.term }, out);
@@ -278,7 +286,12 @@ impl Raft {
 
     /// Leaves leadership: pending reads are refused (reads have no effect, so that is definite).
     /// Pending writes stay: their entries may still commit under the next leader.
-    fn step_down(&mut self, reason: StepDownReason, app: &mut impl App, out: &mut Vec<Output>) {
+    pub(super) fn step_down(
+        &mut self,
+        reason: StepDownReason,
+        app: &mut impl App,
+        out: &mut Vec<Output>,
+    ) {
         app.stepped_down();
         if let Some(lead) = self.lead.take() {
             self.trace(
@@ -304,9 +317,9 @@ impl Raft {
         let Some(lead) = self.lead.as_mut() else {
             return;
         };
-        let active = 1 + lead.take_active_count();
+        let active = usize::from(lead.self_voter) + lead.take_active_count();
         self.timers.quorum_check = now + self.cfg.election_timeout_min;
-        if active < self.quorum {
+        if active < self.members.quorum {
             self.step_down(StepDownReason::LostQuorum, app, out);
             self.redraw_election_timer(now);
             self.trace(

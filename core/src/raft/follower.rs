@@ -113,6 +113,7 @@ impl Raft {
                 self.log.push(e.clone());
             }
             out.push(Output::Persist(Persist::Entries(entries)));
+            self.sync_membership(now, app, out);
         }
         let commit_to = leader_commit.min(match_index);
         if commit_to > self.commit.get() && self.commit_to(commit_to, out) {

@@ -1,10 +1,16 @@
-//! The in-memory Raft log: entries after a compaction point, with the term at that point.
+//! The in-memory Raft log: entries after a compaction point, with the term at that point, and
+//! the configurations the log holds (a configuration takes effect when appended, thesis §4.1, so
+//! the configuration in force is the log's last one, committed or not, and a truncation that
+//! removes it brings back the one before).
 //!
 //! Owns: index arithmetic, the consistency check's term lookups, truncation of conflicting
-//! suffixes and compaction. Never: deciding what is committed (that is replication's job).
+//! suffixes, compaction, and which configuration is in force at any index. Never: deciding
+//! what is committed (that is replication's job).
 
-use crate::message::Entry;
+use crate::message::{Command, Entry};
 use crate::types::{LogIndex, Term};
+
+use super::membership::Membership;
 
 #[derive(Clone, Debug, Default)]
 pub struct RaftLog {
@@ -13,14 +19,24 @@ pub struct RaftLog {
     offset_term: Term,
     /// `entries[i].index == offset + 1 + i`.
     entries: Vec<Entry>,
+    /// The configuration in force at `offset` (from the snapshot, or the bootstrap one).
+    base: Membership,
+    /// Every configuration entry after `offset`, ascending: (index, configuration).
+    changes: Vec<(LogIndex, Membership)>,
 }
 
 impl RaftLog {
-    /// A log whose prefix up to (`offset`, `offset_term`) is compacted away, followed by `entries`.
+    /// A log whose prefix up to (`offset`, `offset_term`) is compacted away, with `base` the
+    /// configuration in force there, followed by `entries`.
     ///
     /// # Panics
     /// If `entries` are not contiguous from `offset + 1` (a corrupt durable state).
-    pub fn restore(offset: LogIndex, offset_term: Term, entries: Vec<Entry>) -> RaftLog {
+    pub fn restore(
+        offset: LogIndex,
+        offset_term: Term,
+        base: Membership,
+        entries: Vec<Entry>,
+    ) -> RaftLog {
         for (i, e) in entries.iter().enumerate() {
             assert_eq!(
                 e.index.0,
@@ -28,11 +44,34 @@ impl RaftLog {
                 "log entries are not contiguous"
             );
         }
+        let changes = entries.iter().filter_map(change_of).collect();
         RaftLog {
             offset,
             offset_term,
             entries,
+            base,
+            changes,
         }
+    }
+
+    /// The configuration in force: the log's last one, committed or not.
+    pub fn membership(&self) -> &Membership {
+        self.changes.last().map_or(&self.base, |(_, m)| m)
+    }
+
+    /// The index of the entry holding the configuration in force (the compaction point if it
+    /// came from a snapshot or the bootstrap).
+    pub fn membership_index(&self) -> LogIndex {
+        self.changes.last().map_or(self.offset, |(i, _)| *i)
+    }
+
+    /// The configuration in force at `index` (the last one at or before it).
+    pub fn membership_at(&self, index: LogIndex) -> &Membership {
+        self.changes
+            .iter()
+            .rev()
+            .find(|(i, _)| *i <= index)
+            .map_or(&self.base, |(_, m)| m)
     }
 
     /// The first index still held as an entry (may exceed `last_index` when empty).
@@ -104,14 +143,18 @@ impl RaftLog {
     /// Appends one entry at `last_index + 1`.
     pub fn push(&mut self, entry: Entry) {
         debug_assert_eq!(entry.index, self.last_index().next());
+        if let Some(change) = change_of(&entry) {
+            self.changes.push(change);
+        }
         self.entries.push(entry);
     }
 
-    /// Discards every entry at or after `from`.
+    /// Discards every entry at or after `from` (and the configurations they held).
     pub fn truncate_from(&mut self, from: LogIndex) {
         let keep = from.0.saturating_sub(self.offset.0 + 1);
         self.entries
             .truncate(usize::try_from(keep).unwrap_or(usize::MAX));
+        self.changes.retain(|(i, _)| *i < from);
     }
 
     /// Discards entries up to and including `upto` (which must be held or be the offset).
@@ -125,17 +168,29 @@ impl RaftLog {
         let n = usize::try_from(upto.0 - self.offset.0)
             .unwrap_or(usize::MAX)
             .min(self.entries.len());
+        self.base = self.membership_at(upto).clone();
+        self.changes.retain(|(i, _)| *i > upto);
         self.entries.drain(..n);
         self.offset = upto;
         self.offset_term = term;
     }
 
-    /// Replaces the whole log by a compaction point (after installing a snapshot that the log
-    /// does not match).
-    pub fn reset(&mut self, offset: LogIndex, offset_term: Term) {
+    /// Replaces the whole log by a compaction point with configuration `base` (after installing
+    /// a snapshot that the log does not match).
+    pub fn reset(&mut self, offset: LogIndex, offset_term: Term, base: Membership) {
         self.entries.clear();
+        self.changes.clear();
+        self.base = base;
         self.offset = offset;
         self.offset_term = offset_term;
+    }
+}
+
+/// The configuration an entry holds, if it is a configuration entry.
+fn change_of(entry: &Entry) -> Option<(LogIndex, Membership)> {
+    match &*entry.command {
+        Command::Membership(m) => Some((entry.index, m.clone())),
+        _ => None,
     }
 }
 
@@ -183,6 +238,42 @@ mod tests {
         assert_eq!(l.first_index_of_term(Term(2), LogIndex(5)), LogIndex(3));
         assert_eq!(l.last_index_of_term(Term(2)), Some(LogIndex(5)));
         assert_eq!(l.last_index_of_term(Term(3)), None);
+    }
+
+    #[test]
+    fn the_last_configuration_is_in_force_until_truncated_and_survives_compaction() {
+        use crate::types::NodeId;
+        let boot = Membership::bootstrap(&[NodeId(1)]);
+        let two = Membership::bootstrap(&[NodeId(1), NodeId(2)]);
+        let three = Membership::bootstrap(&[NodeId(1), NodeId(2), NodeId(3)]);
+        let conf = |index: u64, m: &Membership| Entry {
+            term: Term(1),
+            index: LogIndex(index),
+            command: Arc::new(Command::Membership(m.clone())),
+        };
+        let mut l = RaftLog::restore(LogIndex(0), Term(0), boot.clone(), vec![e(1, 1)]);
+        assert_eq!(l.membership(), &boot);
+        assert_eq!(l.membership_index(), LogIndex(0));
+        l.push(conf(2, &two));
+        l.push(e(1, 3));
+        l.push(conf(4, &three));
+        assert_eq!(l.membership(), &three);
+        assert_eq!(l.membership_index(), LogIndex(4));
+        assert_eq!(l.membership_at(LogIndex(3)), &two);
+        assert_eq!(l.membership_at(LogIndex(1)), &boot);
+        l.truncate_from(LogIndex(4));
+        assert_eq!(
+            l.membership(),
+            &two,
+            "an uncommitted change is undone by truncation"
+        );
+        l.compact(LogIndex(3));
+        assert_eq!(l.membership(), &two);
+        assert_eq!(l.membership_index(), LogIndex(3));
+        let restored = RaftLog::restore(LogIndex(3), Term(1), two.clone(), vec![conf(4, &three)]);
+        assert_eq!(restored.membership(), &three);
+        l.reset(LogIndex(9), Term(2), boot.clone());
+        assert_eq!(l.membership(), &boot);
     }
 
     #[test]

@@ -13,6 +13,8 @@ mod commit;
 mod election;
 mod follower;
 pub mod log;
+mod members;
+pub mod membership;
 mod progress;
 mod read;
 mod receive;
@@ -34,7 +36,7 @@ use crate::rng::NodeRng;
 use crate::state_machine::StateMachine;
 use crate::testing::{Planted, PlantedBug};
 use crate::trace::Event;
-use crate::types::{Instant, LogIndex, NodeId, Term};
+use crate::types::{Incarnation, Instant, LogIndex, NodeId, Term};
 
 pub(crate) use commit::Commit;
 use log::RaftLog;
@@ -56,15 +58,22 @@ pub enum Role {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Stamp {
     pub id: NodeId,
+    pub incarnation: Incarnation,
     pub term: Term,
 }
 
 impl Stamp {
     pub(crate) fn send(self, to: NodeId, body: MessageBody, out: &mut Vec<Output>) {
+        self.send_in(self.term, to, body, out);
+    }
+
+    /// Sends in `term` rather than the current term (pre-votes carry a prospective term).
+    pub(crate) fn send_in(self, term: Term, to: NodeId, body: MessageBody, out: &mut Vec<Output>) {
         out.push(Output::Send(Message {
             from: self.id,
+            incarnation: self.incarnation,
             to,
-            term: self.term,
+            term,
             body,
         }));
     }
@@ -89,6 +98,13 @@ pub(crate) trait App {
     );
     /// Entries up to `applied` are applied (after every apply round, even an empty one).
     fn applied_to(&mut self, applied: LogIndex);
+    /// The configuration in force changed (an entry appended or truncated, a snapshot installed).
+    fn membership_changed(
+        &mut self,
+        now: Instant,
+        index: LogIndex,
+        membership: &membership::Membership,
+    );
     /// The state to put in a snapshot taken now.
     fn snapshot_state(&self) -> Arc<StateMachine>;
     /// A snapshot from the leader replaces the applied state.
@@ -113,10 +129,10 @@ pub(crate) trait App {
 pub(crate) struct Raft {
     cfg: RaftConfig,
     id: NodeId,
-    /// Every member but this one, ascending.
-    peers: Vec<NodeId>,
-    /// Votes needed to win an election or commit an entry.
-    quorum: usize,
+    incarnation: Incarnation,
+    /// What this node last made of the configuration in force (see `members.rs`): every member
+    /// but this one, the voters among them, the quorum, and whether this node votes.
+    members: members::InForce,
     rng: NodeRng,
     pub(crate) planted: Planted,
 
@@ -154,6 +170,8 @@ pub(crate) struct Raft {
     votes: BTreeMap<NodeId, bool>,
     /// Present while leader.
     lead: Option<Leadership>,
+    /// Members heard from as another incarnation than the configuration names.
+    strangers: members::Strangers,
 }
 
 impl Raft {
@@ -165,19 +183,13 @@ impl Raft {
         snapshot: Option<Snapshot>,
         now: Instant,
     ) -> Raft {
-        let mut peers: Vec<NodeId> = cfg
-            .members
-            .iter()
-            .copied()
-            .filter(|m| *m != cfg.id)
-            .collect();
-        peers.sort();
         let offset = log.offset();
+        let members = members::InForce::of(cfg.id, cfg.incarnation, &log);
         let mut raft = Raft {
             cfg: cfg.raft.clone(),
             id: cfg.id,
-            peers,
-            quorum: cfg.quorum(),
+            incarnation: cfg.incarnation,
+            members,
             rng: NodeRng::new(cfg.seed),
             planted: Planted::default(),
             term: hard_state.term,
@@ -196,6 +208,7 @@ impl Raft {
             lease_window_us: cfg.raft.lease_window_us(),
             votes: BTreeMap::new(),
             lead: None,
+            strangers: members::Strangers::new(),
         };
         raft.redraw_election_timer(now);
         raft
@@ -242,6 +255,7 @@ impl Raft {
     pub(crate) fn stamp(&self) -> Stamp {
         Stamp {
             id: self.id,
+            incarnation: self.incarnation,
             term: self.term,
         }
     }
@@ -336,11 +350,13 @@ impl Raft {
             .progress
             .values()
             .filter(|p| {
-                lead.round_start(p.acked_round)
-                    .is_some_and(|t| now.saturating_since(t) < window)
+                p.voter
+                    && lead
+                        .round_start(p.acked_round)
+                        .is_some_and(|t| now.saturating_since(t) < window)
             })
             .count();
-        fresh + 1 >= self.quorum
+        fresh + usize::from(self.members.voter) >= self.members.quorum
     }
 
     // ----- the narrow interface for the application -----
@@ -359,6 +375,16 @@ impl Raft {
         index
     }
 
+    /// The configuration in force (the log's last, committed or not).
+    pub(crate) fn membership(&self) -> &membership::Membership {
+        self.log.membership()
+    }
+
+    /// The index of the entry holding the configuration in force.
+    pub(crate) fn membership_index(&self) -> LogIndex {
+        self.log.membership_index()
+    }
+
     /// Sends what was appended to every follower, and commits it if this node alone is a
     /// quorum.
     pub(crate) fn replicate_appended(
@@ -367,6 +393,7 @@ impl Raft {
         app: &mut impl App,
         out: &mut Vec<Output>,
     ) {
+        self.sync_membership(now, app, out);
         self.broadcast_append(now, out);
         self.maybe_commit(now, app, out);
     }

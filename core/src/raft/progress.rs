@@ -7,8 +7,11 @@
 
 use std::collections::VecDeque;
 
-use crate::types::{Instant, LogIndex, NodeId};
+#[cfg(test)]
+use crate::types::NodeId;
+use crate::types::{Instant, LogIndex};
 
+use super::members::InForce;
 use super::read::PendingRead;
 
 /// What the leader knows about one follower.
@@ -30,6 +33,28 @@ pub(crate) struct Progress {
     pub acked_at: Option<Instant>,
     /// When an AppendEntries last went to this follower, heartbeats included.
     pub last_sent: Instant,
+    /// The heartbeat round echoed by the answer that last raised `matched`: a later answer
+    /// showing less log than that is news (the follower lost entries), an earlier one is stale.
+    pub matched_round: u64,
+    /// A voter of the configuration in force (a learner's answers count toward no quorum).
+    pub voter: bool,
+}
+
+impl Progress {
+    fn new(next: LogIndex, voter: bool) -> Progress {
+        Progress {
+            next,
+            matched: LogIndex(0),
+            mode: Mode::Probe { sent: false },
+            inflight: VecDeque::new(),
+            active: false,
+            acked_round: 0,
+            acked_at: None,
+            last_sent: Instant::ZERO,
+            matched_round: 0,
+            voter,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,25 +95,17 @@ pub(crate) struct Leadership {
     /// Room for quorum arithmetic in clusters too large for the stack buffer of
     /// [`Leadership::quorum_value`] (more than 8 members).
     scratch: Vec<u64>,
+    /// This leader is a voter of the configuration in force (a leader whose removal is not yet
+    /// committed keeps leading but does not count itself).
+    pub self_voter: bool,
 }
 
 impl Leadership {
-    pub(crate) fn new(peers: &[NodeId], term_start: LogIndex, now: Instant) -> Self {
-        let progress = peers
+    pub(crate) fn new(members: &InForce, term_start: LogIndex, now: Instant) -> Self {
+        let progress = members
+            .peers
             .iter()
-            .map(|&p| {
-                let pr = Progress {
-                    next: term_start,
-                    matched: LogIndex(0),
-                    mode: Mode::Probe { sent: false },
-                    inflight: VecDeque::new(),
-                    active: false,
-                    acked_round: 0,
-                    acked_at: None,
-                    last_sent: Instant::ZERO,
-                };
-                (p, pr)
-            })
+            .map(|&p| (p, Progress::new(term_start, members.voters.contains(&p))))
             .collect();
         Leadership {
             progress,
@@ -100,6 +117,27 @@ impl Leadership {
             reads: VecDeque::new(),
             transfer: None,
             scratch: Vec::new(),
+            self_voter: members.voter,
+        }
+    }
+
+    /// Follows a new configuration: progress for every member that joined (probing from
+    /// `next`), none for those that left, and who votes.
+    pub(crate) fn sync_members(&mut self, members: &InForce, next: LogIndex, _now: Instant) {
+        self.progress.retain(|id| members.peers.contains(id));
+        for &p in &members.peers {
+            let voter = members.voters.contains(&p);
+            match self.progress.get_mut(&p) {
+                Some(pr) => pr.voter = voter,
+                None => self.progress.insert(p, Progress::new(next, voter)),
+            }
+        }
+        self.self_voter = members.voter;
+        if self
+            .transfer
+            .is_some_and(|t| !members.voters.contains(&t.to))
+        {
+            self.transfer = None;
         }
     }
 
@@ -112,13 +150,18 @@ impl Leadership {
         x: u64,
         field: impl Fn(&Progress) -> u64,
     ) -> bool {
-        let reached =
-            usize::from(own >= x) + self.progress.values().filter(|p| field(p) >= x).count();
+        let own = usize::from(self.self_voter && own >= x);
+        let reached = own
+            + self
+                .progress
+                .values()
+                .filter(|p| p.voter && field(p) >= x)
+                .count();
         reached >= k
     }
 
-    /// The `k`-th highest (1-based) of every follower's `field` and `own`: the value a quorum of
-    /// `k` members (this one included) has reached.
+    /// The `k`-th highest (1-based) of every voting follower's `field` and `own` (if this
+    /// leader votes): the value a quorum of `k` voters has reached.
     pub(crate) fn quorum_value(
         &mut self,
         k: usize,
@@ -144,11 +187,16 @@ impl Leadership {
             self.scratch.resize(n, 0);
             &mut self.scratch
         };
-        v[0] = own;
-        for (len, p) in (1..).zip(self.progress.values()) {
-            insert(v, len, field(p));
+        let mut len = 0;
+        if self.self_voter {
+            v[0] = own;
+            len = 1;
         }
-        v.get(k).copied().unwrap_or_default()
+        for p in self.progress.values().filter(|p| p.voter) {
+            insert(v, len, field(p));
+            len += 1;
+        }
+        v[..len].get(k).copied().unwrap_or_default()
     }
 
     /// Starts the next round at `now`, forgetting rounds older than `keep`.
@@ -175,11 +223,11 @@ impl Leadership {
         (r == round).then_some(t)
     }
 
-    /// Followers heard from since the last call; clears the marks.
+    /// Voting followers heard from since the last call; clears every mark.
     pub(crate) fn take_active_count(&mut self) -> usize {
         self.progress
             .values_mut()
-            .map(|p| std::mem::take(&mut p.active))
+            .map(|p| std::mem::take(&mut p.active) && p.voter)
             .filter(|a| *a)
             .count()
     }
@@ -204,7 +252,15 @@ mod tests {
         };
         for n in 1..=11u32 {
             let members: Vec<NodeId> = (1..=n).map(NodeId).collect();
-            let mut lead = Leadership::new(&members[1..], LogIndex(1), Instant(0));
+            let membership = super::super::membership::Membership::bootstrap(&members);
+            let log = super::super::log::RaftLog::restore(
+                LogIndex(0),
+                crate::types::Term(0),
+                membership,
+                Vec::new(),
+            );
+            let in_force = InForce::of(NodeId(1), crate::types::Incarnation::ORIGINAL, &log);
+            let mut lead = Leadership::new(&in_force, LogIndex(1), Instant(0));
             for _ in 0..200 {
                 let own = draw();
                 for p in lead.progress.values_mut() {

@@ -88,7 +88,7 @@ impl Raft {
     }
 
     fn serve_waiting_reads(&mut self, now: Instant, app: &mut impl App, out: &mut Vec<Output>) {
-        let quorum = self.quorum;
+        let quorum = self.members.quorum;
         let keep = self.cfg.election_timeout_min;
         let applied = self.applied;
         let lease = self.lease_holds(now);
@@ -121,11 +121,11 @@ impl Raft {
             app.read_ready(stamp, r.ctx, applied, out);
         }
         if start_round {
-            for i in 0..self.peers.len() {
-                let peer = self.peers[i];
+            for i in 0..self.members.peers.len() {
+                let peer = self.members.peers[i];
                 self.send_heartbeat(now, peer, out);
             }
-            if quorum == 1 {
+            if quorum == 1 && self.members.voter {
                 self.serve_reads(now, app, out);
             }
         }

@@ -14,9 +14,11 @@ use super::follower::HeldAppend;
 use super::{App, Raft};
 
 impl Raft {
-    /// True for a message addressed to this node by another member.
+    /// True for a message addressed to this node by another node. A node that is not (yet) in
+    /// this node's configuration may still be the leader (this node may be a learner catching
+    /// up from an empty log); whose answers and votes count is checked where they are counted.
     pub(crate) fn accepts(&self, m: &Message) -> bool {
-        m.to == self.id && self.peers.contains(&m.from)
+        m.to == self.id && m.from != self.id
     }
 
     /// Handles a message this node accepts (see [`Raft::accepts`]). A coordination message
@@ -39,12 +41,22 @@ impl Raft {
                 return None;
             }
             MessageBody::PreVoteResponse { granted } => {
-                self.handle_pre_vote_response(now, m.from, m.term, granted, app, out);
+                let (from, inc) = (m.from, m.incarnation);
+                self.handle_pre_vote_response(now, from, inc, m.term, granted, app, out);
                 return None;
             }
             _ => {}
         }
         if !self.term_rules(now, &m, app, out) {
+            return None;
+        }
+        self.note_incarnation(m.from, m.incarnation);
+        let answer = matches!(
+            m.body,
+            MessageBody::AppendEntriesResponse { .. } | MessageBody::InstallSnapshotResponse { .. }
+        );
+        if answer && !self.members.membership.knows(m.from, m.incarnation) {
+            // Only a member of the named incarnation's answers move its progress.
             return None;
         }
         self.dispatch(now, m, app, out)
@@ -105,7 +117,7 @@ impl Raft {
             } => self.handle_request_vote(now, from, last_log_index, last_log_term, out),
             MessageBody::TimeoutNow => self.handle_timeout_now(now, from, app, out),
             MessageBody::RequestVoteResponse { granted } => {
-                self.handle_vote_response(now, from, granted, app, out)
+                self.handle_vote_response(now, from, m.incarnation, granted, app, out)
             }
             MessageBody::AppendEntries {
                 prev_log_index,

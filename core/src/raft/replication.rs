@@ -7,6 +7,7 @@
 
 use crate::io::Output;
 use crate::message::{AppendResult, Entry, MessageBody};
+use crate::trace::Event;
 use crate::types::{Instant, LogIndex, NodeId, Term};
 
 use super::progress::{Mode, Progress};
@@ -20,8 +21,8 @@ impl Raft {
         if now >= self.timers.heartbeat {
             self.timers.heartbeat = now + self.cfg.heartbeat_interval;
             lead.start_round(now, self.cfg.election_timeout_min);
-            for i in 0..self.peers.len() {
-                let peer = self.peers[i];
+            for i in 0..self.members.peers.len() {
+                let peer = self.members.peers[i];
                 self.heartbeat(now, peer, out);
             }
         }
@@ -98,8 +99,8 @@ impl Raft {
     }
 
     pub(super) fn broadcast_append(&mut self, now: Instant, out: &mut Vec<Output>) {
-        for i in 0..self.peers.len() {
-            let peer = self.peers[i];
+        for i in 0..self.members.peers.len() {
+            let peer = self.members.peers[i];
             self.replicate(now, peer, out);
         }
     }
@@ -172,7 +173,7 @@ impl Raft {
     /// A follower answered `round`, so it heard this leader no earlier than the round's start;
     /// when that is news, the read lease moves forward.
     pub(super) fn round_acked(&mut self, from: NodeId, round: u64) {
-        let quorum = self.quorum;
+        let quorum = self.members.quorum;
         let leases = self.lease_window_us.is_some();
         let Some(lead) = self.lead.as_mut() else {
             return;
@@ -252,10 +253,26 @@ impl Raft {
         };
         match result {
             AppendResult::Success { match_index } => {
-                if acknowledged(pr, match_index, commit) {
+                if acknowledged(pr, match_index, commit, round) {
                     self.maybe_commit(now, app, out);
                 }
                 self.maybe_send_timeout_now(out);
+            }
+            AppendResult::Reject {
+                rejected_prev_index,
+                conflict_index,
+                ..
+            } if rejected_prev_index <= pr.matched && round > pr.matched_round => {
+                // Asked after it acknowledged `matched`, the follower no longer holds it: it lost
+                // entries (a truncated or restored disk). Probe back from what it still holds,
+                // down to a snapshot if the log no longer reaches.
+                let holds = conflict_index.min(rejected_prev_index).prev();
+                pr.matched = holds;
+                pr.next = hint_next.min(rejected_prev_index).max(holds.next());
+                pr.inflight.clear();
+                pr.mode = Mode::Probe { sent: false };
+                let follower = from;
+                self.trace(Event::FollowerLostEntries { follower, holds }, out);
             }
             AppendResult::Reject {
                 rejected_prev_index,
@@ -283,10 +300,11 @@ impl Raft {
 
 /// A follower acknowledged `match_index`: moves its progress on (a probe turns into streaming,
 /// a snapshot sent is done once matched). True if the commit index may move.
-fn acknowledged(pr: &mut Progress, match_index: LogIndex, commit: LogIndex) -> bool {
+fn acknowledged(pr: &mut Progress, match_index: LogIndex, commit: LogIndex, round: u64) -> bool {
     let advanced = match_index > pr.matched;
     if advanced {
         pr.matched = match_index;
+        pr.matched_round = pr.matched_round.max(round);
     }
     // Every change to a match index or to the log runs `maybe_commit`, so after the last run
     // nothing was left to commit; only this follower moving past the commit index can change

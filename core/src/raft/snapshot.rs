@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::state_machine::StateMachine;
 use crate::types::{LogIndex, Term};
 
+use super::membership::Membership;
+
 /// The state machine as of `last_index` (whose entry had `last_term`).
 ///
 /// The state sits behind an `Arc`: taking, persisting and sending a snapshot shares one copy.
@@ -18,6 +20,8 @@ use crate::types::{LogIndex, Term};
 pub struct Snapshot {
     pub last_index: LogIndex,
     pub last_term: Term,
+    /// The configuration in force at `last_index`.
+    pub membership: Membership,
     pub state: Arc<StateMachine>,
 }
 
@@ -44,6 +48,7 @@ impl Raft {
         let snapshot = Snapshot {
             last_index: self.applied,
             last_term,
+            membership: self.log.membership_at(self.applied).clone(),
             state: app.snapshot_state(),
         };
         out.push(Output::Persist(Persist::Snapshot(snapshot.clone())));
@@ -110,8 +115,10 @@ impl Raft {
             if self.log.term_at(last_index) == Some(snapshot.last_term) {
                 self.log.compact(last_index);
             } else {
-                self.log.reset(last_index, snapshot.last_term);
+                self.log
+                    .reset(last_index, snapshot.last_term, snapshot.membership.clone());
             }
+            self.sync_membership(now, app, out);
             if !self.planted(PlantedBug::SnapshotInstallDropsEntries) {
                 app.restore(&snapshot.state);
             }
@@ -145,6 +152,7 @@ impl Raft {
         };
         if last_index > pr.matched {
             pr.matched = last_index;
+            pr.matched_round = pr.matched_round.max(round);
         }
         if let Mode::Snapshot {
             last_index: sent, ..

@@ -40,12 +40,13 @@ impl Raft {
             return;
         };
         let target = match to {
-            Some(t) if lead.progress.contains_key(&t) => t,
+            Some(t) if lead.progress.get(&t).is_some_and(|p| p.voter) => t,
             Some(_) => return,
             None => {
                 let best = lead
                     .progress
                     .iter()
+                    .filter(|(_, p)| p.voter)
                     .max_by_key(|(id, p)| (p.matched, std::cmp::Reverse(**id)))
                     .map(|(id, _)| *id);
                 match best {
@@ -105,7 +106,7 @@ impl Raft {
         app: &mut impl App,
         out: &mut Vec<Output>,
     ) {
-        if self.role == Role::Leader || self.leader != Some(from) {
+        if self.role == Role::Leader || self.leader != Some(from) || !self.members.voter {
             return;
         }
         self.start_election(now, true, app, out);

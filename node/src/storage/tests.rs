@@ -250,6 +250,7 @@ fn a_snapshot_compacts_the_log_and_survives_a_crash_before_the_rewrite() {
     s.sync().expect("sync");
     let old_wal = fs::read(dir.path().join(segment_name(1))).expect("read");
     let snap = Snapshot {
+        membership: Default::default(),
         last_index: LogIndex(3),
         last_term: Term(2),
         state: Arc::new(StateMachine::default()),
@@ -408,6 +409,7 @@ proptest! {
                 }
                 _ => match reference.entries.last() {
                     Some(e) => Persist::Snapshot(Snapshot {
+                        membership: Default::default(),
                         last_index: e.index,
                         last_term: e.term,
                         state: Arc::new(StateMachine::default()),

@@ -416,7 +416,9 @@ impl World<'_> {
             }
             // Only the operator reads workloads, and its answers never reach here.
             Answer::Reply(Ok(
-                ClientResponse::Workloads { .. } | ClientResponse::Registry { .. },
+                ClientResponse::Workloads { .. }
+                | ClientResponse::Registry { .. }
+                | ClientResponse::Members { .. },
             )) => {
                 self.tr.hasher.byte(6);
                 Completion::Ok { read: None }

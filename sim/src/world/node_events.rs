@@ -34,6 +34,19 @@ impl World<'_> {
             | Event::SnapshotTaken { .. }
             | Event::RequestShed { .. }
             | Event::LogTruncated { .. } => self.log_event(i, e),
+            Event::MembershipChanged { .. } => {
+                self.cover("membership changed");
+                true
+            }
+            Event::FollowerLostEntries { follower, holds } => {
+                self.cover("leader probes back a follower that lost entries");
+                let id = self.members[i];
+                self.condensed(format!(
+                    "{id} finds {follower} holds only up to {}",
+                    holds.0
+                ));
+                false
+            }
             Event::NodeHealth { .. }
             | Event::Workload { .. }
             | Event::LeaseLost { .. }
@@ -65,6 +78,7 @@ impl World<'_> {
                 self.cover(match reason {
                     keel_core::StepDownReason::HigherTerm => "leader stepped down (higher term)",
                     keel_core::StepDownReason::LostQuorum => "leader stepped down (lost quorum)",
+                    keel_core::StepDownReason::Removed => "leader stepped down (removed)",
                 });
                 self.condensed(format!("{id} steps down in term {} ({reason:?})", term.0));
                 true

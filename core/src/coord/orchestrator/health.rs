@@ -49,8 +49,10 @@ impl Coordination {
     }
 
     pub(super) fn detect_failures(&mut self, now: Instant, raft: &mut Raft, out: &mut Vec<Output>) {
-        for i in 0..self.members.len() {
-            let node = self.members[i];
+        let Some(watched) = self.orch.as_ref().map(|o| o.watched()) else {
+            return;
+        };
+        for node in watched {
             let verdict = self.verdict(now, node);
             let recorded = self.sm.registry.health(node);
             let Some(orch) = self.orch.as_ref() else {

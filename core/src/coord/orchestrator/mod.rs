@@ -84,6 +84,10 @@ pub(crate) struct Orchestrator {
     silenced: VecDeque<(Instant, NodeId)>,
     /// While frozen: until when, and the nodes whose disappearance froze it.
     frozen: Option<(Instant, Vec<NodeId>)>,
+    /// Nodes no longer in the configuration that may still hold copies: they get no lease and
+    /// hearing them no longer counts, so they go dead `dead_after` after their removal (or this
+    /// leader's start) and their copies are placed elsewhere only once their leases ran out.
+    removed: PeerMap<()>,
 }
 
 impl Orchestrator {
@@ -92,8 +96,35 @@ impl Orchestrator {
     }
 
     pub(crate) fn heard(&mut self, from: NodeId, now: Instant) {
+        if self.removed.contains_key(&from) {
+            return;
+        }
         self.heard.insert(from, now);
         self.heard_this_term.insert(from, ());
+    }
+
+    /// The configuration now has `members` (this leader is `me`): a new member counts as heard
+    /// now; one that left stops being heard from now on.
+    pub(crate) fn members_changed(&mut self, members: &[NodeId], me: NodeId, now: Instant) {
+        let known: Vec<NodeId> = self.heard.iter().map(|(n, _)| *n).collect();
+        for n in known {
+            if n != me && !members.contains(&n) && !self.removed.contains_key(&n) {
+                self.heard.insert(n, now);
+                self.removed.insert(n, ());
+            }
+        }
+        self.removed.retain(|n| !members.contains(n));
+        for &m in members {
+            if !self.heard.contains_key(&m) {
+                self.heard.insert(m, now);
+                self.heard_this_term.insert(m, ());
+            }
+        }
+    }
+
+    /// Every node this leader watches (members and removed nodes), ascending.
+    pub(crate) fn watched(&self) -> Vec<NodeId> {
+        self.heard.iter().map(|(n, _)| *n).collect()
     }
 
     /// Run again at `at` at the latest.
@@ -118,6 +149,16 @@ impl Coordination {
             heard.insert(m, at.min(now));
         }
         heard.insert(self.id, now);
+        // Nodes removed from the configuration that still hold copies: watched from now on.
+        let mut removed = PeerMap::default();
+        for w in self.sm.registry.workloads.values() {
+            if let Some(node) = w.status.node() {
+                if !heard.contains_key(&node) {
+                    heard.insert(node, now);
+                    removed.insert(node, ());
+                }
+            }
+        }
         self.orch = Some(Box::new(Orchestrator {
             term_started: now,
             next_run: now,
@@ -134,6 +175,7 @@ impl Coordination {
             restarts: BTreeMap::new(),
             silenced: VecDeque::new(),
             frozen: None,
+            removed,
         }));
     }
 
@@ -153,7 +195,9 @@ impl Coordination {
         let Some(orch) = self.orch.as_ref() else {
             return;
         };
-        if raft.quorum_fresh(now) {
+        // A node removed from the configuration gets no lease: its copies stop when the last
+        // one runs out, before they are placed elsewhere.
+        if raft.quorum_fresh(now) && self.members.contains(&from) {
             let silence = orch
                 .heard
                 .iter()
