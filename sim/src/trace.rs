@@ -161,7 +161,9 @@ impl TraceHasher {
 
     fn member_change(&mut self, change: &keel_core::MemberChange) {
         match *change {
-            keel_core::MemberChange::AddLearner { id, incarnation } => {
+            keel_core::MemberChange::AddLearner {
+                id, incarnation, ..
+            } => {
                 self.tagged(2, u64::from(id.0));
                 self.u64(incarnation.0);
             }

@@ -263,7 +263,7 @@ impl Coordination {
             let reason = ShedReason::TooManyPendingProposals;
             return self.shed(raft.stamp(), origin, reason, out);
         }
-        match raft.propose_membership(change, out) {
+        match raft.propose_membership(&change, out) {
             Ok(index) => {
                 self.track_proposal(now, origin, index, raft.term());
                 raft.replicate_appended(now, self, out);

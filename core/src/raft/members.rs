@@ -123,7 +123,7 @@ impl Raft {
     /// [`Raft::replicate_appended`], which puts the new configuration in force here.
     pub(crate) fn propose_membership(
         &mut self,
-        change: MemberChange,
+        change: &MemberChange,
         out: &mut Vec<Output>,
     ) -> Result<LogIndex, MembershipError> {
         let commit = self.commit.get();
@@ -137,7 +137,7 @@ impl Raft {
         if pending > commit {
             return Err(MembershipError::ChangeInProgress(pending.0));
         }
-        if let MemberChange::Promote { id } = change {
+        if let MemberChange::Promote { id } = *change {
             let matched = lead.progress.get(&id).map_or(LogIndex(0), |p| p.matched);
             let behind = self.log.last_index().0.saturating_sub(matched.0);
             let bound = self.cfg.promote_max_lag;

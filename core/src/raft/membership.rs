@@ -25,12 +25,17 @@ use serde::{Deserialize, Serialize};
 use crate::types::{Incarnation, NodeId};
 
 /// One member of a configuration.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Member {
     pub id: NodeId,
     pub incarnation: Incarnation,
     /// A voter counts toward quorums and may stand for election; a learner only receives the log.
     pub voter: bool,
+    /// Where other nodes reach it (the production node's peer address), as given when it was
+    /// added: replicated with the configuration so every node can connect to a new member.
+    /// Opaque to the core; empty for the members a cluster was bootstrapped with (their
+    /// addresses come from each node's own peer list) and in the simulator.
+    pub address: String,
 }
 
 /// A configuration: every member, sorted by id, each id once.
@@ -40,13 +45,15 @@ pub struct Membership {
 }
 
 /// One step from one configuration to the next. Each adds or removes at most one voter.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum MemberChange {
-    /// Adds `id` (of `incarnation`) as a learner. If `id` is a voter of another incarnation (the
-    /// node lost its disk), that voter is removed by the same step: one voter fewer.
+    /// Adds `id` (of `incarnation`, reached at `address`) as a learner. If `id` is a voter of
+    /// another incarnation (the node lost its disk), that voter is removed by the same step: one
+    /// voter fewer.
     AddLearner {
         id: NodeId,
         incarnation: Incarnation,
+        address: String,
     },
     /// Makes the learner `id` a voter (the leader checks it is caught up first).
     Promote { id: NodeId },
@@ -68,7 +75,9 @@ impl MemberChange {
 impl fmt::Display for MemberChange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            MemberChange::AddLearner { id, incarnation } => {
+            MemberChange::AddLearner {
+                id, incarnation, ..
+            } => {
                 write!(f, "add {id} (incarnation {incarnation}) as a learner")
             }
             MemberChange::Promote { id } => write!(f, "promote {id} to voter"),
@@ -108,6 +117,7 @@ impl Membership {
                 id,
                 incarnation: Incarnation::ORIGINAL,
                 voter: true,
+                address: String::new(),
             })
             .collect();
         members.sort_by_key(|m| m.id);
@@ -154,10 +164,14 @@ impl Membership {
     }
 
     /// The configuration after `change`, or why it cannot be made.
-    pub fn apply(&self, change: MemberChange) -> Result<Membership, MembershipError> {
+    pub fn apply(&self, change: &MemberChange) -> Result<Membership, MembershipError> {
         let mut next = self.clone();
-        match change {
-            MemberChange::AddLearner { id, incarnation } => {
+        match *change {
+            MemberChange::AddLearner {
+                id,
+                incarnation,
+                ref address,
+            } => {
                 if self.knows(id, incarnation) {
                     return Err(MembershipError::AlreadyMember(id));
                 }
@@ -165,6 +179,7 @@ impl Membership {
                     id,
                     incarnation,
                     voter: false,
+                    address: address.clone(),
                 };
                 match next.members.binary_search_by_key(&id, |m| m.id) {
                     Ok(i) => next.members[i] = learner,
@@ -253,31 +268,36 @@ mod tests {
         let add = MemberChange::AddLearner {
             id: NodeId(4),
             incarnation: Incarnation(9),
+            address: "10.0.0.4:7000".into(),
         };
-        let m4 = m.apply(add).expect("add");
+        let m4 = m.apply(&add).expect("add");
+        assert_eq!(
+            m4.get(NodeId(4)).map(|m| m.address.as_str()),
+            Some("10.0.0.4:7000")
+        );
         assert_eq!(m4.quorum(), 2, "a learner does not count");
         assert!(m4.knows(NodeId(4), Incarnation(9)));
         assert_eq!(
-            m4.apply(add),
+            m4.apply(&add),
             Err(MembershipError::AlreadyMember(NodeId(4)))
         );
         let p = m4
-            .apply(MemberChange::Promote { id: NodeId(4) })
+            .apply(&MemberChange::Promote { id: NodeId(4) })
             .expect("promote");
         assert_eq!(p.quorum(), 3);
         assert_eq!(
-            p.apply(MemberChange::Promote { id: NodeId(4) }),
+            p.apply(&MemberChange::Promote { id: NodeId(4) }),
             Err(MembershipError::AlreadyVoter(NodeId(4)))
         );
         let r = p
-            .apply(MemberChange::Remove { id: NodeId(1) })
+            .apply(&MemberChange::Remove { id: NodeId(1) })
             .expect("remove");
         assert_eq!(
             r.voters().collect::<Vec<_>>(),
             [NodeId(2), NodeId(3), NodeId(4)]
         );
         assert_eq!(
-            r.apply(MemberChange::Remove { id: NodeId(1) }),
+            r.apply(&MemberChange::Remove { id: NodeId(1) }),
             Err(MembershipError::NotAMember(NodeId(1)))
         );
     }
@@ -286,9 +306,10 @@ mod tests {
     fn a_new_incarnation_replaces_the_dead_voter_as_a_learner() {
         let m = three();
         let replaced = m
-            .apply(MemberChange::AddLearner {
+            .apply(&MemberChange::AddLearner {
                 id: NodeId(3),
                 incarnation: Incarnation(5),
+                address: String::new(),
             })
             .expect("replace");
         assert_eq!(replaced.voter_count(), 2);
@@ -301,7 +322,7 @@ mod tests {
     fn the_last_voter_stays() {
         let one = Membership::bootstrap(&[NodeId(1)]);
         assert_eq!(
-            one.apply(MemberChange::Remove { id: NodeId(1) }),
+            one.apply(&MemberChange::Remove { id: NodeId(1) }),
             Err(MembershipError::LastVoter(NodeId(1)))
         );
     }
