@@ -22,6 +22,67 @@ pub struct ClusterInfo {
     pub term: u64,
     pub commit_index: u64,
     pub members: Vec<String>,
+    /// This node's incarnation (16 hex digits): `0000000000000000` for a member the cluster was
+    /// bootstrapped with, a fresh one for a node that joined later or lost its data directory.
+    pub incarnation: String,
+    /// Where peers reach this node (its `--listen`).
+    pub peer_address: String,
+    /// This node votes in the configuration it holds.
+    pub voter: bool,
+    /// The configuration names this node's id as another incarnation, or not at all: it never
+    /// votes, and must be added back (`keel member replace`).
+    pub needs_replacement: bool,
+    /// The configuration this node holds (the last it appended; not a linearizable read, see
+    /// `GET /v1/members`), with every member's peer address as this node knows it.
+    pub membership: Vec<MemberInfo>,
+    /// Members this node heard from as another incarnation than the configuration names.
+    pub strangers: Vec<StrangerInfo>,
+}
+
+/// One member of a configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    pub id: String,
+    /// 16 hex digits.
+    pub incarnation: String,
+    /// A voter; false for a learner.
+    pub voter: bool,
+    /// Its peer address (empty if unknown to the node that answered).
+    pub address: String,
+}
+
+/// A member heard from as another incarnation than the configuration names (a node that lost its
+/// data directory and came back): it needs `keel member replace`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StrangerInfo {
+    pub id: String,
+    /// The incarnation it was heard as (16 hex digits).
+    pub incarnation: String,
+}
+
+/// `GET /v1/members`: the configuration in force at the leader (a linearizable read).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembersInfo {
+    /// The log index the read reflects.
+    pub revision: u64,
+    /// The index of the entry holding this configuration.
+    pub index: u64,
+    /// False while the change that made it is not committed yet.
+    pub committed: bool,
+    pub members: Vec<MemberInfo>,
+    /// Members the answering node heard from as another incarnation (needing replacement).
+    pub strangers: Vec<StrangerInfo>,
+}
+
+/// `POST /v1/members` body: add a node as a learner.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddMemberRequest {
+    pub id: String,
+    /// The node's incarnation, as its `GET /v1/cluster` reports it (16 hex digits).
+    pub incarnation: String,
+    /// Its peer address (its `--listen`).
+    pub address: String,
 }
 
 impl ClusterInfo {
@@ -248,10 +309,27 @@ mod tests {
             term: 3,
             commit_index: 9,
             members: vec!["n1".into(), "n2".into()],
+            incarnation: "0000000000000000".into(),
+            peer_address: "127.0.0.1:7001".into(),
+            voter: true,
+            needs_replacement: false,
+            membership: vec![MemberInfo {
+                id: "n2".into(),
+                incarnation: "0000000000000000".into(),
+                voter: false,
+                address: "127.0.0.1:7002".into(),
+            }],
+            strangers: vec![],
         };
         assert_eq!(
             serde_json::to_string(&info).expect("json"),
-            r#"{"node":"n1","leader":null,"term":3,"commit_index":9,"members":["n1","n2"]}"#
+            concat!(
+                r#"{"node":"n1","leader":null,"term":3,"commit_index":9,"members":["n1","n2"],"#,
+                r#""incarnation":"0000000000000000","peer_address":"127.0.0.1:7001","voter":true,"#,
+                r#""needs_replacement":false,"membership":[{"id":"n2","#,
+                r#""incarnation":"0000000000000000","voter":false,"address":"127.0.0.1:7002"}],"#,
+                r#""strangers":[]}"#
+            )
         );
         let check = HealthCheck {
             status: "online".into(),

@@ -10,11 +10,11 @@
 //! [`FrameDecoder`] is incremental: feed it whatever bytes a read returned, take whole frames out.
 //! It never buffers more than one frame's worth beyond the limit.
 
-use keel_core::{Message, NodeId};
+use keel_core::{Incarnation, Message, NodeId};
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change of [`Hello`] or [`Message`].
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 /// Default largest frame accepted (a snapshot travels in one frame). 64 MiB.
 pub const DEFAULT_MAX_FRAME_BYTES: u32 = 64 << 20;
 const MAGIC: [u8; 4] = *b"keel";
@@ -26,20 +26,43 @@ pub struct Hello {
     pub version: u16,
     pub cluster: String,
     pub node: NodeId,
+    /// The sender's incarnation: every message on the connection must carry it.
+    pub incarnation: Incarnation,
+    /// The sender has a data directory of this cluster (it bootstrapped or joined). A node
+    /// starting on an empty data directory learns from this whether the cluster exists.
+    pub initialized: bool,
+    /// The sender is only asking whether this node is initialized (it answers with its own
+    /// writer's handshake); no message follows.
+    pub probe: bool,
 }
 
 impl Hello {
-    pub fn new(cluster: &str, node: NodeId) -> Hello {
+    /// The handshake of a running node.
+    pub fn new(cluster: &str, node: NodeId, incarnation: Incarnation) -> Hello {
         Hello {
             magic: MAGIC,
             version: PROTOCOL_VERSION,
             cluster: cluster.to_string(),
             node,
+            incarnation,
+            initialized: true,
+            probe: false,
         }
     }
 
-    /// Accepts a peer's hello if it speaks this protocol, for this cluster, as a known member.
-    pub fn check(&self, cluster: &str, members: &[NodeId]) -> Result<NodeId, FrameError> {
+    /// The handshake of a node on an empty data directory, asking whether the cluster exists.
+    pub fn probe(cluster: &str, node: NodeId) -> Hello {
+        Hello {
+            initialized: false,
+            probe: true,
+            ..Hello::new(cluster, node, Incarnation::ORIGINAL)
+        }
+    }
+
+    /// Accepts a peer's hello if it speaks this protocol, for this cluster, from another node
+    /// than `me`. Which node ids may take part is the configuration's business (the core counts
+    /// only members of the named incarnation); who may connect at all is authentication's.
+    pub fn check(&self, cluster: &str, me: NodeId) -> Result<NodeId, FrameError> {
         if self.magic != MAGIC {
             return Err(FrameError::Handshake("not a keel peer (bad magic)".into()));
         }
@@ -55,10 +78,9 @@ impl Hello {
                 self.cluster
             )));
         }
-        if !members.contains(&self.node) {
+        if self.node == me {
             return Err(FrameError::Handshake(format!(
-                "{} is not a member of this cluster",
-                self.node
+                "the peer claims to be this node ({me})"
             )));
         }
         Ok(self.node)
@@ -221,7 +243,7 @@ mod tests {
     #[test]
     fn frames_round_trip_even_byte_by_byte() {
         let mut wire = Vec::new();
-        encode(&Hello::new("prod", NodeId(1)), &mut wire).expect("encode");
+        encode(&Hello::new("prod", NodeId(1), Incarnation(5)), &mut wire).expect("encode");
         encode(&message(), &mut wire).expect("encode");
         let mut d = FrameDecoder::new(DEFAULT_MAX_FRAME_BYTES);
         let mut frames = Vec::new();
@@ -233,7 +255,7 @@ mod tests {
         }
         assert_eq!(frames.len(), 2);
         let hello: Hello = decode(&frames[0]).expect("hello");
-        assert_eq!(hello.check("prod", &[NodeId(1), NodeId(2)]), Ok(NodeId(1)));
+        assert_eq!(hello.check("prod", NodeId(2)), Ok(NodeId(1)));
         assert_eq!(decode_message(&frames[1]).expect("message"), message());
     }
 
@@ -281,20 +303,27 @@ mod tests {
     }
 
     #[test]
-    fn a_handshake_for_another_cluster_version_or_node_is_refused() {
-        let members = [NodeId(1), NodeId(2), NodeId(3)];
-        let ok = Hello::new("prod", NodeId(2));
-        assert_eq!(ok.check("prod", &members), Ok(NodeId(2)));
-        let e = Hello::new("staging", NodeId(2)).check("prod", &members);
+    fn a_handshake_for_another_cluster_version_or_this_node_is_refused() {
+        let me = NodeId(1);
+        let ok = Hello::new("prod", NodeId(2), Incarnation(7));
+        assert_eq!(ok.check("prod", me), Ok(NodeId(2)));
+        // A node id the configuration does not name yet may connect (a member being added).
+        assert_eq!(
+            Hello::new("prod", NodeId(9), Incarnation(1)).check("prod", me),
+            Ok(NodeId(9))
+        );
+        let e = Hello::new("staging", NodeId(2), Incarnation(7)).check("prod", me);
         assert!(matches!(e, Err(FrameError::Handshake(m)) if m.contains("staging")));
-        let e = Hello::new("prod", NodeId(9)).check("prod", &members);
-        assert!(matches!(e, Err(FrameError::Handshake(m)) if m.contains("n9")));
+        let e = Hello::new("prod", me, Incarnation(7)).check("prod", me);
+        assert!(matches!(e, Err(FrameError::Handshake(m)) if m.contains("this node")));
         let mut old = ok.clone();
         old.version = 0;
-        let e = old.check("prod", &members);
+        let e = old.check("prod", me);
         assert!(matches!(e, Err(FrameError::Handshake(m)) if m.contains("version 0")));
         let mut alien = ok;
         alien.magic = *b"http";
-        assert!(alien.check("prod", &members).is_err());
+        assert!(alien.check("prod", me).is_err());
+        let probe = Hello::probe("prod", NodeId(3));
+        assert!(probe.probe && !probe.initialized);
     }
 }

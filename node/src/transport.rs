@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use keel_core::{Message, NodeId};
+use keel_core::{Incarnation, Message, NodeId};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
@@ -72,49 +72,106 @@ impl Default for TransportConfig {
     }
 }
 
-/// Handles to the per-peer outbound queues.
+/// Handles to the per-peer outbound queues, one writer task per peer. Peers come and go with
+/// the configuration ([`Outbound::connect`], [`Outbound::disconnect`]).
 pub struct Outbound {
-    queues: BTreeMap<NodeId, mpsc::Sender<Message>>,
+    me: NodeId,
+    /// This node's incarnation, sent in every handshake.
+    incarnation: Incarnation,
+    cfg: TransportConfig,
+    seed: u64,
+    queues: BTreeMap<NodeId, (SocketAddr, mpsc::Sender<Message>)>,
     dropped: std::sync::atomic::AtomicU64,
     handshakes: Handshakes,
+    /// The network's writer launcher: `connect` starts writers on the network `N` chosen at
+    /// [`Outbound::start`].
+    spawn: fn(Writer),
 }
 
 /// Per peer, how many of its inbound connections to this node have shaken hands. The listener
 /// counts; a reader whose number is no longer the latest was superseded and closes, and the
-/// writer to that peer may reconnect at once (see the module docs).
-pub type Handshakes = std::sync::Arc<BTreeMap<NodeId, watch::Sender<u64>>>;
+/// writer to that peer may reconnect at once (see the module docs). A peer that connects here
+/// for the first time (a member just added) gets its counter then.
+pub type Handshakes = std::sync::Arc<std::sync::Mutex<BTreeMap<NodeId, watch::Sender<u64>>>>;
+
+/// Everything one writer task needs.
+pub struct Writer {
+    me: NodeId,
+    incarnation: Incarnation,
+    peer: NodeId,
+    addr: SocketAddr,
+    rx: mpsc::Receiver<Message>,
+    came_back: watch::Receiver<u64>,
+    cfg: TransportConfig,
+    jitter: Jitter,
+}
+
+/// The handshake counter of `peer`, created on first use.
+fn counter(handshakes: &Handshakes, peer: NodeId) -> watch::Receiver<u64> {
+    let mut map = handshakes.lock().unwrap_or_else(|e| e.into_inner());
+    map.entry(peer)
+        .or_insert_with(|| watch::Sender::new(0))
+        .subscribe()
+}
 
 impl Outbound {
     /// Starts a writer task per peer on the network `N`; `seed` drives their reconnect jitter.
     pub fn start<N: Net>(
         me: NodeId,
+        incarnation: Incarnation,
         peers: &BTreeMap<NodeId, SocketAddr>,
         cfg: &TransportConfig,
         seed: u64,
     ) -> Outbound {
-        let handshakes: Handshakes =
-            std::sync::Arc::new(peers.keys().map(|p| (*p, watch::Sender::new(0))).collect());
-        let mut queues = BTreeMap::new();
-        for (id, addr) in peers {
-            let (tx, rx) = mpsc::channel(cfg.peer_queue);
-            queues.insert(*id, tx);
-            let jitter = Jitter::new(seed ^ u64::from(id.0).wrapping_mul(0x2545_F491_4F6C_DD1D));
-            let came_back = handshakes[id].subscribe();
-            tokio::spawn(writer::<N>(
-                me,
-                *id,
-                *addr,
-                rx,
-                came_back,
-                cfg.clone(),
-                jitter,
-            ));
-        }
-        Outbound {
-            queues,
+        let mut out = Outbound {
+            me,
+            incarnation,
+            cfg: cfg.clone(),
+            seed,
+            queues: BTreeMap::new(),
             dropped: std::sync::atomic::AtomicU64::new(0),
-            handshakes,
+            handshakes: Handshakes::default(),
+            spawn: |w| {
+                tokio::spawn(writer::<N>(w));
+            },
+        };
+        for (id, addr) in peers {
+            out.connect(*id, *addr);
         }
+        out
+    }
+
+    /// Starts (or restarts, at a new address) the writer to `peer`.
+    pub fn connect(&mut self, peer: NodeId, addr: SocketAddr) {
+        if self.queues.get(&peer).is_some_and(|(a, _)| *a == addr) || peer == self.me {
+            return;
+        }
+        let (tx, rx) = mpsc::channel(self.cfg.peer_queue);
+        self.queues.insert(peer, (addr, tx));
+        let mix = u64::from(peer.0).wrapping_mul(0x2545_F491_4F6C_DD1D);
+        (self.spawn)(Writer {
+            me: self.me,
+            incarnation: self.incarnation,
+            peer,
+            addr,
+            rx,
+            came_back: counter(&self.handshakes, peer),
+            cfg: self.cfg.clone(),
+            jitter: Jitter::new(self.seed ^ mix),
+        });
+        tracing::info!(%peer, %addr, "peer added");
+    }
+
+    /// Stops the writer to `peer` (it left the configuration).
+    pub fn disconnect(&mut self, peer: NodeId) {
+        if self.queues.remove(&peer).is_some() {
+            tracing::info!(%peer, "peer removed");
+        }
+    }
+
+    /// The peers written to, with their addresses.
+    pub fn peers(&self) -> BTreeMap<NodeId, SocketAddr> {
+        self.queues.iter().map(|(id, (a, _))| (*id, *a)).collect()
     }
 
     /// The handshake counters [`listen`] must update, so that the writer to a peer that has just
@@ -130,7 +187,7 @@ impl Outbound {
 
     /// Queues `m` for its destination; drops it if that peer's queue is full.
     pub fn send(&self, m: Message) {
-        if let Some(q) = self.queues.get(&m.to) {
+        if let Some((_, q)) = self.queues.get(&m.to) {
             if q.try_send(m).is_err() {
                 self.dropped
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -140,17 +197,20 @@ impl Outbound {
     }
 }
 
-async fn writer<N: Net>(
-    me: NodeId,
-    peer: NodeId,
-    addr: SocketAddr,
-    mut rx: mpsc::Receiver<Message>,
-    mut came_back: watch::Receiver<u64>,
-    cfg: TransportConfig,
-    mut jitter: Jitter,
-) {
+async fn writer<N: Net>(w: Writer) {
+    let Writer {
+        me,
+        incarnation,
+        peer,
+        addr,
+        mut rx,
+        mut came_back,
+        cfg,
+        mut jitter,
+    } = w;
     let link = Link {
         me,
+        incarnation,
         peer,
         addr,
         cfg: &cfg,
@@ -220,6 +280,7 @@ async fn replaced(
 /// One writer's view of its peer.
 struct Link<'a> {
     me: NodeId,
+    incarnation: Incarnation,
     peer: NodeId,
     addr: SocketAddr,
     cfg: &'a TransportConfig,
@@ -245,7 +306,8 @@ impl Link<'_> {
             tracing::debug!(%peer, error = %e, "could not set the unacknowledged-data timeout");
         }
         let mut buf = Vec::new();
-        if codec::encode(&Hello::new(&self.cfg.cluster, self.me), &mut buf).is_err() {
+        let hello = Hello::new(&self.cfg.cluster, self.me, self.incarnation);
+        if codec::encode(&hello, &mut buf).is_err() {
             return Ended::Failed;
         }
         let since = tokio::time::Instant::now();
@@ -392,11 +454,18 @@ async fn write_with_progress(
     Ok(())
 }
 
+/// Counts a handshake from `peer`; the receiver resolves when a newer one comes.
+fn bump(latest: &Handshakes, peer: NodeId) -> watch::Receiver<u64> {
+    let mut map = latest.lock().unwrap_or_else(|e| e.into_inner());
+    let gen = map.entry(peer).or_insert_with(|| watch::Sender::new(0));
+    gen.send_modify(|g| *g += 1);
+    gen.subscribe()
+}
+
 /// Accepts peers' connections and forwards their messages to `inbound`.
 pub async fn listen<N: Net>(
     listener: N::Listener,
     me: NodeId,
-    members: Vec<NodeId>,
     cfg: TransportConfig,
     inbound: mpsc::Sender<Message>,
     latest: Handshakes,
@@ -410,10 +479,10 @@ pub async fn listen<N: Net>(
                 continue;
             }
         };
-        let (members, cfg, inbound) = (members.clone(), cfg.clone(), inbound.clone());
+        let (cfg, inbound) = (cfg.clone(), inbound.clone());
         let latest = latest.clone();
         tokio::spawn(async move {
-            if let Err(e) = reader(stream, me, &members, &cfg, &latest, inbound).await {
+            if let Err(e) = reader(stream, me, &cfg, &latest, inbound).await {
                 tracing::warn!(%addr, reason = %e, "closed a peer connection");
             }
         });
@@ -423,14 +492,13 @@ pub async fn listen<N: Net>(
 async fn reader(
     mut stream: impl AsyncRead + Unpin,
     me: NodeId,
-    members: &[NodeId],
     cfg: &TransportConfig,
     latest: &Handshakes,
     inbound: mpsc::Sender<Message>,
 ) -> Result<(), FrameError> {
     let mut decoder = FrameDecoder::new(cfg.max_frame_bytes);
     let mut buf = vec![0u8; 64 * 1024];
-    let mut peer: Option<NodeId> = None;
+    let mut peer: Option<(NodeId, Incarnation)> = None;
     // Resolves once a newer connection from the same peer has shaken hands.
     let mut superseded: Option<watch::Receiver<u64>> = None;
     loop {
@@ -438,19 +506,22 @@ async fn reader(
             match peer {
                 None => {
                     let hello: Hello = codec::decode(frame)?;
-                    let from = hello.check(&cfg.cluster, members)?;
-                    if let Some(gen) = latest.get(&from) {
-                        gen.send_modify(|g| *g += 1);
-                        superseded = Some(gen.subscribe());
+                    let from = hello.check(&cfg.cluster, me)?;
+                    if hello.probe {
+                        // A node deciding whether to bootstrap asked; it has its answer in our
+                        // writer's handshake to it. Nothing follows on this connection.
+                        return Ok(());
                     }
-                    peer = Some(from);
+                    superseded = Some(bump(latest, from));
+                    peer = Some((from, hello.incarnation));
                 }
-                Some(from) => {
+                Some((from, incarnation)) => {
                     let m = codec::decode_message(frame)?;
-                    if m.from != from || m.to != me {
+                    if m.from != from || m.to != me || m.incarnation != incarnation {
                         return Err(FrameError::Handshake(format!(
-                            "a message from {} to {} on {from}'s connection to {me}",
-                            m.from, m.to
+                            "a message from {} (incarnation {}) to {} on the connection of {from} \
+                             (incarnation {incarnation}) to {me}",
+                            m.from, m.incarnation, m.to
                         )));
                     }
                     if inbound.send(m).await.is_err() {

@@ -93,7 +93,7 @@ impl Raft {
             .retain(|id, inc| !self.members.membership.knows(*id, *inc));
         let next = self.log.last_index().next();
         if let Some(lead) = self.lead.as_mut() {
-            lead.sync_members(&self.members, next, now);
+            lead.sync_members(&self.members, next);
         }
         if !self.members.voter && matches!(self.role, Role::PreCandidate | Role::Candidate) {
             self.role = Role::Follower;

@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 
 #[cfg(test)]
 use crate::types::NodeId;
-use crate::types::{Instant, LogIndex};
+use crate::types::{Incarnation, Instant, LogIndex};
 
 use super::members::InForce;
 use super::read::PendingRead;
@@ -38,10 +38,12 @@ pub(crate) struct Progress {
     pub matched_round: u64,
     /// A voter of the configuration in force (a learner's answers count toward no quorum).
     pub voter: bool,
+    /// The incarnation this progress is about: a new incarnation of the same id starts over.
+    pub incarnation: Incarnation,
 }
 
 impl Progress {
-    fn new(next: LogIndex, voter: bool) -> Progress {
+    fn new(next: LogIndex, voter: bool, incarnation: Incarnation) -> Progress {
         Progress {
             next,
             matched: LogIndex(0),
@@ -53,6 +55,7 @@ impl Progress {
             last_sent: Instant::ZERO,
             matched_round: 0,
             voter,
+            incarnation,
         }
     }
 }
@@ -103,9 +106,11 @@ pub(crate) struct Leadership {
 impl Leadership {
     pub(crate) fn new(members: &InForce, term_start: LogIndex, now: Instant) -> Self {
         let progress = members
-            .peers
+            .membership
+            .members()
             .iter()
-            .map(|&p| (p, Progress::new(term_start, members.voters.contains(&p))))
+            .filter(|m| members.peers.contains(&m.id))
+            .map(|m| (m.id, Progress::new(term_start, m.voter, m.incarnation)))
             .collect();
         Leadership {
             progress,
@@ -122,14 +127,18 @@ impl Leadership {
     }
 
     /// Follows a new configuration: progress for every member that joined (probing from
-    /// `next`), none for those that left, and who votes.
-    pub(crate) fn sync_members(&mut self, members: &InForce, next: LogIndex, _now: Instant) {
+    /// `next`) or came back as a new incarnation, none for those that left, and who votes.
+    pub(crate) fn sync_members(&mut self, members: &InForce, next: LogIndex) {
         self.progress.retain(|id| members.peers.contains(id));
-        for &p in &members.peers {
-            let voter = members.voters.contains(&p);
-            match self.progress.get_mut(&p) {
-                Some(pr) => pr.voter = voter,
-                None => self.progress.insert(p, Progress::new(next, voter)),
+        for m in members.membership.members() {
+            if !members.peers.contains(&m.id) {
+                continue;
+            }
+            match self.progress.get_mut(&m.id) {
+                Some(pr) if pr.incarnation == m.incarnation => pr.voter = m.voter,
+                _ => self
+                    .progress
+                    .insert(m.id, Progress::new(next, m.voter, m.incarnation)),
             }
         }
         self.self_voter = members.voter;

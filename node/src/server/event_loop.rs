@@ -20,8 +20,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Sleep;
 
 use super::handle::ApiRequest;
+use super::peers::AddressBook;
 use super::{AbortOnDrop, ServerError};
-use crate::api::ClusterInfo;
+use crate::api::{ClusterInfo, MemberInfo, StrangerInfo};
 use crate::config::ShutdownConfig;
 use crate::metrics::Metrics;
 use crate::runtime::{Effects, Gated, Runtime, RuntimeError};
@@ -56,7 +57,11 @@ enum Turn {
 /// The core, its storage, and everything its effects go to.
 pub(crate) struct EventLoop {
     pub id: NodeId,
-    pub members: Vec<NodeId>,
+    /// Where every member's peer port is.
+    pub book: AddressBook,
+    /// This node started on an empty data directory as a new incarnation of a member the
+    /// cluster already has: it needs replacing until the configuration names it.
+    pub new_incarnation: bool,
     /// The zero of the core's clock.
     pub clock: tokio::time::Instant,
     pub rt: Runtime,
@@ -242,13 +247,48 @@ impl EventLoop {
     /// The cluster as this node sees it.
     fn cluster_info(&self) -> ClusterInfo {
         let n = self.rt.node();
+        let membership = n.membership();
+        let named = membership.knows(n.id(), n.incarnation());
         ClusterInfo {
             node: n.id().to_string(),
             leader: n.leader().map(|l| l.to_string()),
             term: n.term().0,
             commit_index: n.commit_index().0,
-            members: self.members.iter().map(|m| m.to_string()).collect(),
+            members: membership
+                .members()
+                .iter()
+                .map(|m| m.id.to_string())
+                .collect(),
+            incarnation: n.incarnation().to_string(),
+            peer_address: self.book.listen.to_string(),
+            voter: n.is_voter(),
+            needs_replacement: n.needs_replacement() || (self.new_incarnation && !named),
+            membership: self.member_infos(membership),
+            strangers: n
+                .strangers()
+                .map(|(id, inc)| StrangerInfo {
+                    id: id.to_string(),
+                    incarnation: inc.to_string(),
+                })
+                .collect(),
         }
+    }
+
+    /// `membership`'s members, with their peer addresses as this node knows them.
+    pub(crate) fn member_infos(&self, membership: &keel_core::Membership) -> Vec<MemberInfo> {
+        membership
+            .members()
+            .iter()
+            .map(|m| MemberInfo {
+                id: m.id.to_string(),
+                incarnation: m.incarnation.to_string(),
+                voter: m.voter,
+                address: self
+                    .book
+                    .address(m.id, membership)
+                    .map_or_else(String::new, |a| a.to_string()),
+            })
+            .collect()
     }
 
     /// `/metrics`, with the gauges refreshed.
@@ -284,6 +324,13 @@ impl EventLoop {
     /// A step's effects, now that its persists are durable: sends, replies, events, workload
     /// actions, in that order.
     fn release(&mut self, effects: Effects) {
+        let changed = effects
+            .events
+            .iter()
+            .any(|e| matches!(e, keel_core::Event::MembershipChanged { .. }));
+        if changed {
+            self.follow_membership();
+        }
         for m in effects.sends {
             self.outbound.send(m);
         }
@@ -298,6 +345,19 @@ impl EventLoop {
             self.supervisor.apply(t, a);
         }
         self.metrics.observe(self.rt.node());
+    }
+
+    /// Connects to the members the configuration added and lets go of those it removed.
+    fn follow_membership(&mut self) {
+        let changes = self
+            .book
+            .changes(&self.outbound.peers(), self.rt.node().membership());
+        for (id, addr) in changes.connect {
+            self.outbound.connect(id, addr);
+        }
+        for id in changes.drop {
+            self.outbound.disconnect(id);
+        }
     }
 
     /// Hands a reply to the request waiting for it (and times an acknowledged write).

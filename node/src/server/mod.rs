@@ -7,6 +7,7 @@
 
 mod event_loop;
 mod handle;
+mod peers;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -151,11 +152,13 @@ pub async fn run_with_api<N: Net>(
         })?;
     let http_listener = crate::http::bind::<N>(spec.http).await?;
     let (inbound_tx, inbound) = mpsc::channel::<Message>(4096);
-    let outbound = Outbound::start::<N>(spec.id, &spec.peers, &spec.transport, seed);
+    let incarnation = rt.node().incarnation();
+    let book = peers::AddressBook::new(spec.id, spec.listen, spec.peers.clone());
+    let peers = book.peers(rt.node().membership());
+    let outbound = Outbound::start::<N>(spec.id, incarnation, &peers, &spec.transport, seed);
     let _listener = AbortOnDrop(tokio::spawn(transport::listen::<N>(
         peer_listener,
         spec.id,
-        members.clone(),
         spec.transport.clone(),
         inbound_tx,
         outbound.handshakes(),
@@ -168,7 +171,8 @@ pub async fn run_with_api<N: Net>(
     let pulse = start_watchdog(&spec);
     let node = EventLoop {
         id: spec.id,
-        members,
+        book,
+        new_incarnation: false,
         clock,
         rt,
         supervisor,
