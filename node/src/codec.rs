@@ -31,9 +31,12 @@ pub struct Hello {
     /// The sender has a data directory of this cluster (it bootstrapped or joined). A node
     /// starting on an empty data directory learns from this whether the cluster exists.
     pub initialized: bool,
-    /// The sender is only asking whether this node is initialized (it answers with its own
-    /// writer's handshake); no message follows.
+    /// The sender is only asking whether this node is initialized (the answer is a handshake on
+    /// the same connection); no message follows.
     pub probe: bool,
+    /// In a probe: the voters the sender would bootstrap the cluster with (itself included,
+    /// ascending), so that two nodes started with different peer lists refuse to bootstrap.
+    pub bootstrap: Vec<NodeId>,
 }
 
 impl Hello {
@@ -47,14 +50,17 @@ impl Hello {
             incarnation,
             initialized: true,
             probe: false,
+            bootstrap: Vec::new(),
         }
     }
 
-    /// The handshake of a node on an empty data directory, asking whether the cluster exists.
-    pub fn probe(cluster: &str, node: NodeId) -> Hello {
+    /// The handshake of a node on an empty data directory that would bootstrap the cluster with
+    /// the voters `bootstrap`, asking whether the cluster exists.
+    pub fn probe(cluster: &str, node: NodeId, bootstrap: &[NodeId]) -> Hello {
         Hello {
             initialized: false,
             probe: true,
+            bootstrap: bootstrap.to_vec(),
             ..Hello::new(cluster, node, Incarnation::ORIGINAL)
         }
     }
@@ -323,7 +329,7 @@ mod tests {
         let mut alien = ok;
         alien.magic = *b"http";
         assert!(alien.check("prod", me).is_err());
-        let probe = Hello::probe("prod", NodeId(3));
+        let probe = Hello::probe("prod", NodeId(3), &[NodeId(1), NodeId(3)]);
         assert!(probe.probe && !probe.initialized);
     }
 }

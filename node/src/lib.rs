@@ -15,6 +15,7 @@
 //! out its outputs, persisting before sending.
 
 pub mod api;
+pub mod bootstrap;
 pub mod client;
 pub mod codec;
 pub mod config;

@@ -101,15 +101,22 @@ impl Runtime {
         now: Instant,
     ) -> Result<(Runtime, Recovery), RuntimeError> {
         let (storage, durable, recovery) = Storage::open_with(dir, options)?;
+        Ok((Runtime::assemble(cfg, storage, durable, now)?, recovery))
+    }
+
+    /// The core started at `now` from `durable`, read from the opened `storage`.
+    pub fn assemble(
+        cfg: Config,
+        storage: Storage,
+        durable: keel_core::DurableState,
+        now: Instant,
+    ) -> Result<Runtime, RuntimeError> {
         let node = Node::new(cfg, durable, now)?;
-        Ok((
-            Runtime {
-                node,
-                storage,
-                out: Vec::new(),
-            },
-            recovery,
-        ))
+        Ok(Runtime {
+            node,
+            storage,
+            out: Vec::new(),
+        })
     }
 
     pub fn node(&self) -> &Node {

@@ -466,6 +466,7 @@ fn bump(latest: &Handshakes, peer: NodeId) -> watch::Receiver<u64> {
 pub async fn listen<N: Net>(
     listener: N::Listener,
     me: NodeId,
+    incarnation: Incarnation,
     cfg: TransportConfig,
     inbound: mpsc::Sender<Message>,
     latest: Handshakes,
@@ -482,6 +483,7 @@ pub async fn listen<N: Net>(
         let (cfg, inbound) = (cfg.clone(), inbound.clone());
         let latest = latest.clone();
         tokio::spawn(async move {
+            let me = (me, incarnation);
             if let Err(e) = reader(stream, me, &cfg, &latest, inbound).await {
                 tracing::warn!(%addr, reason = %e, "closed a peer connection");
             }
@@ -490,8 +492,8 @@ pub async fn listen<N: Net>(
 }
 
 async fn reader(
-    mut stream: impl AsyncRead + Unpin,
-    me: NodeId,
+    mut stream: impl AsyncRead + AsyncWrite + Unpin,
+    (me, incarnation): (NodeId, Incarnation),
     cfg: &TransportConfig,
     latest: &Handshakes,
     inbound: mpsc::Sender<Message>,
@@ -508,8 +510,11 @@ async fn reader(
                     let hello: Hello = codec::decode(frame)?;
                     let from = hello.check(&cfg.cluster, me)?;
                     if hello.probe {
-                        // A node deciding whether to bootstrap asked; it has its answer in our
-                        // writer's handshake to it. Nothing follows on this connection.
+                        // A node on an empty data directory asks whether the cluster exists:
+                        // this node's handshake says it is initialized. Nothing follows.
+                        let mut answer = Vec::new();
+                        codec::encode(&Hello::new(&cfg.cluster, me, incarnation), &mut answer)?;
+                        let _ = write_with_progress(&mut stream, &answer, cfg.io_timeout).await;
                         return Ok(());
                     }
                     superseded = Some(bump(latest, from));

@@ -169,6 +169,10 @@ impl TraceHasher {
             }
             keel_core::MemberChange::Promote { id } => self.tagged(3, u64::from(id.0)),
             keel_core::MemberChange::Remove { id } => self.tagged(4, u64::from(id.0)),
+            keel_core::MemberChange::SetAddress { id, ref address } => {
+                self.tagged(5, u64::from(id.0));
+                self.str(address);
+            }
         }
     }
 

@@ -59,6 +59,8 @@ pub enum MemberChange {
     Promote { id: NodeId },
     /// Removes `id`, voter or learner.
     Remove { id: NodeId },
+    /// Records where `id` is reached (no voter changes).
+    SetAddress { id: NodeId, address: String },
 }
 
 impl MemberChange {
@@ -67,7 +69,8 @@ impl MemberChange {
         match *self {
             MemberChange::AddLearner { id, .. }
             | MemberChange::Promote { id }
-            | MemberChange::Remove { id } => id,
+            | MemberChange::Remove { id }
+            | MemberChange::SetAddress { id, .. } => id,
         }
     }
 }
@@ -82,6 +85,9 @@ impl fmt::Display for MemberChange {
             }
             MemberChange::Promote { id } => write!(f, "promote {id} to voter"),
             MemberChange::Remove { id } => write!(f, "remove {id}"),
+            MemberChange::SetAddress { id, address } => {
+                write!(f, "set {id}'s address to {address}")
+            }
         }
     }
 }
@@ -202,6 +208,14 @@ impl Membership {
                     return Err(MembershipError::NotAMember(id));
                 }
                 next.members.retain(|m| m.id != id);
+            }
+            MemberChange::SetAddress { id, ref address } => {
+                let m = next
+                    .members
+                    .iter_mut()
+                    .find(|m| m.id == id)
+                    .ok_or(MembershipError::NotAMember(id))?;
+                m.address = address.clone();
             }
         }
         if next.voter_count() == 0 {

@@ -4,6 +4,7 @@
 //! Every query talks to a node over the HTTP API and reads its answers as [`keel_node::api`]
 //! types; none of them holds cluster state of its own.
 
+mod join;
 pub mod kv;
 pub mod node;
 pub mod status;

@@ -42,6 +42,11 @@ pub struct NodeArgs {
     /// Log lines as text or JSON (filter with RUST_LOG, default info). Default text.
     #[arg(long, value_enum)]
     log_format: Option<LogFormat>,
+    /// Join a running cluster through the member whose HTTP API is at this address (e.g.
+    /// 127.0.0.1:8001), instead of listing every member in --peers: the node is added as a
+    /// learner; promote it with `keel member promote`.
+    #[arg(long)]
+    join: Option<SocketAddr>,
 }
 
 fn parse_peers(me: NodeId, peers: &[String]) -> anyhow::Result<BTreeMap<NodeId, SocketAddr>> {
@@ -72,8 +77,14 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),
     };
-    let spec = spec(&args, &file)?;
+    let mut spec = spec(&args, &file)?;
     init_logging(args.log_format, &file)?;
+    if let Some(via) = args.join {
+        let learned = super::join::prepare(&spec, via)?;
+        for (id, addr) in learned {
+            spec.peers.entry(id).or_insert(addr);
+        }
+    }
     serve(spec)
 }
 

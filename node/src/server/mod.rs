@@ -8,6 +8,9 @@
 mod event_loop;
 mod handle;
 mod peers;
+mod start;
+
+pub use start::fresh_incarnation;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -24,7 +27,8 @@ use crate::config::ShutdownConfig;
 use crate::metrics::Metrics;
 use crate::net::{Net, TokioNet};
 use crate::runtime::{Runtime, RuntimeError};
-use crate::storage::StorageOptions;
+use crate::storage::identity::{Identity, Origin};
+use crate::storage::{Storage, StorageOptions};
 use crate::supervisor::{Supervisor, SupervisorConfig};
 use crate::transport::{self, Outbound, TransportConfig};
 use crate::watchdog::{self, WatchdogConfig};
@@ -93,6 +97,12 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Identity(#[from] crate::storage::identity::IdentityError),
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
+    #[error("cannot bootstrap: {0}")]
+    Bootstrap(#[from] crate::bootstrap::Mismatch),
     #[error("cannot prepare the workload directory under {dir}: {source}")]
     Workloads {
         dir: PathBuf,
@@ -130,24 +140,25 @@ pub async fn run_with_api<N: Net>(
     shutdown: impl std::future::Future<Output = ()>,
     api: ApiInbox,
 ) -> Result<(), ServerError> {
-    let members = members(&spec);
     let seed = node_seed(spec.seed.unwrap_or_else(clock_seed), spec.id);
-    let cfg = core_config(&spec, &members, seed)?;
-    let clock = tokio::time::Instant::now();
-    let (rt, recovery) = Runtime::open_with(cfg, &spec.data_dir, spec.storage, since(clock))?;
-    if let Some((at, len)) = recovery.truncated_tail {
-        tracing::warn!(offset = at, bytes = len, "cut a torn tail off the log");
-    }
-    tracing::info!(node = %spec.id, records = recovery.records, "recovered");
-    let (supervisor, workload_events) = Supervisor::new(spec.supervisor.clone(), &spec.data_dir)
-        .map_err(|source| ServerError::Workloads {
-            dir: spec.data_dir.clone(),
-            source,
-        })?;
     let peer_listener = N::bind(spec.listen)
         .await
         .map_err(|source| ServerError::Bind {
             addr: spec.listen,
+            source,
+        })?;
+    let (storage, durable, recovery) = Storage::open_with(&spec.data_dir, spec.storage)?;
+    let identity = start::identity::<N>(&spec, &durable, &peer_listener).await?;
+    let cfg = core_config(&spec, &identity, seed)?;
+    let clock = tokio::time::Instant::now();
+    let rt = Runtime::assemble(cfg, storage, durable, since(clock))?;
+    if let Some((at, len)) = recovery.truncated_tail {
+        tracing::warn!(offset = at, bytes = len, "cut a torn tail off the log");
+    }
+    tracing::info!(node = %spec.id, incarnation = %identity.incarnation, records = recovery.records, "recovered");
+    let (supervisor, workload_events) = Supervisor::new(spec.supervisor.clone(), &spec.data_dir)
+        .map_err(|source| ServerError::Workloads {
+            dir: spec.data_dir.clone(),
             source,
         })?;
     let http_listener = crate::http::bind::<N>(spec.http).await?;
@@ -159,6 +170,7 @@ pub async fn run_with_api<N: Net>(
     let _listener = AbortOnDrop(tokio::spawn(transport::listen::<N>(
         peer_listener,
         spec.id,
+        incarnation,
         spec.transport.clone(),
         inbound_tx,
         outbound.handshakes(),
@@ -172,7 +184,7 @@ pub async fn run_with_api<N: Net>(
     let node = EventLoop {
         id: spec.id,
         book,
-        new_incarnation: false,
+        new_incarnation: identity.origin == Origin::Replacement,
         clock,
         rt,
         supervisor,
@@ -195,17 +207,15 @@ pub async fn run_with_api<N: Net>(
     node.run(sources).await
 }
 
-/// Every member, this node included, in order.
-fn members(spec: &NodeSpec) -> Vec<NodeId> {
-    let mut members: Vec<NodeId> = spec.peers.keys().copied().collect();
-    members.push(spec.id);
-    members.sort();
-    members
-}
-
-/// The core's configuration: its defaults, with the `[core]` overrides of the spec.
-fn core_config(spec: &NodeSpec, members: &[NodeId], seed: u64) -> Result<Config, ServerError> {
-    let mut cfg = Config::new(spec.id, members.to_vec(), seed);
+/// The core's configuration: its defaults, with the `[core]` overrides of the spec, this
+/// node's incarnation, and the voters it bootstrapped the cluster with (none if it joined).
+fn core_config(spec: &NodeSpec, identity: &Identity, seed: u64) -> Result<Config, ServerError> {
+    let members = match &identity.origin {
+        Origin::Bootstrap(voters) => voters.clone(),
+        Origin::Join | Origin::Replacement => Vec::new(),
+    };
+    let mut cfg = Config::new(spec.id, members, seed);
+    cfg.incarnation = identity.incarnation;
     crate::config::apply_core(&mut cfg, &spec.core)?;
     Ok(cfg)
 }

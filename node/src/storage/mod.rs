@@ -35,6 +35,7 @@
 //! from a log it cannot trust. (A `wal.log` from before segments is read as the base segment 0.)
 
 mod format;
+pub mod identity;
 mod lock;
 mod recovery;
 mod segment;
