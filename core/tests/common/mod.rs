@@ -218,6 +218,26 @@ impl Cluster {
         self.nodes.insert(id, node);
     }
 
+    /// Starts node `id` outside the configuration: an empty disk, incarnation `incarnation`,
+    /// no bootstrap members (it waits to be added). Replaces a node of that id if there is one
+    /// (a node that lost its disk coming back).
+    pub fn start_spare(&mut self, id: u32, incarnation: u64) -> NodeId {
+        let id = NodeId(id);
+        let mut cfg = Config::new(id, Vec::new(), 5000 + u64::from(id.0) + incarnation);
+        cfg.incarnation = Incarnation(incarnation);
+        let node = Node::new(cfg.clone(), DurableState::default(), self.now).expect("valid");
+        self.inflight.retain(|m| m.to != id);
+        self.configs.insert(id, cfg);
+        self.durable.insert(id, DurableState::default());
+        self.nodes.insert(id, node);
+        id
+    }
+
+    /// Asks node `at` for a membership change.
+    pub fn change(&mut self, at: NodeId, change: MemberChange) -> RequestId {
+        self.request(at, ClientOp::Members(MemberOp::Change(change)))
+    }
+
     pub fn isolate(&mut self, id: NodeId) {
         for other in self.configs.keys().copied().collect::<Vec<_>>() {
             if other != id {
