@@ -119,6 +119,10 @@ impl Node {
     pub fn membership(&self) -> &Membership {
         self.raft.membership()
     }
+    /// The index of the entry holding the configuration in force.
+    pub fn membership_index(&self) -> LogIndex {
+        self.raft.membership_index()
+    }
     /// True if this node votes in the configuration in force.
     pub fn is_voter(&self) -> bool {
         self.raft

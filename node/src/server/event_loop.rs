@@ -79,7 +79,13 @@ pub(crate) struct EventLoop {
     pub next_id: u64,
     /// Set once shutdown began while leading: leave when leadership moved, or at this instant.
     pub leaving: Option<tokio::time::Instant>,
+    /// When this node, leading, may next record a member's missing address (see
+    /// [`EventLoop::address_fill`]).
+    pub fill_after: tokio::time::Instant,
 }
+
+/// How often a leader tries to record a member's missing address.
+const FILL_INTERVAL: Duration = Duration::from_secs(1);
 
 impl EventLoop {
     /// Runs until shutdown (after a leader's hand-over) or a storage failure; then stops the
@@ -108,6 +114,14 @@ impl EventLoop {
                 break Ok(());
             }
             self.arm(timer.as_mut());
+            if let Some(fill) = self.address_fill() {
+                let step = self.rt.step_gated(self.now(), [fill]);
+                match self.sync(step).await {
+                    Ok(effects) => self.release(effects),
+                    Err(e) => break Err(e),
+                }
+                continue;
+            }
             let gated = tokio::select! {
                 biased;
                 () = &mut shutdown, if self.leaving.is_none() => self.begin_shutdown(),
@@ -345,6 +359,36 @@ impl EventLoop {
             self.supervisor.apply(t, a);
         }
         self.metrics.observe(self.rt.node());
+    }
+
+    /// As leader, records in the configuration the address of a member it holds none for (the
+    /// members a cluster was bootstrapped with are known only from each node's `--peers`), one
+    /// at a time and at most once per [`FILL_INTERVAL`], so that a node that joins later finds
+    /// every member's address in the configuration it receives.
+    fn address_fill(&mut self) -> Option<Input> {
+        let now = tokio::time::Instant::now();
+        let n = self.rt.node();
+        if now < self.fill_after || !n.is_leader() || n.membership_index() > n.commit_index() {
+            return None;
+        }
+        let membership = n.membership();
+        let (id, address) = membership
+            .members()
+            .iter()
+            .filter(|m| m.address.is_empty())
+            .find_map(|m| Some((m.id, self.book.address(m.id, membership)?)))?;
+        self.fill_after = now + FILL_INTERVAL;
+        let change = keel_core::MemberChange::SetAddress {
+            id,
+            address: address.to_string(),
+        };
+        let request = RequestId(self.next_id);
+        self.next_id += 1;
+        tracing::debug!(member = %id, %address, "recording a member's address in the configuration");
+        Some(Input::Client(ClientRequest {
+            id: request,
+            op: keel_core::ClientOp::Members(keel_core::MemberOp::Change(change)),
+        }))
     }
 
     /// Connects to the members the configuration added and lets go of those it removed.

@@ -197,6 +197,7 @@ pub async fn run_with_api<N: Net>(
         arrived: BTreeMap::new(),
         next_id: 1,
         leaving: None,
+        fill_after: tokio::time::Instant::now(),
     };
     let sources = Sources {
         shutdown,

@@ -1,8 +1,8 @@
 //! The node's address book: where each member's peer port is, from every source the node has.
 //!
-//! A member's address comes from, in order: the configuration (an added member carries the
-//! address it was added with), the addresses this node learned when it joined (persisted in the
-//! data directory), and the node's own `--peers`. Members a cluster was bootstrapped with carry
+//! A member's address comes from, in order: the node's own `--peers` (and what it learned when
+//! it joined), which the operator gave this node and which therefore win, then the
+//! configuration (an added member carries the address it was added with). Members a cluster was bootstrapped with carry
 //! no address in the configuration: every node that bootstrapped has them in `--peers`, and a
 //! node that joined later learned them from the member it joined through.
 //!
@@ -39,15 +39,18 @@ impl AddressBook {
         AddressBook { me, listen, known }
     }
 
-    /// The address of `id`, as far as this node knows.
+    /// The address of `id`, as far as this node knows. This node's own is its listen address,
+    /// unless that is a wildcard (`0.0.0.0`), which tells others nothing.
     pub(crate) fn address(&self, id: NodeId, membership: &Membership) -> Option<SocketAddr> {
         if id == self.me {
-            return Some(self.listen);
+            return (!self.listen.ip().is_unspecified()).then_some(self.listen);
         }
-        let configured = membership
-            .get(id)
-            .and_then(|m| m.address.parse::<SocketAddr>().ok());
-        configured.or_else(|| self.known.get(&id).copied())
+        let configured = || {
+            membership
+                .get(id)
+                .and_then(|m| m.address.parse::<SocketAddr>().ok())
+        };
+        self.known.get(&id).copied().or_else(configured)
     }
 
     /// The peers to connect to under `membership`: every other member with a known address.
@@ -119,6 +122,21 @@ mod tests {
         let now = book.peers(&grown);
         assert_eq!(book.changes(&now, &shrunk).drop, vec![NodeId(2)]);
         assert_eq!(book.address(NodeId(1), &shrunk), Some(addr(7001)));
+        let wildcard = AddressBook::new(
+            NodeId(1),
+            "0.0.0.0:7001".parse().expect("addr"),
+            known.clone(),
+        );
+        assert_eq!(wildcard.address(NodeId(1), &shrunk), None);
+        // --peers wins over what the configuration says.
+        let moved = grown
+            .apply(&MemberChange::SetAddress {
+                id: NodeId(2),
+                address: "127.0.0.1:9999".into(),
+            })
+            .expect("set");
+        assert_eq!(book.address(NodeId(2), &moved), Some(addr(7002)));
+        assert_eq!(book.address(NodeId(4), &moved), Some(addr(7004)));
         // No configuration yet: keep the peers given.
         assert_eq!(book.peers(&Membership::default()), known);
     }
