@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::io::{ClientOp, ClientResult};
 use crate::kv::Write;
-use crate::snapshot::Snapshot;
 use crate::types::{Incarnation, Instant, LogIndex, NodeId, RequestId, Term};
 use crate::workload::ExitOutcome;
 use std::time::Duration;
@@ -87,13 +86,15 @@ pub enum MessageBody {
         result: AppendResult,
         round: u64,
     },
-    /// §7: the leader sends its snapshot to a follower whose next entry it has compacted away.
-    InstallSnapshot {
-        snapshot: Snapshot,
-        round: u64,
-    },
+    /// §7: the leader sends its snapshot to a follower whose next entry it has compacted away,
+    /// one chunk at a time. Boxed: rare, and larger than every other message.
+    InstallSnapshot(Box<SnapshotChunk>),
+    /// `received: None`: the follower holds everything up to `last_index` (its commit index).
+    /// `Some(n)`: it holds the first `n` bytes of the snapshot being sent; the next chunk starts
+    /// there (a resend after a loss resumes from it).
     InstallSnapshotResponse {
         last_index: LogIndex,
+        received: Option<u64>,
         round: u64,
     },
     /// A follower hands a client request to the leader it believes in. Boxed (as is the
@@ -124,6 +125,20 @@ pub enum MessageBody {
         commit: LogIndex,
         silence: Vec<(NodeId, Duration)>,
     },
+}
+
+/// One piece of a snapshot: `data` is bytes `offset..offset + data.len()` of the encoded state
+/// (`total` bytes in all; see [`crate::snapshot::encode_state`]), with the snapshot's point and
+/// configuration in every chunk.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct SnapshotChunk {
+    pub last_index: LogIndex,
+    pub last_term: Term,
+    pub membership: crate::raft::membership::Membership,
+    pub offset: u64,
+    pub total: u64,
+    pub data: Vec<u8>,
+    pub round: u64,
 }
 
 /// A follower's answer to AppendEntries.

@@ -131,6 +131,9 @@ pub enum Refusal {
         index: LogIndex,
         commit: LogIndex,
     },
+    /// The snapshot up to `last_index` could not be encoded (leader) or what arrived could not
+    /// be decoded (follower): nothing is installed and the transfer starts over.
+    SnapshotEncoding { last_index: LogIndex, error: String },
 }
 
 /// One decision in a workload's life.

@@ -231,3 +231,68 @@ fn a_follower_that_lost_its_log_is_probed_back_at_once() {
         c.nodes[&leader].log().last_index()
     );
 }
+
+#[test]
+fn a_learner_catches_up_from_a_snapshot_sent_in_chunks_and_resumed_after_a_loss() {
+    let mut c = Cluster::with_config(3, |cfg| {
+        cfg.raft.snapshot_threshold_entries = 10;
+        cfg.raft.snapshot_retain_entries = 0;
+        cfg.raft.snapshot_chunk_bytes = 64;
+    });
+    let leader = c.elect();
+    for i in 0..40 {
+        c.put(
+            leader,
+            &format!("key-{i}"),
+            "a value long enough to need several chunks",
+        );
+    }
+    c.advance(Duration::from_millis(200));
+    assert!(
+        c.nodes[&leader].log().offset() > LogIndex(0),
+        "the leader compacted"
+    );
+    let four = c.start_spare(4, 44);
+    if let Some(cfg) = c.configs.get_mut(&four) {
+        cfg.raft.snapshot_chunk_bytes = 64;
+    }
+    // Count the chunks, and lose one in the middle of the transfer.
+    let seen = std::rc::Rc::new(std::cell::Cell::new((0u32, false)));
+    let count = seen.clone();
+    c.lose = Some(Box::new(move |m: &Message| {
+        let MessageBody::InstallSnapshot(chunk) = &m.body else {
+            return false;
+        };
+        assert!(chunk.data.len() <= 64);
+        let (n, lost) = count.get();
+        let lose = chunk.offset > 0 && !lost;
+        count.set((n + 1, lost || lose));
+        lose
+    }));
+    let add = c.change(leader, learner(4, 44));
+    c.advance(Duration::from_millis(500));
+    assert!(written(&c, add), "{:?}", c.reply(add));
+    let (chunks, lost) = seen.get();
+    assert!(lost && chunks > 5, "{chunks} chunks");
+    assert_eq!(
+        c.nodes[&four].applied_index(),
+        c.nodes[&leader].applied_index()
+    );
+    assert_eq!(
+        c.nodes[&four]
+            .state_machine()
+            .kv
+            .get(&Key::user("key-39"))
+            .map(|v| v.value.as_str()),
+        Some("a value long enough to need several chunks")
+    );
+    let restarts = c
+        .events_of(leader)
+        .iter()
+        .filter(|e| matches!(e, Event::SnapshotSent { to, .. } if *to == four))
+        .count();
+    assert_eq!(
+        restarts, 1,
+        "the lost chunk was sent again, not the whole snapshot"
+    );
+}

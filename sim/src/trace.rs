@@ -300,14 +300,26 @@ impl TraceHasher {
                 self.tagged(6, *round);
                 self.append_result(result);
             }
-            MessageBody::InstallSnapshot { snapshot, round } => {
-                self.tagged(7, snapshot.last_index.0);
-                self.u64(snapshot.last_term.0);
-                self.u64(*round);
+            MessageBody::InstallSnapshot(chunk) => {
+                self.tagged(7, chunk.last_index.0);
+                self.u64(chunk.last_term.0);
+                self.u64(chunk.round);
+                // A snapshot in one chunk hashes as a whole snapshot always did.
+                if chunk.offset != 0 || chunk.data.len() as u64 != chunk.total {
+                    self.tagged(0xfd, chunk.offset);
+                    self.u64(chunk.total);
+                }
             }
-            MessageBody::InstallSnapshotResponse { last_index, round } => {
+            MessageBody::InstallSnapshotResponse {
+                last_index,
+                received,
+                round,
+            } => {
                 self.tagged(8, last_index.0);
                 self.u64(*round);
+                if let Some(n) = received {
+                    self.tagged(0xfd, *n);
+                }
             }
             MessageBody::Forward { id, op } => {
                 self.tagged(9, id.0);
@@ -584,6 +596,11 @@ impl TraceHasher {
                 self.u64(u64::from(leader.0));
                 self.u64(index.0);
                 self.u64(commit.0);
+            }
+            keel_core::Refusal::SnapshotEncoding { last_index, error } => {
+                self.byte(3);
+                self.u64(last_index.0);
+                self.str(error);
             }
         }
     }

@@ -71,6 +71,11 @@ pub struct RaftConfig {
     /// until it caught up. Default 256 (half of what one leader keeps in flight to a follower
     /// at the default bounds, so a learner that keeps up with a write load qualifies).
     pub promote_max_lag: u64,
+    /// Most bytes of a snapshot's encoded state in one InstallSnapshot message: a state of any
+    /// size travels in chunks this large, one in flight at a time, and a transfer cut short
+    /// resumes from the last chunk acknowledged. Well below the production transport's frame
+    /// limit (64 MiB). Default 1 MiB.
+    pub snapshot_chunk_bytes: u64,
 }
 
 impl Default for RaftConfig {
@@ -91,6 +96,7 @@ impl Default for RaftConfig {
             snapshot_threshold_entries: 1024,
             snapshot_retain_entries: 1024,
             promote_max_lag: 256,
+            snapshot_chunk_bytes: 1 << 20,
         }
     }
 }
@@ -130,6 +136,9 @@ impl RaftConfig {
         }
         if self.snapshot_threshold_entries == 0 {
             return Err(ConfigError::Zero("snapshot_threshold_entries"));
+        }
+        if self.snapshot_chunk_bytes == 0 {
+            return Err(ConfigError::Zero("snapshot_chunk_bytes"));
         }
         if self.transfer_timeout.is_zero() {
             return Err(ConfigError::Zero("transfer_timeout"));

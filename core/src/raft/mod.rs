@@ -20,6 +20,7 @@ mod read;
 mod receive;
 mod replication;
 pub mod snapshot;
+mod snapshot_transfer;
 mod timers;
 mod transfer;
 
@@ -172,6 +173,10 @@ pub(crate) struct Raft {
     lead: Option<Leadership>,
     /// Members heard from as another incarnation than the configuration names.
     strangers: members::Strangers,
+    /// The leader's encoding of its newest snapshot (made when it is first sent).
+    encoded: Option<snapshot_transfer::Encoded>,
+    /// A snapshot arriving from the leader, chunk by chunk.
+    incoming: Option<snapshot_transfer::Incoming>,
 }
 
 impl Raft {
@@ -209,6 +214,8 @@ impl Raft {
             votes: BTreeMap::new(),
             lead: None,
             strangers: members::Strangers::new(),
+            encoded: None,
+            incoming: None,
         };
         raft.redraw_election_timer(now);
         raft

@@ -66,10 +66,12 @@ pub(crate) enum Mode {
     Probe { sent: bool },
     /// Match known: stream entries, at most `max_inflight_messages` unacknowledged.
     Replicate,
-    /// A snapshot up to `last_index` was sent at `sent_at`; waiting for its acknowledgement.
+    /// Sending the snapshot up to `last_index`: the chunk from byte `offset` went out at
+    /// `sent_at`; waiting for its acknowledgement.
     Snapshot {
         last_index: LogIndex,
         sent_at: Instant,
+        offset: u64,
     },
 }
 

@@ -140,11 +140,16 @@ impl Raft {
             MessageBody::AppendEntriesResponse { result, round } => {
                 self.handle_append_response(now, from, result, round, app, out)
             }
-            MessageBody::InstallSnapshot { snapshot, round } => {
-                self.handle_install_snapshot(now, from, snapshot, round, app, out)
+            MessageBody::InstallSnapshot(chunk) => {
+                self.handle_snapshot_chunk(now, from, *chunk, app, out)
             }
-            MessageBody::InstallSnapshotResponse { last_index, round } => {
-                self.handle_snapshot_response(now, from, last_index, round, app, out)
+            MessageBody::InstallSnapshotResponse {
+                last_index,
+                received,
+                round,
+            } => {
+                let answer = (last_index, received);
+                self.handle_snapshot_response(now, from, answer, round, app, out)
             }
             MessageBody::LeaseRequest { .. } | MessageBody::LeaseGrant { .. } => return Some(m),
             MessageBody::Forward { .. }
@@ -171,9 +176,10 @@ impl Raft {
                 },
                 round,
             },
-            MessageBody::InstallSnapshot { round, .. } => MessageBody::InstallSnapshotResponse {
+            MessageBody::InstallSnapshot(ref chunk) => MessageBody::InstallSnapshotResponse {
                 last_index: LogIndex(0),
-                round,
+                received: None,
+                round: chunk.round,
             },
             MessageBody::RequestVote { .. } => MessageBody::RequestVoteResponse { granted: false },
             _ => return,

@@ -45,9 +45,13 @@ impl Raft {
                 pr.mode = Mode::Probe { sent: false };
                 self.send_append(now, peer, out);
             }
-            Mode::Snapshot { sent_at, .. } => {
+            Mode::Snapshot {
+                sent_at, offset, ..
+            } => {
+                // Unanswered: send the same chunk again (the follower answers with what it
+                // holds, so a transfer resumes where it stopped).
                 if now.saturating_since(sent_at) >= snapshot_resend_after {
-                    self.send_snapshot(now, peer, out);
+                    self.send_snapshot_from(now, peer, offset, out);
                 }
             }
             Mode::Replicate => {

@@ -1,8 +1,9 @@
 //! Snapshots (§7): the applied state up to an index, so the log before it can be discarded.
 //!
-//! Owns: the snapshot format, when to take one and how far to compact, sending one to a
-//! follower the log no longer reaches, and installing one from the leader. Never: what the
-//! state inside means (the application provides and restores it through [`App`]).
+//! Owns: the snapshot format and the encoding its state travels in, when to take one and how
+//! far to compact, and installing one from the leader once it arrived whole (the chunked
+//! transfer is `snapshot_transfer.rs`). Never: what the state inside means (the application
+//! provides and restores it through [`App`]).
 
 use std::sync::Arc;
 
@@ -25,14 +26,23 @@ pub struct Snapshot {
     pub state: Arc<StateMachine>,
 }
 
+/// The encoding of a snapshot's state that travels in chunks (postcard, as the node stores it).
+pub fn encode_state(state: &StateMachine) -> Result<Vec<u8>, postcard::Error> {
+    postcard::to_allocvec(state)
+}
+
+/// The state `bytes` encode.
+pub fn decode_state(bytes: &[u8]) -> Result<StateMachine, postcard::Error> {
+    postcard::from_bytes(bytes)
+}
+
 use crate::io::{Output, Persist};
-use crate::message::MessageBody;
 use crate::testing::PlantedBug;
 use crate::trace::Event;
 use crate::types::{Instant, NodeId};
 
 use super::progress::Mode;
-use super::{App, Raft, Role};
+use super::{App, Raft};
 
 impl Raft {
     /// Takes a snapshot once enough entries were applied since the last one, and compacts the
@@ -67,86 +77,50 @@ impl Raft {
         self.log.compact(upto);
     }
 
-    /// §7: the follower needs entries the log no longer holds; send the whole snapshot.
-    pub(super) fn send_snapshot(&mut self, now: Instant, peer: NodeId, out: &mut Vec<Output>) {
-        let Some(snapshot) = self.snapshot.clone() else {
-            debug_assert!(false, "log compacted without a snapshot");
-            return;
-        };
-        let Some(lead) = self.lead.as_ref() else {
-            return;
-        };
-        let round = lead.round;
-        let last_index = snapshot.last_index;
-        self.send(peer, MessageBody::InstallSnapshot { snapshot, round }, out);
-        self.trace(
-            Event::SnapshotSent {
-                to: peer,
-                last_index,
-            },
-            out,
-        );
-        if let Some(pr) = self.progress_mut(peer) {
-            pr.mode = Mode::Snapshot {
-                last_index,
-                sent_at: now,
-            };
-            pr.inflight.clear();
-        }
-    }
-
-    /// Follower side of §7.
-    pub(super) fn handle_install_snapshot(
+    /// Follower side of §7, once every chunk of the snapshot up to `last_index` arrived and
+    /// decoded: installs it unless the log already holds that much committed.
+    pub(super) fn install_snapshot(
         &mut self,
         now: Instant,
-        from: NodeId,
         snapshot: Snapshot,
-        round: u64,
         app: &mut impl App,
         out: &mut Vec<Output>,
     ) {
-        if self.role != Role::Follower || self.leader != Some(from) {
-            self.become_follower(now, self.term, Some(from), app, out);
-        }
-        self.leader_contact = Some(now);
-        self.reset_election_timer(now);
         let last_index = snapshot.last_index;
-        if last_index > self.commit.get() {
-            if self.log.term_at(last_index) == Some(snapshot.last_term) {
-                self.log.compact(last_index);
-            } else {
-                self.log
-                    .reset(last_index, snapshot.last_term, snapshot.membership.clone());
-            }
-            self.sync_membership(now, app, out);
-            if !self.planted(PlantedBug::SnapshotInstallDropsEntries) {
-                app.restore(&snapshot.state);
-            }
-            self.commit_to(last_index, out);
-            self.applied = last_index;
-            out.push(Output::Persist(Persist::Snapshot(snapshot.clone())));
-            self.snapshot = Some(snapshot);
-            self.trace(Event::SnapshotInstalled { last_index }, out);
-            app.snapshot_installed(self.stamp(), last_index, out);
+        if last_index <= self.commit.get() {
+            return;
         }
-        // Everything up to our commit index is durable here and identical on the leader.
-        let reply = MessageBody::InstallSnapshotResponse {
-            last_index: self.commit.get(),
-            round,
-        };
-        self.send(from, reply, out);
+        if self.log.term_at(last_index) == Some(snapshot.last_term) {
+            self.log.compact(last_index);
+        } else {
+            self.log
+                .reset(last_index, snapshot.last_term, snapshot.membership.clone());
+        }
+        self.sync_membership(now, app, out);
+        if !self.planted(PlantedBug::SnapshotInstallDropsEntries) {
+            app.restore(&snapshot.state);
+        }
+        self.commit_to(last_index, out);
+        self.applied = last_index;
+        out.push(Output::Persist(Persist::Snapshot(snapshot.clone())));
+        self.snapshot = Some(snapshot);
+        self.trace(Event::SnapshotInstalled { last_index }, out);
+        app.snapshot_installed(self.stamp(), last_index, out);
     }
 
     pub(super) fn handle_snapshot_response(
         &mut self,
         now: Instant,
         from: NodeId,
-        last_index: LogIndex,
+        (last_index, received): (LogIndex, Option<u64>),
         round: u64,
         app: &mut impl App,
         out: &mut Vec<Output>,
     ) {
         self.round_acked(from, round);
+        if let Some(received) = received {
+            return self.snapshot_chunk_acked(now, from, received, out);
+        }
         let Some(pr) = self.progress_mut(from) else {
             return;
         };

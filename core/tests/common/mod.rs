@@ -17,6 +17,9 @@ pub fn config(id: u32, n: u32) -> Config {
     Config::new(NodeId(id), ids(n), 1000 + u64::from(id))
 }
 
+/// Decides which messages are lost on delivery.
+pub type Loss = Box<dyn FnMut(&Message) -> bool>;
+
 pub struct Cluster {
     pub now: Instant,
     pub nodes: BTreeMap<NodeId, Node>,
@@ -32,6 +35,8 @@ pub struct Cluster {
     pub actions: Vec<(NodeId, WorkloadAction)>,
     /// Outputs of the last step, per node, for order assertions.
     pub last_outputs: Vec<Output>,
+    /// Messages for which this answers true are lost on delivery.
+    pub lose: Option<Loss>,
     next_request: u64,
 }
 
@@ -52,6 +57,7 @@ impl Cluster {
             events: Vec::new(),
             actions: Vec::new(),
             last_outputs: Vec::new(),
+            lose: None,
             next_request: 1,
         };
         for i in 1..=n {
@@ -96,6 +102,9 @@ impl Cluster {
             budget -= 1;
             assert!(budget > 0, "messages never quiesce");
             if self.cut.contains(&(m.from, m.to)) || !self.nodes.contains_key(&m.to) {
+                continue;
+            }
+            if self.lose.as_mut().is_some_and(|lose| lose(&m)) {
                 continue;
             }
             self.step(m.to, Input::Message(m));
