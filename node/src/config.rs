@@ -162,10 +162,12 @@ pub fn apply_core(
         .as_object_mut()
         .ok_or_else(|| err("*", "the core configuration is not a table".into()))?;
     for (name, value) in overrides {
-        if matches!(name.as_str(), "id" | "members" | "seed") {
+        if matches!(name.as_str(), "id" | "members" | "seed" | "incarnation") {
             return Err(err(
                 name,
-                "is set from the command line (--id, --peers), not the file".into(),
+                "is set from the command line (--id, --peers) and the data directory's \
+                 identity, not the file"
+                    .into(),
             ));
         }
         let part = CORE_PARTS.iter().find(|part| {
