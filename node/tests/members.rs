@@ -253,7 +253,10 @@ async fn a_node_is_added_promoted_and_removed(at: SocketAddr) {
         "{out}{err}"
     );
     let (ok, out, err) = keel_member(at, &["remove", "n4"]).await;
-    assert!(ok && out.contains("done already"), "{out}{err}");
+    assert!(
+        ok && out.contains("nothing to do: n4 is not a member"),
+        "{out}{err}"
+    );
     let (status, body) = http(at, "DELETE", "/v1/members/n4", "").await;
     assert!(
         status == 409 && body.contains("n4 is not a member"),

@@ -134,10 +134,12 @@ fn table(m: &MembersInfo) -> String {
     } else {
         "NOT committed yet: a membership change is in progress"
     };
-    let mut text = format!(
-        "configuration of log index {} ({state}), read at revision {}\n",
-        m.index, m.revision
-    );
+    let which = if m.index == 0 {
+        "the bootstrap configuration".to_string()
+    } else {
+        format!("the configuration of log index {}", m.index)
+    };
+    let mut text = format!("{which} ({state}), read at revision {}\n", m.revision);
     let mut t = comfy_table::Table::new();
     t.set_header(["id", "incarnation", "role", "address", "note"]);
     for x in &m.members {

@@ -36,6 +36,17 @@ impl std::fmt::Display for Change {
     }
 }
 
+impl Change {
+    /// What holds when the change has nothing left to do.
+    pub fn already(&self) -> String {
+        match self {
+            Change::Add(r) => format!("{} is already a member of that incarnation", r.id),
+            Change::Promote(id) => format!("{id} is already a voter"),
+            Change::Remove(id) => format!("{id} is not a member"),
+        }
+    }
+}
+
 /// What a change request came to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {

@@ -37,8 +37,10 @@ impl Wait {
     }
 }
 
-/// How often a wait says it is still waiting when nothing changed.
+/// How often a wait says it is still waiting when nothing changed...
 const REPORT_EVERY: Duration = Duration::from_secs(5);
+/// ... and at most how often when the answer changes (a learner's lag, at every poll).
+const REPORT_MIN: Duration = Duration::from_secs(1);
 
 /// The refusals a leader may lift by itself: the learner catches up, the change in progress
 /// commits, the new leader commits an entry of its term. (The core's `MembershipError`
@@ -63,25 +65,42 @@ pub fn holds(change: &Change, m: &MembersInfo) -> bool {
     }
 }
 
-/// Carries out `change`: `Ok(Some(revision))` once committed, `Ok(None)` if its effect already
-/// held, or the leader's reason (or the last one heard, at the deadline) as the error.
+/// How a step ended well.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Done {
+    /// Committed at this revision.
+    Committed(u64),
+    /// Its effect holds: it already did, or an attempt whose answer was lost made it so.
+    Holds { after_lost_answer: bool },
+}
+
+/// Carries out `change`: [`Done`], or the leader's reason (or the last one heard, at the
+/// deadline) as the error.
 pub fn run(
     cluster: &dyn Cluster,
     change: &Change,
     wait: &Wait,
     out: &mut dyn Write,
-) -> anyhow::Result<Option<u64>> {
+) -> anyhow::Result<Done> {
     let mut last = String::new();
-    let mut reported = Instant::now();
+    let mut lost = false;
+    let mut reported: Option<Instant> = None;
     loop {
         let (reason, refused) = match cluster.change(change)? {
-            Outcome::Committed { revision } => return Ok(Some(revision)),
+            Outcome::Committed { revision } => return Ok(Done::Committed(revision)),
             Outcome::Refused(r) => (r, true),
-            Outcome::Unsettled(r) => (r, false),
+            Outcome::Unsettled(r) => {
+                lost = true;
+                (r, false)
+            }
         };
         let mut note = reason.clone();
         match cluster.members() {
-            Ok(m) if holds(change, &m) => return Ok(None),
+            Ok(m) if holds(change, &m) => {
+                return Ok(Done::Holds {
+                    after_lost_answer: lost,
+                })
+            }
             Ok(_) if refused && !may_pass_later(&reason) => bail!("{reason}"),
             Ok(_) => {}
             Err(e) if refused && !may_pass_later(&reason) => {
@@ -96,12 +115,13 @@ pub fn run(
                 wait.timeout
             );
         }
-        if note != last || reported.elapsed() >= REPORT_EVERY {
+        let since = reported.map(|r| r.elapsed());
+        let due = since.is_none_or(|t| t >= REPORT_EVERY || (note != last && t >= REPORT_MIN));
+        if due {
             let waited = wait.started.elapsed().as_secs();
             let _ = writeln!(out, "  not yet ({waited}s of {:.0?}): {note}", wait.timeout);
-            reported = Instant::now();
+            reported = Some(Instant::now());
         }
-        std::thread::sleep(wait.poll);
         last = note;
         std::thread::sleep(wait.poll);
     }
@@ -119,11 +139,18 @@ pub fn run_plan(
     for (i, change) in plan.iter().enumerate() {
         let _ = writeln!(out, "step {} of {}: {change}", i + 1, plan.len());
         match run(cluster, change, wait, out) {
-            Ok(Some(revision)) => {
+            Ok(Done::Committed(revision)) => {
                 let _ = writeln!(out, "  done: committed at revision {revision}");
             }
-            Ok(None) => {
-                let _ = writeln!(out, "  done already: nothing to change");
+            Ok(Done::Holds {
+                after_lost_answer: false,
+            }) => {
+                let _ = writeln!(out, "  nothing to do: {}", change.already());
+            }
+            Ok(Done::Holds {
+                after_lost_answer: true,
+            }) => {
+                let _ = writeln!(out, "  done (an attempt whose answer was lost made it)");
             }
             Err(e) => {
                 let state = match cluster.members() {

@@ -205,7 +205,7 @@ fn a_node_back_on_an_empty_disk_is_added_back_and_promoted_once_caught_up() {
         out.contains("n3 is back as incarnation 00000000000000c3"),
         "{out}"
     );
-    assert!(out.contains("step 1 of 2: add n3 (incarnation 00000000000000c3, peer address 127.0.0.1:7003) as a learner\n  done already"), "{out}");
+    assert!(out.contains("step 1 of 2: add n3 (incarnation 00000000000000c3, peer address 127.0.0.1:7003) as a learner\n  done (an attempt whose answer was lost made it)"), "{out}");
     assert!(out.contains("not yet (0s of 2s): promote n3 to voter: n3 cannot be promoted: it is 900 entries behind"), "{out}");
     assert!(out.contains("step 2 of 2: promote n3 to voter"), "{out}");
     assert_eq!(
@@ -379,7 +379,7 @@ fn the_list_marks_learners_and_members_to_replace() {
     m.members[0].address.clear();
     let text = table(&m);
     assert!(
-        text.starts_with("configuration of log index 3 (NOT committed yet"),
+        text.starts_with("the configuration of log index 3 (NOT committed yet"),
         "{text}"
     );
     assert!(
