@@ -180,6 +180,9 @@ async fn members_are_listed_added_promoted_and_removed() {
     a_node_is_added_promoted_and_removed(at).await;
     a_learner_behind_is_not_promoted(at).await;
 
+    let me = follower.id.to_string();
+    let (ok, _, err) = keel_member(at, &["remove", &me]).await;
+    assert!(!ok && err.contains("is the node asked (--addr)"), "{err}");
     let (ok, _, err) = keel_member(at, &["replace", "n2"]).await;
     assert!(
         !ok && err.contains("no other incarnation of n2 has been heard by"),

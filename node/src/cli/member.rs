@@ -19,7 +19,7 @@ use keel_core::NodeId;
 use keel_node::api::MembersInfo;
 use keel_node::client::request;
 
-use self::remote::{Change, Cluster, NewNode, Remote};
+use self::remote::{Change, NewNode, Remote};
 use self::steps::{run_plan, Wait};
 use super::{finish, parse, TIMEOUT};
 
@@ -85,16 +85,13 @@ pub fn run(args: MemberArgs) -> anyhow::Result<()> {
             }
             let flag = if learner { " --learner" } else { "" };
             let resume = resume(format!("add {node}{flag}"));
-            start(&cluster)?;
             run_plan(&cluster, &plan, &wait, &resume, out)
         }
         MemberCommand::Promote { id } => {
-            start(&cluster)?;
             let resume = resume(format!("promote {id}"));
             run_plan(&cluster, &[Change::Promote(id)], &wait, &resume, out)
         }
         MemberCommand::Remove { id } => {
-            start(&cluster)?;
             let resume = resume(format!("remove {id}"));
             run_plan(&cluster, &[Change::Remove(id)], &wait, &resume, out)
         }
@@ -109,11 +106,6 @@ pub fn run(args: MemberArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-/// Checks that the node asked answers with a configuration before any change is sent.
-fn start(cluster: &dyn Cluster) -> anyhow::Result<()> {
-    cluster.members().map(|_| ())
 }
 
 /// `keel member list`: the configuration as a table, then what needs replacing.

@@ -136,6 +136,7 @@ pub fn run_plan(
     resume: &str,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
+    not_through_itself(cluster, plan)?;
     for (i, change) in plan.iter().enumerate() {
         let _ = writeln!(out, "step {} of {}: {change}", i + 1, plan.len());
         match run(cluster, change, wait, out) {
@@ -165,6 +166,21 @@ pub fn run_plan(
                 );
             }
         }
+    }
+    Ok(())
+}
+
+/// Refuses a plan that removes the node it is sent through: a member being removed never hears
+/// that its removal committed (the leader stops sending to it), so it could neither confirm it
+/// nor answer anything after it.
+fn not_through_itself(cluster: &dyn Cluster, plan: &[Change]) -> anyhow::Result<()> {
+    let here = cluster.here()?;
+    if plan.contains(&Change::Remove(here.node.parse()?)) {
+        bail!(
+            "{0} is the node asked (--addr): a member being removed cannot confirm its own \
+             removal; ask another member (--addr with its HTTP address)",
+            here.node
+        );
     }
     Ok(())
 }

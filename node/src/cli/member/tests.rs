@@ -389,3 +389,22 @@ fn the_list_marks_learners_and_members_to_replace() {
     assert!(text.contains("learner"), "{text}");
     assert!(text.ends_with("n3 lost its data directory (heard as incarnation 00000000000000c3): keel member replace n3\n"), "{text}");
 }
+
+#[test]
+fn the_node_asked_is_never_removed_through_itself() {
+    let fake = Fake::three();
+    let mut out = Vec::new();
+    let e = run_plan(
+        &fake,
+        &[Change::Remove(NodeId(1))],
+        &quick(50),
+        "x",
+        &mut out,
+    )
+    .expect_err("refused");
+    assert!(
+        format!("{e:#}").starts_with("n1 is the node asked (--addr)"),
+        "{e:#}"
+    );
+    assert!(fake.sent.borrow().is_empty());
+}
