@@ -44,6 +44,11 @@ pub(crate) fn save(nodes: &[Value]) -> Result<()> {
 }
 
 pub(crate) fn spawn(args: &[String], log: &Path) -> Result<u32> {
+    start(args, log).map(|child| child.id())
+}
+
+/// Starts `keel ARGS` with its output going to `log`; the caller may watch the process.
+pub(crate) fn start(args: &[String], log: &Path) -> Result<std::process::Child> {
     let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let err = out.try_clone()?;
     let child = Process::new(keel())
@@ -53,7 +58,7 @@ pub(crate) fn spawn(args: &[String], log: &Path) -> Result<u32> {
         .stderr(err)
         .spawn()
         .context("starting target/release/keel")?;
-    Ok(child.id())
+    Ok(child)
 }
 
 /// `keel status --json` against one node; `None` if it does not answer.

@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 use crate::cluster::{
-    dir, keel, load, save, signal, spawn, status, BASE_HTTP_PORT, BASE_PEER_PORT,
+    dir, keel, load, save, signal, start, status, BASE_HTTP_PORT, BASE_PEER_PORT,
 };
 
 /// The number of a node id (`n7` → 7).
@@ -67,6 +67,28 @@ fn keel_member(args: &[&str]) -> Result<bool> {
     Ok(ok)
 }
 
+/// `keel node` for the new node `id`, joining through the member whose HTTP address is `member`.
+fn node_args(id: &str, peer: &str, http: &str, member: &str) -> Vec<String> {
+    let data = dir().join(id).display().to_string();
+    let join = format!("http://{member}");
+    [
+        "node",
+        "--id",
+        id,
+        "--listen",
+        peer,
+        "--http",
+        http,
+        "--data-dir",
+        &data,
+        "--join",
+        &join,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
 /// `cargo xtask cluster add`: start `nK` on the next free id and ports, joining through a
 /// running member, and make it a member (a learner, promoted once caught up unless `learner`).
 pub fn add(learner: bool) -> Result<ExitCode> {
@@ -83,35 +105,24 @@ pub fn add(learner: bool) -> Result<ExitCode> {
             .with_context(|| format!("{addr}, the next free node's port, is taken"))?;
     }
     let member = via(&nodes, None)?;
-    let data = dir().join(&id);
-    let args: Vec<String> = [
-        "node",
-        "--id",
-        &id,
-        "--listen",
-        &peer,
-        "--http",
-        &http,
-        "--data-dir",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([
-        data.display().to_string(),
-        "--join".into(),
-        format!("http://{member}"),
-    ])
-    .collect();
+    let args = node_args(&id, &peer, &http, &member);
     let log = dir().join(format!("{id}.log"));
-    let pid = spawn(&args, &log)?;
-    nodes.push(json!({"id": id, "http": http, "pid": pid,
-                      "args": args, "log": log.display().to_string()}));
-    save(&nodes)?;
+    let mut child = start(&args, &log)?;
+    let pid = child.id();
     println!(
         "{id}  http {http}  peer {peer}  pid {pid}  log {}",
         log.display()
     );
-    wait_until_it_answers(&id, &http, &log)?;
+    nodes.push(json!({"id": id, "http": http, "pid": pid,
+                      "args": args, "log": log.display().to_string()}));
+    save(&nodes)?;
+    if let Err(e) = wait_until_it_answers(&mut child, &id, &http, &log) {
+        if child.try_wait()?.is_some() {
+            nodes.pop();
+            save(&nodes)?;
+        }
+        return Err(e);
+    }
     let url = format!("http://{http}");
     let mut add = vec!["add", url.as_str(), "--addr", member.as_str()];
     if learner {
@@ -126,16 +137,35 @@ pub fn add(learner: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn wait_until_it_answers(id: &str, http: &str, log: &std::path::Path) -> Result<()> {
+/// Waits until the new node answers on `http`. A node that exits first is reported with the
+/// end of its log; one that never answers is left running (`cluster down` stops it).
+fn wait_until_it_answers(
+    child: &mut std::process::Child,
+    id: &str,
+    http: &str,
+    log: &std::path::Path,
+) -> Result<()> {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(15) {
         if status(http).is_some() {
             return Ok(());
         }
+        if let Some(code) = child.try_wait().context("watching the new node")? {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(8).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            bail!(
+                "{id} exited ({code}) before it answered (this needs a keel whose `keel node` \
+                 takes --join); the end of {}:\n{}",
+                log.display(),
+                tail.join("\n")
+            );
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
     bail!(
-        "{id} does not answer on {http} after 15 s; see {}",
+        "{id} does not answer on {http} after 15 s; it is left running (cargo xtask cluster \
+         down stops it); see {}",
         log.display()
     )
 }
