@@ -259,6 +259,23 @@ pub struct HealthSummary {
     pub revision: u64,
     pub running_workloads: usize,
     pub total_nodes: usize,
+    /// Members that lost their data directory and must be added back, each with the command
+    /// that does it. Left out of the answer when there are none, so a healthy cluster answers
+    /// exactly as before this field existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs_replacement: Vec<NeedsReplacement>,
+}
+
+/// A member that needs `keel member replace` (in `GET /health/summary`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeedsReplacement {
+    pub node: String,
+    /// The incarnation it answers as now (16 hex digits), which the configuration does not name.
+    pub incarnation: String,
+    /// Why it needs replacing, in words.
+    pub reason: String,
+    /// The command that fixes it.
+    pub fix: String,
 }
 
 /// A node's verdict in `GET /recovery/metrics`.

@@ -112,6 +112,8 @@ enum Command {
         #[command(subcommand)]
         command: WorkloadCommand,
     },
+    /// List the cluster's members; add, promote, remove them; replace one whose disk died.
+    Member(cli::member::MemberArgs),
     /// Ask the leader to hand leadership to a caught-up follower (`--to` one in particular),
     /// and print the cluster once a new leader is known.
     TransferLeader {
@@ -142,6 +144,7 @@ fn main() -> anyhow::Result<()> {
         Command::Status { addr, json } => cli::status::status(addr, json),
         Command::Kv { addr, command } => cli::kv::run(addr, command),
         Command::Workload { addr, command } => cli::workload::run(addr, command),
+        Command::Member(args) => cli::member::run(args),
         Command::Health { addr, json } => cli::status::health(addr, "GET", json),
         Command::Check { addr, json } => cli::status::health(addr, "POST", json),
         Command::Recovery { addr, json } => cli::status::recovery(addr, json),

@@ -1,5 +1,6 @@
 //! `cargo xtask cluster up|down` and `cargo xtask chaos ...`: a local cluster of real `keel`
 //! processes, driven as processes (the binary's CLI and signals), never as a library.
+//! (`cluster add|remove` live in [`crate::cluster_members`].)
 //!
 //! State lives in `target/cluster/`: one data directory and log per node, and `nodes.json` with
 //! each node's addresses, command line and process id.
@@ -15,14 +16,14 @@ use serde_json::{json, Value};
 
 use crate::{ChaosAction, ClusterAction};
 
-const BASE_PEER_PORT: u32 = 7001;
-const BASE_HTTP_PORT: u32 = 8001;
+pub(crate) const BASE_PEER_PORT: u32 = 7001;
+pub(crate) const BASE_HTTP_PORT: u32 = 8001;
 
-fn dir() -> PathBuf {
+pub(crate) fn dir() -> PathBuf {
     PathBuf::from("target/cluster")
 }
 
-fn keel() -> PathBuf {
+pub(crate) fn keel() -> PathBuf {
     PathBuf::from("target/release/keel")
 }
 
@@ -30,19 +31,24 @@ fn state_path() -> PathBuf {
     dir().join("nodes.json")
 }
 
-fn load() -> Result<Vec<Value>> {
+pub(crate) fn load() -> Result<Vec<Value>> {
     let text = std::fs::read_to_string(state_path())
         .context("no local cluster (run `cargo xtask cluster up` first)")?;
     let v: Value = serde_json::from_str(&text).context("target/cluster/nodes.json is damaged")?;
     Ok(v.as_array().cloned().unwrap_or_default())
 }
 
-fn save(nodes: &[Value]) -> Result<()> {
+pub(crate) fn save(nodes: &[Value]) -> Result<()> {
     std::fs::write(state_path(), serde_json::to_string_pretty(nodes)?)
         .context("writing target/cluster/nodes.json")
 }
 
-fn spawn(args: &[String], log: &Path) -> Result<u32> {
+pub(crate) fn spawn(args: &[String], log: &Path) -> Result<u32> {
+    start(args, log).map(|child| child.id())
+}
+
+/// Starts `keel ARGS` with its output going to `log`; the caller may watch the process.
+pub(crate) fn start(args: &[String], log: &Path) -> Result<std::process::Child> {
     let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let err = out.try_clone()?;
     let child = Process::new(keel())
@@ -52,11 +58,11 @@ fn spawn(args: &[String], log: &Path) -> Result<u32> {
         .stderr(err)
         .spawn()
         .context("starting target/release/keel")?;
-    Ok(child.id())
+    Ok(child)
 }
 
 /// `keel status --json` against one node; `None` if it does not answer.
-fn status(http: &str) -> Option<ClusterInfo> {
+pub(crate) fn status(http: &str) -> Option<ClusterInfo> {
     let out = Process::new(keel())
         .args(["status", "--json", "--addr", http])
         .output()
@@ -72,7 +78,7 @@ fn leader(nodes: &[Value]) -> Option<String> {
     find_leader(nodes, |n| status(n["http"].as_str()?)).map(|(_, c)| c.node)
 }
 
-fn signal(pid: u64, sig: &str) -> Result<()> {
+pub(crate) fn signal(pid: u64, sig: &str) -> Result<()> {
     let ok = Process::new("kill")
         .args([sig, &pid.to_string()])
         .status()
@@ -151,6 +157,8 @@ pub fn cluster(action: ClusterAction) -> Result<ExitCode> {
             }
             bail!("no leader within 15 s; see the logs in target/cluster/")
         }
+        ClusterAction::Add { learner } => crate::cluster_members::add(learner),
+        ClusterAction::Remove { id } => crate::cluster_members::remove(&id),
         ClusterAction::Down => {
             for n in load()? {
                 if let Some(pid) = n["pid"].as_u64() {

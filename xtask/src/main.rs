@@ -20,6 +20,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench_node;
 mod cluster;
+mod cluster_members;
 mod hashes;
 mod madsim;
 mod mutants;
@@ -162,6 +163,17 @@ enum ClusterAction {
     },
     /// Stop every node of the local cluster (data stays under target/cluster/).
     Down,
+    /// Start one more node on the next free id and ports, joining the running cluster
+    /// (`keel node --join`), and make it a member (`keel member add`: a learner, promoted once
+    /// caught up).
+    Add {
+        /// Leave it a learner.
+        #[arg(long)]
+        learner: bool,
+    },
+    /// Remove a member (`keel member remove`, through another node), then stop its process;
+    /// its data stays under target/cluster/.
+    Remove { id: String },
 }
 
 #[derive(Subcommand)]

@@ -1,11 +1,13 @@
 //! The `keel` CLI's subcommands, one module each: [`status`] (cluster, health, recovery,
-//! leadership transfer), [`kv`], [`workload`], and [`node`] (run a node).
+//! leadership transfer), [`kv`], [`workload`], [`member`] (membership changes), and [`node`]
+//! (run a node).
 //!
 //! Every query talks to a node over the HTTP API and reads its answers as [`keel_node::api`]
 //! types; none of them holds cluster state of its own.
 
 mod join;
 pub mod kv;
+pub mod member;
 pub mod node;
 pub mod status;
 pub mod workload;

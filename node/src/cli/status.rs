@@ -78,6 +78,10 @@ pub fn health(addr: SocketAddr, method: &str, json: bool) -> anyhow::Result<()> 
         ]);
     }
     println!("{d}");
+    for n in &h.needs_replacement {
+        println!("{} NEEDS REPLACEMENT: {}", n.node, n.reason);
+        println!("  fix: {}", n.fix);
+    }
     Ok(())
 }
 

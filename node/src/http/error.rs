@@ -13,7 +13,7 @@ use serde_json::{json, Value as JsonValue};
 use crate::api::CasMismatch;
 
 /// An error answer: a status and a JSON body.
-pub(crate) struct ApiError(StatusCode, JsonValue);
+pub(crate) struct ApiError(pub(crate) StatusCode, pub(crate) JsonValue);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -60,6 +60,24 @@ pub(crate) fn bad_node(node: &str, expected: &str) -> ApiError {
     error(
         StatusCode::BAD_REQUEST,
         json!({"error": "bad_node", "node": node, "expected": expected}),
+    )
+}
+
+/// 400: `value` is not a valid `field`; `expected` says what one looks like. The body is
+/// `{"error": "bad_<field>", "<field>": value, "expected": ...}`, shaped like [`bad_node`]'s.
+pub(crate) fn bad_value(field: &str, value: &str, expected: &str) -> ApiError {
+    let mut body = serde_json::Map::new();
+    body.insert("error".into(), json!(format!("bad_{field}")));
+    body.insert(field.into(), json!(value));
+    body.insert("expected".into(), json!(expected));
+    error(StatusCode::BAD_REQUEST, JsonValue::Object(body))
+}
+
+/// 409: the request is well formed but the cluster's rules forbid it now; `reason` says why.
+pub(crate) fn conflict(reason: String) -> ApiError {
+    error(
+        StatusCode::CONFLICT,
+        json!({"error": "refused", "reason": reason}),
     )
 }
 

@@ -1,8 +1,9 @@
 //! The HTTP API: the routes, and what every handler shares (turning a request into a core
 //! operation for the event loop, and its answer into a response).
 //!
-//! Handlers live by resource: [`kv`], [`cluster`] (and leadership transfer), [`workloads`],
-//! [`nodes`] (drain), [`health`], [`recovery`], [`metrics`]. A handler only translates: it
+//! Handlers live by resource: [`kv`], [`cluster`] (and leadership transfer), [`members`]
+//! (membership changes), [`workloads`], [`nodes`] (drain), [`health`], [`recovery`],
+//! [`metrics`]. A handler only translates: it
 //! parses the request, sends one request to the event loop through the in-process API and shapes
 //! its answer. It never touches the core, the log or the network itself.
 
@@ -10,6 +11,7 @@ mod cluster;
 mod error;
 mod health;
 mod kv;
+mod members;
 mod metrics;
 mod nodes;
 mod recovery;
@@ -19,9 +21,9 @@ use std::net::SocketAddr;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use keel_core::{ClientOp, ClientResponse, Key, Partition};
+use keel_core::{ClientOp, ClientResponse, ClientResult, Key, Partition};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
@@ -86,6 +88,9 @@ fn routes(api: Api) -> Router {
             "/v1/cluster/transfer-leader",
             post(cluster::transfer_leader),
         )
+        .route("/v1/members", get(members::list).post(members::add))
+        .route("/v1/members/{id}/promote", post(members::promote))
+        .route("/v1/members/{id}", delete(members::remove))
         .with_state(api)
 }
 
@@ -105,15 +110,17 @@ fn key(partition: &str, name: String) -> Result<Key, ApiError> {
 
 /// Carries out `op` through the event loop; the core's refusal becomes an error answer.
 async fn call(api: &Api, op: ClientOp) -> Result<ClientResponse, ApiError> {
+    call_raw(api, op).await?.map_err(client_error)
+}
+
+/// Carries out `op` through the event loop and hands back the core's answer as it is, for a
+/// route that answers some refusals its own way; `Err` only if the node is stopping.
+async fn call_raw(api: &Api, op: ClientOp) -> Result<ClientResult, ApiError> {
     let (tx, rx) = oneshot::channel();
     if api.send(ApiRequest::Op { op, reply: tx }).await.is_err() {
         return Err(shutting_down());
     }
-    match rx.await {
-        Ok(Ok(r)) => Ok(r),
-        Ok(Err(e)) => Err(client_error(e)),
-        Err(_) => Err(shutting_down()),
-    }
+    rx.await.map_err(|_| shutting_down())
 }
 
 /// The answer to a write: its revision.
