@@ -195,11 +195,14 @@ pub enum ClientResponse {
     },
     /// The configuration in force at the leader: held by the entry at `index`, committed or not
     /// (a change in progress), as of `revision`.
+    /// `strangers`: members the leader heard from as another incarnation than the configuration
+    /// names (nodes back on an empty disk, to be replaced).
     Members {
         membership: Membership,
         index: LogIndex,
         committed: bool,
         revision: LogIndex,
+        strangers: Vec<(NodeId, crate::types::Incarnation)>,
     },
 }
 

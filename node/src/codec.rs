@@ -37,6 +37,9 @@ pub struct Hello {
     /// In a probe: the voters the sender would bootstrap the cluster with (itself included,
     /// ascending), so that two nodes started with different peer lists refuse to bootstrap.
     pub bootstrap: Vec<NodeId>,
+    /// Where the sender listens for peers (empty if it listens on a wildcard address): a node
+    /// that does not know a peer's address yet learns it from the peer's handshake.
+    pub address: String,
 }
 
 impl Hello {
@@ -51,7 +54,16 @@ impl Hello {
             initialized: true,
             probe: false,
             bootstrap: Vec::new(),
+            address: String::new(),
         }
+    }
+
+    /// The same handshake, advertising `listen` as the sender's peer address.
+    pub fn at(mut self, listen: std::net::SocketAddr) -> Hello {
+        if !listen.ip().is_unspecified() {
+            self.address = listen.to_string();
+        }
+        self
     }
 
     /// The handshake of a node on an empty data directory that would bootstrap the cluster with

@@ -76,6 +76,8 @@ impl Default for TransportConfig {
 /// the configuration ([`Outbound::connect`], [`Outbound::disconnect`]).
 pub struct Outbound {
     me: NodeId,
+    /// This node's peer address, advertised in every handshake.
+    listen: SocketAddr,
     /// This node's incarnation, sent in every handshake.
     incarnation: Incarnation,
     cfg: TransportConfig,
@@ -97,6 +99,7 @@ pub type Handshakes = std::sync::Arc<std::sync::Mutex<BTreeMap<NodeId, watch::Se
 /// Everything one writer task needs.
 pub struct Writer {
     me: NodeId,
+    listen: SocketAddr,
     incarnation: Incarnation,
     peer: NodeId,
     addr: SocketAddr,
@@ -117,7 +120,7 @@ fn counter(handshakes: &Handshakes, peer: NodeId) -> watch::Receiver<u64> {
 impl Outbound {
     /// Starts a writer task per peer on the network `N`; `seed` drives their reconnect jitter.
     pub fn start<N: Net>(
-        me: NodeId,
+        (me, listen): (NodeId, SocketAddr),
         incarnation: Incarnation,
         peers: &BTreeMap<NodeId, SocketAddr>,
         cfg: &TransportConfig,
@@ -125,6 +128,7 @@ impl Outbound {
     ) -> Outbound {
         let mut out = Outbound {
             me,
+            listen,
             incarnation,
             cfg: cfg.clone(),
             seed,
@@ -151,6 +155,7 @@ impl Outbound {
         let mix = u64::from(peer.0).wrapping_mul(0x2545_F491_4F6C_DD1D);
         (self.spawn)(Writer {
             me: self.me,
+            listen: self.listen,
             incarnation: self.incarnation,
             peer,
             addr,
@@ -200,6 +205,7 @@ impl Outbound {
 async fn writer<N: Net>(w: Writer) {
     let Writer {
         me,
+        listen,
         incarnation,
         peer,
         addr,
@@ -210,6 +216,7 @@ async fn writer<N: Net>(w: Writer) {
     } = w;
     let link = Link {
         me,
+        listen,
         incarnation,
         peer,
         addr,
@@ -280,6 +287,7 @@ async fn replaced(
 /// One writer's view of its peer.
 struct Link<'a> {
     me: NodeId,
+    listen: SocketAddr,
     incarnation: Incarnation,
     peer: NodeId,
     addr: SocketAddr,
@@ -306,7 +314,7 @@ impl Link<'_> {
             tracing::debug!(%peer, error = %e, "could not set the unacknowledged-data timeout");
         }
         let mut buf = Vec::new();
-        let hello = Hello::new(&self.cfg.cluster, self.me, self.incarnation);
+        let hello = Hello::new(&self.cfg.cluster, self.me, self.incarnation).at(self.listen);
         if codec::encode(&hello, &mut buf).is_err() {
             return Ended::Failed;
         }
@@ -463,12 +471,15 @@ fn bump(latest: &Handshakes, peer: NodeId) -> watch::Receiver<u64> {
 }
 
 /// Accepts peers' connections and forwards their messages to `inbound`.
+/// Where [`listen`] reports each peer's advertised address, as its handshake arrives.
+pub type Learned = mpsc::UnboundedSender<(NodeId, SocketAddr)>;
+
 pub async fn listen<N: Net>(
     listener: N::Listener,
     me: NodeId,
     incarnation: Incarnation,
     cfg: TransportConfig,
-    inbound: mpsc::Sender<Message>,
+    (inbound, learned): (mpsc::Sender<Message>, Learned),
     latest: Handshakes,
 ) {
     loop {
@@ -480,11 +491,12 @@ pub async fn listen<N: Net>(
                 continue;
             }
         };
-        let (cfg, inbound) = (cfg.clone(), inbound.clone());
+        let (cfg, inbound, learned) = (cfg.clone(), inbound.clone(), learned.clone());
         let latest = latest.clone();
         tokio::spawn(async move {
             let me = (me, incarnation);
-            if let Err(e) = reader(stream, me, &cfg, &latest, inbound).await {
+            let to = (inbound, learned);
+            if let Err(e) = reader(stream, me, &cfg, &latest, to).await {
                 tracing::warn!(%addr, reason = %e, "closed a peer connection");
             }
         });
@@ -496,7 +508,7 @@ async fn reader(
     (me, incarnation): (NodeId, Incarnation),
     cfg: &TransportConfig,
     latest: &Handshakes,
-    inbound: mpsc::Sender<Message>,
+    (inbound, learned): (mpsc::Sender<Message>, Learned),
 ) -> Result<(), FrameError> {
     let mut decoder = FrameDecoder::new(cfg.max_frame_bytes);
     let mut buf = vec![0u8; 64 * 1024];
@@ -519,6 +531,9 @@ async fn reader(
                     }
                     superseded = Some(bump(latest, from));
                     peer = Some((from, hello.incarnation));
+                    if let Ok(addr) = hello.address.parse::<SocketAddr>() {
+                        let _ = learned.send((from, addr));
+                    }
                 }
                 Some((from, incarnation)) => {
                     let m = codec::decode_message(frame)?;

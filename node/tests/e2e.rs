@@ -8,68 +8,13 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::free_addr;
+use common::procs::{get, wait_for_leader, Proc};
 use keel_node::api::KvValue;
-use keel_node::client::{cluster, find_leader, request, Answer};
-
-/// A `keel node` process, killed when dropped.
-struct Proc {
-    id: String,
-    http: SocketAddr,
-    args: Vec<String>,
-    child: Option<Child>,
-}
-
-impl Proc {
-    fn start(&mut self, dir: &Path) {
-        let log = std::fs::File::create(dir.join(format!("{}.log", self.id))).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_keel"))
-            .args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start keel");
-        self.child = Some(child);
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill(); // SIGKILL
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn get(addr: SocketAddr, path: &str) -> Option<Answer> {
-    request(addr, "GET", path, None, Duration::from_secs(2)).ok()
-}
-
-/// The live node that says it leads.
-fn leader(procs: &[Proc]) -> Option<usize> {
-    let live = procs.iter().enumerate().filter(|(_, p)| p.child.is_some());
-    find_leader(live, |(_, p)| cluster(p.http, Duration::from_secs(2))).map(|((i, _), _)| i)
-}
-
-fn wait_for_leader(procs: &[Proc], not: Option<usize>) -> usize {
-    let until = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < until {
-        if let Some(l) = leader(procs).filter(|l| Some(*l) != not) {
-            return l;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("no leader within 20 s");
-}
+use keel_node::client::{cluster, request};
 
 #[test]
 fn three_keel_processes_keep_every_acknowledged_write_when_the_leader_is_killed() {

@@ -240,6 +240,7 @@ impl TraceHasher {
                 index,
                 committed,
                 revision,
+                strangers,
             }) => {
                 self.byte(11);
                 self.u64(revision.0);
@@ -248,6 +249,10 @@ impl TraceHasher {
                 for m in membership.members() {
                     self.u64(u64::from(m.id.0) << 1 | u64::from(m.voter));
                     self.u64(m.incarnation.0);
+                }
+                for (id, inc) in strangers {
+                    self.u64(u64::from(id.0));
+                    self.u64(inc.0);
                 }
             }
         }

@@ -52,7 +52,8 @@ pub(crate) enum Query {
     Workload(String),
     Workloads,
     Registry,
-    Members,
+    /// The configuration, with the strangers the leader had heard of when the read arrived.
+    Members(Vec<(NodeId, crate::types::Incarnation)>),
 }
 
 /// A read waiting at the leader: who asked, and what. Raft keeps it in its read queue without
@@ -241,7 +242,8 @@ impl Coordination {
                 self.leader_read(now, origin, Query::Registry, raft, out)
             }
             ClientOp::Members(MemberOp::List) => {
-                self.leader_read(now, origin, Query::Members, raft, out)
+                let strangers = raft.strangers().iter().map(|(i, n)| (*i, *n)).collect();
+                self.leader_read(now, origin, Query::Members(strangers), raft, out)
             }
             ClientOp::Members(MemberOp::Change(change)) => {
                 self.propose_membership(now, origin, change, raft, out)
@@ -392,11 +394,12 @@ impl Coordination {
                 registry: self.sm.registry.clone(),
                 revision: applied,
             },
-            Query::Members => ClientResponse::Members {
+            Query::Members(strangers) => ClientResponse::Members {
                 membership: self.membership.clone(),
                 index: self.membership_index,
                 committed: self.membership_index <= applied,
                 revision: applied,
+                strangers: strangers.clone(),
             },
         }
     }

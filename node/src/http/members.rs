@@ -18,7 +18,7 @@ use keel_core::{
 
 use super::error::{bad_node, bad_value, client_error, conflict, unexpected, ApiError};
 use super::{call, call_raw, cluster, parse_body, written, Api};
-use crate::api::{AddMemberRequest, ClusterInfo, MemberInfo, MembersInfo};
+use crate::api::{AddMemberRequest, ClusterInfo, MemberInfo, MembersInfo, StrangerInfo};
 
 /// What a node id looks like, for a 400.
 const NODE_ID: &str = "a node id like n4";
@@ -33,6 +33,7 @@ pub(super) async fn list(State(api): State<Api>) -> Result<Response, ApiError> {
         index,
         committed,
         revision,
+        strangers,
     } = answer
     else {
         return Err(unexpected(&answer));
@@ -43,12 +44,25 @@ pub(super) async fn list(State(api): State<Api>) -> Result<Response, ApiError> {
         .iter()
         .map(|m| member_info(m, &here))
         .collect();
+    // The leader's strangers, and any this node heard that the leader has not.
+    let mut heard: Vec<StrangerInfo> = strangers
+        .iter()
+        .map(|(id, inc)| StrangerInfo {
+            id: id.to_string(),
+            incarnation: inc.to_string(),
+        })
+        .collect();
+    for s in here.strangers {
+        if !heard.contains(&s) {
+            heard.push(s);
+        }
+    }
     let info = MembersInfo {
         revision: revision.0,
         index: index.0,
         committed,
         members,
-        strangers: here.strangers,
+        strangers: heard,
     };
     Ok((StatusCode::OK, Json(info)).into_response())
 }

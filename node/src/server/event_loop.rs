@@ -39,6 +39,8 @@ pub(crate) struct Sources<S> {
     pub shutdown: S,
     pub workload_events: mpsc::UnboundedReceiver<WorkloadEvent>,
     pub inbound: mpsc::Receiver<Message>,
+    /// Peers' advertised addresses, from their handshakes.
+    pub learned: mpsc::UnboundedReceiver<(NodeId, std::net::SocketAddr)>,
     pub api: mpsc::Receiver<ApiRequest>,
 }
 
@@ -98,6 +100,7 @@ impl EventLoop {
             shutdown,
             mut workload_events,
             mut inbound,
+            mut learned,
             mut api,
         } = sources;
         tokio::pin!(shutdown);
@@ -128,6 +131,7 @@ impl EventLoop {
                 Some(ev) = workload_events.recv() => self.workload_events(ev, &mut workload_events),
                 Some(m) = inbound.recv() => self.messages(m, &mut inbound),
                 Some(req) = api.recv() => self.requests(req, &mut api),
+                Some((id, addr)) = learned.recv() => self.learn(id, addr),
                 () = &mut timer => Turn::Step(self.rt.step_gated(self.now(), [Input::Tick])),
                 () = leave_deadline(self.leaving) => Turn::Idle,
             };
@@ -389,6 +393,16 @@ impl EventLoop {
             id: request,
             op: keel_core::ClientOp::Members(keel_core::MemberOp::Change(change)),
         }))
+    }
+
+    /// A peer's handshake advertised where it listens: noted if this node had no address for
+    /// it (a leader this node on an empty disk does not know yet, a member added while this
+    /// node was away), and connected to if it is one of this node's peers.
+    fn learn(&mut self, id: NodeId, addr: std::net::SocketAddr) -> Turn {
+        if self.book.learn(id, addr) {
+            self.follow_membership();
+        }
+        Turn::Idle
     }
 
     /// Connects to the members the configuration added and lets go of those it removed.

@@ -163,16 +163,18 @@ pub async fn run_with_api<N: Net>(
         })?;
     let http_listener = crate::http::bind::<N>(spec.http).await?;
     let (inbound_tx, inbound) = mpsc::channel::<Message>(4096);
+    let (learned_tx, learned) = mpsc::unbounded_channel();
     let incarnation = rt.node().incarnation();
     let book = peers::AddressBook::new(spec.id, spec.listen, spec.peers.clone());
     let peers = book.peers(rt.node().membership());
-    let outbound = Outbound::start::<N>(spec.id, incarnation, &peers, &spec.transport, seed);
+    let me = (spec.id, spec.listen);
+    let outbound = Outbound::start::<N>(me, incarnation, &peers, &spec.transport, seed);
     let _listener = AbortOnDrop(tokio::spawn(transport::listen::<N>(
         peer_listener,
         spec.id,
         incarnation,
         spec.transport.clone(),
-        inbound_tx,
+        (inbound_tx, learned_tx),
         outbound.handshakes(),
     )));
     let ApiInbox {
@@ -203,6 +205,7 @@ pub async fn run_with_api<N: Net>(
         shutdown,
         workload_events,
         inbound,
+        learned,
         api,
     };
     node.run(sources).await

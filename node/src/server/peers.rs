@@ -39,6 +39,16 @@ impl AddressBook {
         AddressBook { me, listen, known }
     }
 
+    /// Notes `addr` as where `id` listens, unless an address for it is known already: true if
+    /// it is new.
+    pub(crate) fn learn(&mut self, id: NodeId, addr: SocketAddr) -> bool {
+        if id == self.me || self.known.contains_key(&id) {
+            return false;
+        }
+        self.known.insert(id, addr);
+        true
+    }
+
     /// The address of `id`, as far as this node knows. This node's own is its listen address,
     /// unless that is a wildcard (`0.0.0.0`), which tells others nothing.
     pub(crate) fn address(&self, id: NodeId, membership: &Membership) -> Option<SocketAddr> {
@@ -137,7 +147,18 @@ mod tests {
             .expect("set");
         assert_eq!(book.address(NodeId(2), &moved), Some(addr(7002)));
         assert_eq!(book.address(NodeId(4), &moved), Some(addr(7004)));
-        // No configuration yet: keep the peers given.
+        // No configuration yet: keep the peers given, and those whose handshakes said where
+        // they listen.
         assert_eq!(book.peers(&Membership::default()), known);
+        let mut book = book;
+        assert!(book.learn(NodeId(5), addr(7005)));
+        assert!(
+            !book.learn(NodeId(2), addr(9999)),
+            "a known address is kept"
+        );
+        assert_eq!(
+            book.peers(&Membership::default()).get(&NodeId(5)),
+            Some(&addr(7005))
+        );
     }
 }

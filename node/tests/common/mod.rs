@@ -1,4 +1,8 @@
 //! Helpers shared by the node's integration tests.
+#![allow(dead_code)]
+
+#[cfg(not(madsim))]
+pub mod procs;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
