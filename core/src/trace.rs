@@ -75,6 +75,12 @@ pub enum Event {
         voters: u32,
         learners: u32,
     },
+    /// Autopilot removed a voter silent for `silent_for` (see
+    /// `CoordinationConfig::dead_server_cleanup`).
+    DeadVoterRemoved {
+        node: NodeId,
+        silent_for: Duration,
+    },
     /// A follower answered with less log than it had acknowledged (a truncated, wiped or
     /// restored disk): the leader probes it back from `holds`.
     FollowerLostEntries {

@@ -296,3 +296,60 @@ fn a_learner_catches_up_from_a_snapshot_sent_in_chunks_and_resumed_after_a_loss(
         "the lost chunk was sent again, not the whole snapshot"
     );
 }
+
+#[test]
+fn autopilot_removes_dead_voters_but_never_below_min_voters() {
+    let mut c = Cluster::with_config(5, |cfg| {
+        cfg.coordination.dead_server_cleanup = true;
+        cfg.coordination.dead_server_cleanup_after = Duration::from_secs(2);
+        cfg.coordination.min_voters = 3;
+    });
+    let leader = c.elect();
+    let mut others = [1, 2, 3, 4, 5]
+        .map(NodeId)
+        .into_iter()
+        .filter(|n| *n != leader);
+    let (a, b, d) = (
+        others.next().unwrap(),
+        others.next().unwrap(),
+        others.next().unwrap(),
+    );
+    c.crash(a);
+    c.advance(Duration::from_millis(1500));
+    assert_eq!(
+        c.nodes[&leader].membership().voter_count(),
+        5,
+        "removed before the bound"
+    );
+    c.advance(Duration::from_secs(2));
+    assert_eq!(c.nodes[&leader].membership().voter_count(), 4);
+    assert!(c.nodes[&leader].membership().get(a).is_none());
+    c.crash(b);
+    c.advance(Duration::from_secs(3));
+    assert_eq!(c.nodes[&leader].membership().voter_count(), 3);
+    c.crash(d);
+    c.advance(Duration::from_secs(5));
+    assert_eq!(
+        c.nodes[&leader].membership().voter_count(),
+        3,
+        "went below min_voters"
+    );
+    assert!(c
+        .events_of(leader)
+        .iter()
+        .any(|e| matches!(e, Event::DeadVoterRemoved { node, .. } if *node == a)));
+}
+
+#[test]
+fn autopilot_is_off_by_default() {
+    let mut c = Cluster::new(5);
+    let leader = c.elect();
+    let victim = [1, 2, 3, 4, 5]
+        .map(NodeId)
+        .into_iter()
+        .find(|n| *n != leader)
+        .unwrap();
+    c.crash(victim);
+    c.advance(Duration::from_secs(700));
+    assert_eq!(c.nodes[&leader].membership().voter_count(), 5);
+}

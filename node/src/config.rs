@@ -78,12 +78,24 @@ pub struct FileConfig {
     pub peers: BTreeMap<String, SocketAddr>,
     /// Overrides of the core's defaults, checked by [`apply_core`].
     pub core: BTreeMap<String, toml::Value>,
+    /// The membership settings of the core, in a table of their own: `dead_server_cleanup`
+    /// (autopilot, off by default), `dead_server_cleanup_after`, `min_voters`,
+    /// `promote_max_lag`. Read into `core` when the file is parsed.
+    pub membership: BTreeMap<String, toml::Value>,
     pub transport: Option<TransportConfig>,
     pub supervisor: SupervisorConfig,
     pub watchdog: WatchdogConfig,
     pub shutdown: ShutdownConfig,
     pub storage: crate::storage::StorageOptions,
 }
+
+/// The settings the `[membership]` table takes.
+const MEMBERSHIP_SETTINGS: [&str; 4] = [
+    "dead_server_cleanup",
+    "dead_server_cleanup_after",
+    "min_voters",
+    "promote_max_lag",
+];
 
 /// What a node does on SIGTERM or Ctrl-C.
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
@@ -114,10 +126,28 @@ impl FileConfig {
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigFileError> {
-        let cfg: FileConfig = toml::from_str(text).map_err(|e| ConfigFileError::Parse {
+        let mut cfg: FileConfig = toml::from_str(text).map_err(|e| ConfigFileError::Parse {
             path: path.to_path_buf(),
             message: located(text, &e),
         })?;
+        for (name, value) in std::mem::take(&mut cfg.membership) {
+            let problem = if !MEMBERSHIP_SETTINGS.contains(&name.as_str()) {
+                Some(format!(
+                    "no such setting (the table takes {MEMBERSHIP_SETTINGS:?})"
+                ))
+            } else if cfg.core.contains_key(&name) {
+                Some(format!("also set as core.{name}: set it once"))
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                return Err(ConfigFileError::Parse {
+                    path: path.to_path_buf(),
+                    message: format!("membership.{name}: {problem}"),
+                });
+            }
+            cfg.core.insert(name, value);
+        }
         // Check the core overrides now, so a mistake is reported before anything starts.
         let mut probe = Config::new(keel_core::NodeId(1), vec![keel_core::NodeId(1)], 0);
         apply_core(&mut probe, &cfg.core).map_err(|e| ConfigFileError::Parse {
@@ -242,6 +272,10 @@ stall_limit = "3s"
 transfer_wait = "500ms"
 [storage]
 preallocate_bytes = 0
+[membership]
+dead_server_cleanup = true
+dead_server_cleanup_after = "30m"
+min_voters = 5
 "#,
         )
         .expect("parses");
@@ -260,6 +294,29 @@ preallocate_bytes = 0
         apply_core(&mut core, &cfg.core).expect("core");
         assert_eq!(core.raft.heartbeat_interval, Duration::from_millis(20));
         assert_eq!(core.coordination.node_capacity, 8);
+        assert!(core.coordination.dead_server_cleanup);
+        assert_eq!(
+            core.coordination.dead_server_cleanup_after,
+            Duration::from_secs(1800)
+        );
+        assert_eq!(core.coordination.min_voters, 5);
+    }
+
+    #[test]
+    fn the_membership_table_takes_only_its_settings_once() {
+        let e = parse(
+            "[membership]
+heartbeat_interval = \"20ms\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("membership.heartbeat_interval: no such setting"),
+            "{e}"
+        );
+        let e = parse("[core]\nmin_voters = 3\n[membership]\nmin_voters = 5\n").unwrap_err();
+        assert!(e.contains("set it once"), "{e}");
+        let e = parse("[membership]\nmin_voters = 0\n").unwrap_err();
+        assert!(e.contains("min_voters"), "{e}");
     }
 
     #[test]

@@ -580,6 +580,10 @@ impl TraceHasher {
                 self.tagged(23, u64::from(follower.0));
                 self.u64(holds.0);
             }
+            Event::DeadVoterRemoved { node, silent_for } => {
+                self.tagged(24, u64::from(node.0));
+                self.u64(silent_for.as_micros() as u64);
+            }
         }
     }
 

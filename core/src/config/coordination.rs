@@ -71,6 +71,15 @@ pub struct CoordinationConfig {
     pub max_restarts_in_window: u32,
     /// See `max_restarts_in_window`. Default 60 s.
     pub restart_window: Duration,
+    /// Autopilot: the leader removes a voter its failure detector has found silent for
+    /// `dead_server_cleanup_after`, one at a time, never leaving fewer than `min_voters` voters
+    /// (a dead voter still counts in every quorum: removing it lets the cluster survive one
+    /// more failure). Off by default: removing a member is an operator's decision unless asked.
+    pub dead_server_cleanup: bool,
+    /// See `dead_server_cleanup`. Must be at least `dead_after`. Default 10 min.
+    pub dead_server_cleanup_after: Duration,
+    /// See `dead_server_cleanup`. Default 3.
+    pub min_voters: usize,
 }
 
 impl Default for CoordinationConfig {
@@ -96,6 +105,9 @@ impl Default for CoordinationConfig {
             correlated_failure_hold: Duration::from_secs(10),
             max_restarts_in_window: 5,
             restart_window: Duration::from_secs(60),
+            dead_server_cleanup: false,
+            dead_server_cleanup_after: Duration::from_secs(600),
+            min_voters: 3,
         }
     }
 }
@@ -128,6 +140,15 @@ impl CoordinationConfig {
         let f = self.correlated_failure_fraction;
         if !(f > 0.0 && f <= 1.0) {
             return Err(ConfigError::Fraction(f));
+        }
+        if self.dead_server_cleanup_after < self.dead_after {
+            return Err(ConfigError::CleanupBeforeDeath {
+                cleanup: self.dead_server_cleanup_after,
+                dead: self.dead_after,
+            });
+        }
+        if self.min_voters == 0 {
+            return Err(ConfigError::Zero("min_voters"));
         }
         Ok(())
     }

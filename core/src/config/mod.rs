@@ -74,6 +74,8 @@ pub enum ConfigError {
     RenewTooSlow { renew: Duration, lease: Duration },
     #[error("correlated_failure_fraction must be in (0, 1], not {0}")]
     Fraction(f64),
+    #[error("dead_server_cleanup_after ({cleanup:?}) must be at least dead_after ({dead:?}): a member is removed only once it is dead")]
+    CleanupBeforeDeath { cleanup: Duration, dead: Duration },
 }
 
 impl Config {
@@ -183,5 +185,14 @@ mod tests {
         let mut c = three();
         c.coordination.correlated_failure_fraction = 0.0;
         assert!(matches!(c.validate(), Err(ConfigError::Fraction(_))));
+        let mut c = three();
+        c.coordination.dead_server_cleanup_after = c.coordination.dead_after / 2;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::CleanupBeforeDeath { .. })
+        ));
+        let mut c = three();
+        c.coordination.min_voters = 0;
+        assert_eq!(c.validate(), Err(ConfigError::Zero("min_voters")));
     }
 }

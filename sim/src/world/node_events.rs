@@ -38,6 +38,12 @@ impl World<'_> {
                 self.cover("membership changed");
                 true
             }
+            Event::DeadVoterRemoved { node, .. } => {
+                self.cover("autopilot removed a dead voter");
+                let id = self.members[i];
+                self.condensed(format!("{id} removes dead voter {node}"));
+                false
+            }
             Event::FollowerLostEntries { follower, holds } => {
                 self.cover("leader probes back a follower that lost entries");
                 let id = self.members[i];

@@ -39,6 +39,7 @@ use crate::workload::{ExitOutcome, OrchCommand, Status};
 
 use super::Coordination;
 
+mod autopilot;
 mod health;
 mod placement;
 
@@ -390,6 +391,7 @@ impl Coordination {
         orch.assigning.retain(|name, _| inflight.contains_key(name));
         orch.health_inflight.retain(|_, i| *i > applied);
         self.detect_failures(now, raft, out);
+        self.clean_up_dead_voters(now, raft, out);
         self.guard_correlated_failures(now, out);
         self.replace_lost_copies(now, raft, out);
         self.retry_backed_off(now, raft, out);
