@@ -17,21 +17,24 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use keel_node::client::{cluster, find_leader, request, Conn};
 
-struct Node {
-    id: String,
-    http: SocketAddr,
-    args: Vec<String>,
-    log: PathBuf,
-    child: Option<Child>,
+pub(crate) struct Node {
+    pub id: String,
+    pub http: SocketAddr,
+    pub args: Vec<String>,
+    pub log: PathBuf,
+    pub child: Option<Child>,
 }
 
 impl Node {
-    fn start(&mut self) -> Result<()> {
+    pub fn start(&mut self) -> Result<()> {
         let log = std::fs::File::create(&self.log)
             .with_context(|| format!("creating {}", self.log.display()))?;
         let child = Command::new(keel_bin())
             .args(&self.args)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("KEEL_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -57,7 +60,7 @@ impl Drop for Node {
 
 /// A free loopback port below the kernel's ephemeral range (32768 and up), so that no outgoing
 /// connection takes it before the node binds it.
-fn free_addr() -> Result<SocketAddr> {
+pub(crate) fn free_addr() -> Result<SocketAddr> {
     use std::sync::atomic::{AtomicU16, Ordering};
     static NEXT: AtomicU16 = AtomicU16::new(0);
     for _ in 0..2000 {
@@ -92,7 +95,7 @@ fn leader(nodes: &[Node]) -> Option<usize> {
 }
 
 /// Waits until every running node follows one leader; returns it.
-fn settled(nodes: &[Node]) -> Result<usize> {
+pub(crate) fn settled(nodes: &[Node]) -> Result<usize> {
     let until = Instant::now() + Duration::from_secs(30);
     while Instant::now() < until {
         if let Some(l) = leader(nodes) {
@@ -201,44 +204,8 @@ fn failover_trial(nodes: &mut [Node], trial: usize) -> Result<f64> {
     Ok(took.as_secs_f64() * 1e3)
 }
 
-/// The binary measured: `KEEL_BIN` if set (to compare two builds back to back), else the
-/// release build of this tree.
-fn keel_bin() -> PathBuf {
-    std::env::var_os("KEEL_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("target/release/keel"))
-}
-
-pub fn run(runs: u64, trials: usize, seconds: u64) -> Result<Vec<String>> {
-    if std::env::var_os("KEEL_BIN").is_none() {
-        build()?;
-    }
-    measure(runs, trials, seconds)
-}
-
-fn build() -> Result<()> {
-    let built = Command::new("cargo")
-        .args([
-            "build",
-            "--release",
-            "-q",
-            "-p",
-            "keel-node",
-            "--bin",
-            "keel",
-        ])
-        .status()
-        .context("running cargo build")?;
-    if !built.success() {
-        bail!("building keel failed");
-    }
-    Ok(())
-}
-
-fn measure(runs: u64, trials: usize, seconds: u64) -> Result<Vec<String>> {
-    let dir = Path::new("target/bench-node");
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir).context("creating target/bench-node")?;
+/// Three nodes bootstrapping a cluster, their data directories and logs under `dir`, started.
+pub(crate) fn three_nodes(dir: &Path) -> Result<Vec<Node>> {
     let ids = ["n1", "n2", "n3"];
     let peer: Vec<SocketAddr> = ids.iter().map(|_| free_addr()).collect::<Result<_>>()?;
     let mut nodes = Vec::new();
@@ -271,6 +238,48 @@ fn measure(runs: u64, trials: usize, seconds: u64) -> Result<Vec<String>> {
     for n in &mut nodes {
         n.start()?;
     }
+    Ok(nodes)
+}
+
+/// The binary measured: `KEEL_BIN` if set (to compare two builds back to back), else the
+/// release build of this tree.
+pub(crate) fn keel_bin() -> PathBuf {
+    std::env::var_os("KEEL_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target/release/keel"))
+}
+
+pub fn run(runs: u64, trials: usize, seconds: u64) -> Result<Vec<String>> {
+    if std::env::var_os("KEEL_BIN").is_none() {
+        build()?;
+    }
+    measure(runs, trials, seconds)
+}
+
+pub(crate) fn build() -> Result<()> {
+    let built = Command::new("cargo")
+        .args([
+            "build",
+            "--release",
+            "-q",
+            "-p",
+            "keel-node",
+            "--bin",
+            "keel",
+        ])
+        .status()
+        .context("running cargo build")?;
+    if !built.success() {
+        bail!("building keel failed");
+    }
+    Ok(())
+}
+
+fn measure(runs: u64, trials: usize, seconds: u64) -> Result<Vec<String>> {
+    let dir = Path::new("target/bench-node");
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).context("creating target/bench-node")?;
+    let mut nodes = three_nodes(dir)?;
     let runs = runs.max(1);
     let length = Duration::from_secs(seconds.max(1));
     let mut lines = Vec::new();

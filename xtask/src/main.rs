@@ -18,6 +18,7 @@ use keel_sim::{RunOptions, Scenario};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod bench_join;
 mod bench_node;
 mod cluster;
 mod cluster_members;
@@ -59,8 +60,9 @@ enum Command {
     /// Measure: `sim` (simulated seconds per wall second, events per second, swarm seeds per
     /// minute). Prints medians and, with --write, records them in BENCHMARKS.md.
     Bench {
-        /// What to measure: `sim` (the simulator) or `node` (a 3-process loopback cluster:
-        /// durable writes/s and latency at 1 and 64 clients, kill -9 failover over 20 trials).
+        /// What to measure: `sim` (the simulator), `node` (a 3-process loopback cluster:
+        /// durable writes/s and latency at 1 and 64 clients, kill -9 failover over 20 trials)
+        /// or `join` (a fourth node joins a cluster holding `--mb` MiB and is promoted).
         #[arg(default_value = "sim")]
         what: String,
         /// Runs per configuration; the median is reported.
@@ -73,6 +75,9 @@ enum Command {
         /// needs at least 20).
         #[arg(long, default_value_t = 20)]
         trials: usize,
+        /// `join` only: the state the cluster holds when the new node joins, in MiB.
+        #[arg(long, default_value_t = 200)]
+        mb: u64,
     },
     /// Mutation testing of the core (cargo-mutants): each mutant must be caught by a checker
     /// or expectation over every scenario and a short swarm soak (tests/mutation_gate.rs).
@@ -240,7 +245,8 @@ fn main() -> ExitCode {
             runs,
             write,
             trials,
-        } => bench(&what, runs, write, trials),
+            mb,
+        } => bench(&what, runs, write, trials, mb),
         Command::Planted { seeds } => planted(seeds),
         Command::Hashes {
             seeds,
@@ -415,7 +421,18 @@ fn machine() -> String {
     format!("{cpu}, {cores} cores available, {rustc}, release build")
 }
 
-fn bench(what: &str, runs: u64, write: bool, trials: usize) -> Result<ExitCode> {
+fn bench(what: &str, runs: u64, write: bool, trials: usize, mb: u64) -> Result<ExitCode> {
+    if what == "join" {
+        let lines = bench_join::run(mb)?;
+        lines.iter().for_each(|l| println!("{l}"));
+        lines_to_benchmarks(
+            write,
+            "bench join",
+            "A node joining a large state (`cargo xtask bench join`)",
+            &lines,
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if what == "node" {
         if write && trials < 20 {
             bail!("--write records failover over at least 20 trials (--trials {trials} given)");
@@ -431,7 +448,7 @@ fn bench(what: &str, runs: u64, write: bool, trials: usize) -> Result<ExitCode> 
         return Ok(ExitCode::SUCCESS);
     }
     if what != "sim" {
-        bail!("unknown benchmark {what:?}: `sim` or `node`");
+        bail!("unknown benchmark {what:?}: `sim`, `node` or `join`");
     }
     let runs = runs.max(1);
     let base = Scenario::load(Path::new("scenarios/steady_state.ron")).context(
