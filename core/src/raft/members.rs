@@ -48,6 +48,13 @@ impl InForce {
         }
     }
 
+    /// The incarnation the configuration names `id` as (the original one if it names none).
+    pub(crate) fn incarnation_of(&self, id: NodeId) -> Incarnation {
+        self.membership
+            .get(id)
+            .map_or(Incarnation::ORIGINAL, |m| m.incarnation)
+    }
+
     /// True if it still describes the log's configuration.
     fn matches(&self, log: &RaftLog) -> bool {
         self.index == log.membership_index() && &self.membership == log.membership()

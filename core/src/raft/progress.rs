@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 
 #[cfg(test)]
 use crate::types::NodeId;
-use crate::types::{Instant, LogIndex};
+use crate::types::{Incarnation, Instant, LogIndex};
 
 use super::members::InForce;
 use super::read::PendingRead;
@@ -38,10 +38,13 @@ pub(crate) struct Progress {
     pub matched_round: u64,
     /// A voter of the configuration in force (a learner's answers count toward no quorum).
     pub voter: bool,
+    /// The follower's incarnation this progress is about: a new incarnation of the same id (a
+    /// node that lost its disk, added back) starts from nothing, whatever the old one held.
+    pub incarnation: Incarnation,
 }
 
 impl Progress {
-    fn new(next: LogIndex, voter: bool) -> Progress {
+    fn new(next: LogIndex, voter: bool, incarnation: Incarnation) -> Progress {
         Progress {
             next,
             matched: LogIndex(0),
@@ -53,6 +56,7 @@ impl Progress {
             last_sent: Instant::ZERO,
             matched_round: 0,
             voter,
+            incarnation,
         }
     }
 }
@@ -105,7 +109,13 @@ impl Leadership {
         let progress = members
             .peers
             .iter()
-            .map(|&p| (p, Progress::new(term_start, members.voters.contains(&p))))
+            .map(|&p| {
+                let voter = members.voters.contains(&p);
+                (
+                    p,
+                    Progress::new(term_start, voter, members.incarnation_of(p)),
+                )
+            })
             .collect();
         Leadership {
             progress,
@@ -122,14 +132,20 @@ impl Leadership {
     }
 
     /// Follows a new configuration: progress for every member that joined (probing from
-    /// `next`), none for those that left, and who votes.
+    /// `next`), none for those that left, and who votes. A member now named as another
+    /// incarnation (a node that lost its disk, added back) joined anew: what the old
+    /// incarnation held is gone.
     pub(crate) fn sync_members(&mut self, members: &InForce, next: LogIndex, _now: Instant) {
         self.progress.retain(|id| members.peers.contains(id));
         for &p in &members.peers {
             let voter = members.voters.contains(&p);
+            let incarnation = members.incarnation_of(p);
             match self.progress.get_mut(&p) {
-                Some(pr) => pr.voter = voter,
-                None => self.progress.insert(p, Progress::new(next, voter)),
+                Some(pr) if pr.incarnation == incarnation => pr.voter = voter,
+                Some(pr) => *pr = Progress::new(next, voter, incarnation),
+                None => self
+                    .progress
+                    .insert(p, Progress::new(next, voter, incarnation)),
             }
         }
         self.self_voter = members.voter;
@@ -236,6 +252,44 @@ impl Leadership {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A member added back as a new incarnation (its disk was lost) starts from nothing: the
+    /// leader must not credit it with what the old incarnation held (it would pass the
+    /// caught-up check for promotion at once, and count toward quorums with entries it lacks).
+    #[test]
+    fn a_new_incarnation_of_a_member_starts_with_fresh_progress() {
+        use super::super::membership::{MemberChange, Membership};
+        use crate::message::{Command, Entry};
+        use crate::types::Term;
+        let three = Membership::bootstrap(&[NodeId(1), NodeId(2), NodeId(3)]);
+        let mut log =
+            super::super::log::RaftLog::restore(LogIndex(0), Term(0), three.clone(), Vec::new());
+        let in_force = InForce::of(NodeId(1), Incarnation::ORIGINAL, &log);
+        let mut lead = Leadership::new(&in_force, LogIndex(1), Instant(0));
+        for p in lead.progress.values_mut() {
+            p.matched = LogIndex(40);
+        }
+        let replaced = three
+            .apply(&MemberChange::AddLearner {
+                id: NodeId(3),
+                incarnation: Incarnation(7),
+                address: String::new(),
+            })
+            .expect("replace n3");
+        log.push(Entry {
+            term: Term(1),
+            index: LogIndex(1),
+            command: std::sync::Arc::new(Command::Membership(replaced)),
+        });
+        let in_force = InForce::of(NodeId(1), Incarnation::ORIGINAL, &log);
+        lead.sync_members(&in_force, LogIndex(2), Instant(1));
+        let n2 = lead.progress.get(&NodeId(2)).expect("n2 stays");
+        assert_eq!(n2.matched, LogIndex(40), "n2 is the same incarnation");
+        let n3 = lead.progress.get(&NodeId(3)).expect("n3 is a learner now");
+        assert_eq!(n3.matched, LogIndex(0), "the new n3 holds nothing yet");
+        assert_eq!(n3.incarnation, Incarnation(7));
+        assert!(!n3.voter);
+    }
 
     /// `quorum_value` is the k-th highest of every member's value (sorting them all is the
     /// reference), and `quorum_reached` agrees with it, for clusters of 1 to 11 (past the stack
