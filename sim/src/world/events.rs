@@ -106,6 +106,10 @@ pub(super) enum Ev {
         to: usize,
         token: u64,
     },
+    /// The operator asks again for membership task `task` (see `faults/operator.rs`).
+    MemberRetry {
+        task: usize,
+    },
     End,
 }
 
