@@ -468,7 +468,10 @@ fn spare_nodes_and_membership_faults() {
     ] {
         let s = Scenario::parse(&one_fault("1s", fault), "t.ron").expect(fault);
         assert_eq!(fault_ron(&s.faults[0].fault), fault);
-        assert_eq!(s.faults[0].fault.family() == Family::Crash, fault.starts_with("Wipe"));
+        assert_eq!(
+            s.faults[0].fault.family() == Family::Crash,
+            fault.starts_with("Wipe")
+        );
     }
     let e = err(&one_fault("1s", "AddMember(Node(\"n7\"))"));
     assert!(e.message.contains("unknown node \"n7\""), "{e}");

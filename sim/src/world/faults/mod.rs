@@ -226,10 +226,19 @@ mod tests {
         assert!(report.passed(), "{summary}");
         let m = &report.stats.membership;
         assert_eq!(m.tasks.len(), 5);
-        assert!(m.tasks.iter().all(|t| matches!(t.settled, Some((_, Ok(()))))));
-        assert!(m.final_configuration.starts_with("n2,n3,n4,n5 "), "{summary}");
+        assert!(m
+            .tasks
+            .iter()
+            .all(|t| matches!(t.settled, Some((_, Ok(()))))));
+        assert!(
+            m.final_configuration.starts_with("n2,n3,n4,n5 "),
+            "{summary}"
+        );
         assert_eq!(m.needs_replacement.len(), 1, "{summary}");
-        assert!(m.needs_replacement[0].starts_with("n3 (incarnation 1)"), "{summary}");
+        assert!(
+            m.needs_replacement[0].starts_with("n3 (incarnation 1)"),
+            "{summary}"
+        );
         assert!(summary.contains("NEEDS REPLACEMENT"), "{summary}");
         for kind in [
             "AddLearner",
