@@ -101,7 +101,8 @@ pub enum Fault {
     /// a voter in a committed configuration. RON: `AddMember(Node("n4"))`.
     AddMember(Selector),
     /// The operator asks the leader to promote the selected learner to voter, again until it
-    /// is committed. RON: `Promote(Node("n4"))`.
+    /// is committed (a node that is not a member yet, its `AddLearner` still on its way, is
+    /// waited for). RON: `Promote(Node("n4"))`.
     Promote(Selector),
     /// The operator asks the leader to remove the selected node (voter or learner), again
     /// until it is committed. RON: `RemoveMember(Leader)`.

@@ -34,8 +34,11 @@ pub(in crate::world) enum Next {
     Holds,
     /// Ask for this change.
     Ask(MemberChange),
-    /// No change can reach the goal from there (promoting a node that is no member, removing
-    /// the last voter): the operator gives up.
+    /// Nothing to ask for yet (the node to promote is not a member yet: an `AddLearner` may
+    /// still be on its way): ask again later.
+    NotYet,
+    /// No change can reach the goal from there (removing the last voter): the operator gives
+    /// up.
     Impossible(String),
 }
 
@@ -54,6 +57,11 @@ impl Goal {
     pub(in crate::world) fn next(self, m: &Membership) -> Next {
         if self.holds(m) {
             return Next::Holds;
+        }
+        if let Goal::Promoted(id) = self {
+            if m.get(id).is_none() {
+                return Next::NotYet;
+            }
         }
         let change = match self {
             Goal::Member(id, incarnation) => add_learner(id, incarnation),

@@ -1,8 +1,9 @@
 //! The operator behind the membership faults: it asks the current leader for the next
 //! single-server change of each task (as a client request, `ClientOp::Members`), and asks
 //! again after [`crate::SimConfig::member_retry`] when the leader refuses for now, the answer is
-//! lost, or no node leads, until the task's goal holds in the leader's committed configuration
-//! (or no change can reach it any more: the task is given up).
+//! lost, no node leads, or the node to promote is not a member yet, until the task's goal holds
+//! in the leader's committed configuration (or no change can reach it any more, like removing
+//! the last voter: the task is given up).
 //!
 //! It reads the leader's configuration as `keel member list` would show it. It never changes a
 //! node except through the requests it sends, and draws no randomness.
@@ -53,7 +54,7 @@ impl World<'_> {
             return self.settle(task, Ok(()));
         }
         match goal.next(leader.membership()) {
-            Next::Holds => self.operator_retry(task),
+            Next::Holds | Next::NotYet => self.operator_retry(task),
             Next::Impossible(why) => self.settle(task, Err(why)),
             Next::Ask(change) => self.ask(task, l, change),
         }
