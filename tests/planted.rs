@@ -5,7 +5,9 @@
 //! `cargo test -p keel-tests --features planted-bugs --test planted`
 
 use keel_core::PlantedBug;
-use keel_sim::checkers::{COMMITTED_NEVER_LOST, ELECTION_SAFETY, STATE_MACHINE_SAFETY};
+use keel_sim::checkers::{
+    COMMITTED_NEVER_LOST, COMMITTED_ON_VOTERS, ELECTION_SAFETY, STATE_MACHINE_SAFETY,
+};
 use keel_sim::RunOptions;
 use keel_tests::load;
 
@@ -58,5 +60,36 @@ fn overload_catches_a_snapshot_install_that_drops_entries() {
         "overload",
         PlantedBug::SnapshotInstallDropsEntries,
         STATE_MACHINE_SAFETY,
+    );
+}
+
+/// The membership bugs: in `change_during_partition` a leader is cut off with a learner alone
+/// (a learner that counts lets it commit), a voter is cut off while a new voter's link is slow
+/// just after its promotion (a quorum counted on the configuration before it, or one that only
+/// takes effect once committed, lets the leader commit on two of four voters).
+#[test]
+fn change_during_partition_catches_a_learner_counted_as_a_voter() {
+    caught(
+        "change_during_partition",
+        PlantedBug::LearnerCountsAsVoter,
+        COMMITTED_ON_VOTERS,
+    );
+}
+
+#[test]
+fn change_during_partition_catches_a_quorum_counted_on_the_old_configuration() {
+    caught(
+        "change_during_partition",
+        PlantedBug::QuorumOnOldConfig,
+        COMMITTED_ON_VOTERS,
+    );
+}
+
+#[test]
+fn change_during_partition_catches_a_configuration_in_force_only_once_committed() {
+    caught(
+        "change_during_partition",
+        PlantedBug::ConfigOnCommit,
+        COMMITTED_ON_VOTERS,
     );
 }

@@ -100,6 +100,13 @@ scenario_tests!(
     stale_leader_reads_read_index,
     restart_vote_hold,
     new_leader_probes_laggards,
+    grow_3_to_5,
+    shrink_5_to_3,
+    remove_leader,
+    replace_wiped_node,
+    wipe_without_replacement,
+    change_during_partition,
+    learner_catches_up_from_snapshot,
 );
 
 #[test]

@@ -13,6 +13,7 @@
 pub mod checkers;
 pub mod history;
 pub mod linearizability;
+pub mod membership;
 pub mod report;
 mod rng;
 pub mod scenario;

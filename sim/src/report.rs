@@ -72,6 +72,9 @@ pub struct RunStats {
     pub workloads: crate::workloads::WorkloadStats,
     /// Leadership handovers and elections, for `TransfersReachTarget`.
     pub transfers: TransferStats,
+    /// Membership changes, the final configuration and nodes needing replacement, for
+    /// `MembershipSettledWithin` and the summary.
+    pub membership: crate::membership::MembershipStats,
 }
 
 /// What became of leadership handovers: who was asked, what was started, who was elected.
@@ -219,6 +222,29 @@ pub const COVERAGE_KINDS: &[&str] = &[
     "breaker opened",
     "workload failed permanently",
     "re-placement frozen (correlated failure)",
+    "fault WipeDisk",
+    "fault AddLearner",
+    "fault AddMember",
+    "fault Promote",
+    "fault RemoveMember",
+    "fault ReplaceNode",
+    "disk wiped",
+    "member change requested: add learner",
+    "member change requested: promote",
+    "member change requested: remove",
+    "member change committed: add learner",
+    "member change committed: promote",
+    "member change committed: remove",
+    "member change refused for now (asked again)",
+    "membership change settled",
+    "membership changed",
+    "leader stepped down (removed)",
+    "leader probes back a follower that lost entries",
+    "snapshot installed by a non-voter (a learner catching up)",
+    "checker OneVoterAtATime ran",
+    "checker OnlyVotersVote ran",
+    "checker ElectedByVoters ran",
+    "checker CommittedOnVoterMajority ran",
 ];
 
 /// One expectation of the scenario and whether it held.
@@ -274,6 +300,7 @@ impl RunReport {
         self.cluster_rows(&mut t);
         self.client_rows(&mut t);
         workload_rows(&mut t, &self.stats.workloads);
+        membership_rows(&mut t, &self.stats.membership);
         self.verdict_rows(&mut t);
         t.0
     }
@@ -453,6 +480,22 @@ impl Table {
     }
 }
 
+/// The membership rows of the summary (none if no change was asked for and no node needs
+/// replacing).
+fn membership_rows(t: &mut Table, m: &crate::membership::MembershipStats) {
+    if !m.any() {
+        return;
+    }
+    t.row("membership changes", m.changes_line());
+    t.row("final configuration", m.final_configuration.clone());
+    if m.needs_replacement.is_empty() {
+        t.row("needs replacement", "none".to_string());
+    }
+    for n in &m.needs_replacement {
+        t.row("NEEDS REPLACEMENT", n.clone());
+    }
+}
+
 /// The workloads' rows of the summary (none if the scenario runs no workloads).
 fn workload_rows(t: &mut Table, w: &crate::workloads::WorkloadStats) {
     use crate::workloads::{ms, percentile};
@@ -581,6 +624,9 @@ fn judge_one(
             (n >= *min, format!("{n} leader changes (at least {min})"))
         }
         Expectation::TransfersReachTarget(bound) => stats.transfers.judge(*bound),
+        Expectation::MembershipSettledWithin(bound) => {
+            stats.membership.judge(*bound, stats.sim_time_us)
+        }
         Expectation::WorkloadEnds(family, status) => workload_ends(w, family, status),
     }
 }
@@ -771,6 +817,7 @@ fn describe_expectation(e: &Expectation) -> String {
         Expectation::NewLeaderWithin(d) => format!("NewLeaderWithin({d:?})"),
         Expectation::WorkloadsRecoveredWithin(d) => format!("WorkloadsRecoveredWithin({d:?})"),
         Expectation::TransfersReachTarget(d) => format!("TransfersReachTarget({d:?})"),
+        Expectation::MembershipSettledWithin(d) => format!("MembershipSettledWithin({d:?})"),
         other => format!("{other:?}"),
     }
 }

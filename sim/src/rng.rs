@@ -27,6 +27,10 @@ pub(crate) mod tag {
     pub const SWARM_EXTRA: u64 = 8;
     /// How a swarm seed's leaders answer reads (lease or read-index).
     pub const SWARM_READS: u64 = 9;
+    /// Whether a swarm seed has spare nodes and reshapes its cluster (membership faults), and
+    /// how: a stream of its own, so a seed that draws none keeps the scenario of earlier
+    /// versions.
+    pub const SWARM_MEMBERS: u64 = 10;
     /// Plus the node number: node `n` uses `NODE_CORE + n`.
     pub const NODE_CORE: u64 = 0x100;
     /// Plus the node number.

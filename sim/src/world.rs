@@ -18,6 +18,7 @@
 //! - [`faults`]: the fault injector, one file per fault family.
 //! - [`workload_driver`]: the simulated workload processes and the operator.
 //! - [`node_events`], [`stats`], [`tracer`]: what the run records (events, figures, hash, trace).
+//! - [`holders`]: who holds a committed entry, for the checker that needs every node's log.
 //! - [`config`], [`events`], [`queue`], [`guard`]: the model parameters, the event type, the
 //!   event queue, the progress guards.
 
@@ -28,6 +29,7 @@ mod disk;
 mod events;
 mod faults;
 mod guard;
+mod holders;
 mod host;
 mod network;
 mod node_events;
@@ -95,7 +97,11 @@ impl<'a> World<'a> {
         let nodes = members
             .iter()
             .enumerate()
-            .map(|(i, id)| SimNode::new(*id, Stream::new(seed, tag::NODE_STORAGE + i as u64)))
+            .map(|(i, id)| {
+                let disk_life = u64::from(i >= scenario.members);
+                let storage = Stream::new(seed, tag::NODE_STORAGE + i as u64);
+                SimNode::new(*id, disk_life, storage)
+            })
             .collect();
         World {
             scenario,
@@ -106,7 +112,7 @@ impl<'a> World<'a> {
             end: us(scenario.duration),
             queue: queue::EventQueue::new(),
             nodes,
-            checkers: SafetyCheckers::new(&members),
+            checkers: SafetyCheckers::with_bootstrap(&members, &members[..scenario.members]),
             halted: false,
             members,
             net: Network::new(n, Stream::new(seed, tag::NETWORK)),
@@ -212,6 +218,7 @@ impl<'a> World<'a> {
             Ev::ArmedRestart { node, incarnation } => self.armed_restart(node, incarnation),
             Ev::IsolationEnd { node, token } => self.isolation_ends(node, token),
             Ev::DelayEnd { from, to, token } => self.delay_ends(from, to, token),
+            Ev::MemberRetry { task } => self.operator_step(task),
             Ev::End => {}
         }
     }
@@ -224,8 +231,20 @@ impl<'a> World<'a> {
         self.history.close_open_ops(end);
         self.work.procs.finish(&mut self.stats.workloads);
         self.record_final_registry();
+        self.record_membership();
         let live: Vec<&Node> = self.nodes.iter().filter_map(|n| n.node.as_ref()).collect();
         self.checkers.at_end(end, &live);
+        const RAN: [&str; 4] = [
+            "checker OneVoterAtATime ran",
+            "checker OnlyVotersVote ran",
+            "checker ElectedByVoters ran",
+            "checker CommittedOnVoterMajority ran",
+        ];
+        for (what, n) in RAN.into_iter().zip(self.checkers.membership_checks()) {
+            if n > 0 {
+                *self.stats.coverage.entry(what).or_insert(0) += n;
+            }
+        }
         self.stats.sim_time_us = end;
         self.stats.final_commit_index = self.window.max_commit;
         self.tr.hasher.u64(0xE7D);

@@ -103,7 +103,13 @@ fn join(nodes: &mut Vec<Node>, dir: &Path, leader: usize) -> Result<Duration> {
     let until = start + Duration::from_secs(600);
     let mut last = String::new();
     while Instant::now() < until {
-        if let Ok(a) = request(via, "POST", "/v1/members/n4/promote", None, Duration::from_secs(30)) {
+        if let Ok(a) = request(
+            via,
+            "POST",
+            "/v1/members/n4/promote",
+            None,
+            Duration::from_secs(30),
+        ) {
             if a.status == 200 {
                 return Ok(start.elapsed());
             }

@@ -8,6 +8,7 @@
 //! Never: deciding elections, or what an entry means.
 
 use crate::io::Output;
+use crate::testing::PlantedBug;
 use crate::trace::{Event, Refusal};
 use crate::types::{Instant, LogIndex, NodeId};
 
@@ -80,12 +81,19 @@ impl Raft {
     /// §5.3, §5.4.2: the highest index stored on a majority becomes committed, but only if its
     /// entry is of the current term (earlier-term entries commit indirectly).
     pub(super) fn maybe_commit(&mut self, now: Instant, app: &mut impl App, out: &mut Vec<Output>) {
-        let quorum = self.members.quorum;
+        let mut quorum = self.members.quorum;
+        if self.planted(PlantedBug::QuorumOnOldConfig) {
+            quorum = self.quorum_on_old_config();
+        }
         let last = self.log.last_index();
         let commit = self.commit.get();
+        let learners_count = self.planted(PlantedBug::LearnerCountsAsVoter);
         let Some(lead) = self.lead.as_mut() else {
             return;
         };
+        if learners_count {
+            lead.progress.values_mut().for_each(|p| p.voter = true);
+        }
         // Nothing to do unless a quorum holds something beyond the commit index (the usual case
         // of an acknowledgement): a count, cheaper than finding the quorum's match index.
         if !lead.quorum_reached(quorum, last.0, commit.0 + 1, |p| p.matched.0) {
@@ -93,9 +101,12 @@ impl Raft {
         }
         let candidate = LogIndex(lead.quorum_value(quorum, last.0, |p| p.matched.0));
         let current_term = self.log.term_at(candidate) == Some(self.term)
-            || self.planted(crate::testing::PlantedBug::CommitEarlierTermByCounting);
+            || self.planted(PlantedBug::CommitEarlierTermByCounting);
         if candidate > commit && current_term && self.commit_to(candidate, out) {
             self.trace(Event::Committed { index: candidate }, out);
+            if self.planted(PlantedBug::ConfigOnCommit) {
+                self.sync_membership(now, app, out);
+            }
             self.apply_committed(now, app, out);
             self.serve_reads(now, app, out);
             self.step_down_if_removed(app, out);

@@ -118,6 +118,9 @@ impl Raft {
         let commit_to = leader_commit.min(match_index);
         if commit_to > self.commit.get() && self.commit_to(commit_to, out) {
             self.trace(Event::Committed { index: commit_to }, out);
+            if self.planted(crate::testing::PlantedBug::ConfigOnCommit) {
+                self.sync_membership(now, app, out);
+            }
             self.apply_committed(now, app, out);
         }
         Some(AppendResult::Success { match_index })

@@ -65,6 +65,16 @@ impl RaftLog {
         self.changes.last().map_or(self.offset, |(i, _)| *i)
     }
 
+    /// The index of the entry holding the configuration in force at `index` (the compaction
+    /// point if that one came from a snapshot or the bootstrap).
+    pub fn membership_index_at(&self, index: LogIndex) -> LogIndex {
+        self.changes
+            .iter()
+            .rev()
+            .find(|(i, _)| *i <= index)
+            .map_or(self.offset, |(i, _)| *i)
+    }
+
     /// The configuration in force at `index` (the last one at or before it).
     pub fn membership_at(&self, index: LogIndex) -> &Membership {
         self.changes
@@ -260,6 +270,8 @@ mod tests {
         assert_eq!(l.membership(), &three);
         assert_eq!(l.membership_index(), LogIndex(4));
         assert_eq!(l.membership_at(LogIndex(3)), &two);
+        assert_eq!(l.membership_index_at(LogIndex(3)), LogIndex(2));
+        assert_eq!(l.membership_index_at(LogIndex(1)), LogIndex(0));
         assert_eq!(l.membership_at(LogIndex(1)), &boot);
         l.truncate_from(LogIndex(4));
         assert_eq!(

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use crate::io::Output;
 use crate::message::{Command, MessageBody};
+use crate::testing::PlantedBug;
 use crate::trace::{Event, StepDownReason};
 use crate::types::{Incarnation, Instant, LogIndex, NodeId};
 
@@ -36,21 +37,21 @@ pub(crate) struct InForce {
 
 impl InForce {
     pub(crate) fn of(id: NodeId, incarnation: Incarnation, log: &RaftLog) -> InForce {
-        let membership = log.membership().clone();
+        InForce::at(id, incarnation, log.membership_index(), log.membership())
+    }
+
+    /// This node's view of `membership`, held by the entry at `index`.
+    fn at(id: NodeId, incarnation: Incarnation, index: LogIndex, m: &Membership) -> InForce {
+        let membership = m.clone();
         let others = membership.members().iter().filter(|m| m.id != id);
         InForce {
-            index: log.membership_index(),
+            index,
             peers: others.clone().map(|m| m.id).collect(),
             voters: others.filter(|m| m.voter).map(|m| m.id).collect(),
             quorum: membership.quorum(),
             voter: membership.is_voter(id, incarnation),
             membership,
         }
-    }
-
-    /// True if it still describes the log's configuration.
-    fn matches(&self, log: &RaftLog) -> bool {
-        self.index == log.membership_index() && &self.membership == log.membership()
     }
 }
 
@@ -68,16 +69,17 @@ impl Raft {
         app: &mut impl App,
         out: &mut Vec<Output>,
     ) {
-        if self.members.matches(&self.log) {
+        let (index, membership) = self.config_to_follow();
+        if self.members.index == index && &self.members.membership == membership {
             return;
         }
-        if &self.members.membership == self.log.membership() {
+        if &self.members.membership == membership {
             // The same configuration, now held elsewhere (a compaction or a snapshot moved it).
-            self.members.index = self.log.membership_index();
+            self.members.index = index;
             let m = &self.members;
             return app.membership_changed(now, m.index, &m.membership);
         }
-        self.members = InForce::of(self.id, self.incarnation, &self.log);
+        self.members = InForce::at(self.id, self.incarnation, index, membership);
         let m = &self.members;
         let voters = m.voters.len() + usize::from(m.voter);
         let learners = m.membership.members().len() - m.membership.voter_count();
@@ -100,6 +102,34 @@ impl Raft {
             self.votes.clear();
         }
         app.membership_changed(now, self.members.index, &self.members.membership);
+    }
+
+    /// The configuration to follow and the index of its entry: the log's last (a configuration
+    /// takes effect when appended), or with the planted bug `ConfigOnCommit` the last committed.
+    fn config_to_follow(&self) -> (LogIndex, &Membership) {
+        if self.planted(PlantedBug::ConfigOnCommit) {
+            let commit = self.commit.get();
+            let index = self.log.membership_index_at(commit);
+            return (index, self.log.membership_at(commit));
+        }
+        (self.log.membership_index(), self.log.membership())
+    }
+
+    /// With the planted bug `QuorumOnOldConfig`: the leader counts on the configuration before
+    /// the last change (its voters, its majority). Returns the quorum to count to.
+    pub(super) fn quorum_on_old_config(&mut self) -> usize {
+        let old = self.log.membership_at(self.log.membership_index().prev());
+        let quorum = old.quorum();
+        if let Some(lead) = self.lead.as_mut() {
+            let ids: Vec<NodeId> = lead.progress.iter().map(|(id, _)| *id).collect();
+            for id in ids {
+                if let Some(p) = lead.progress.get_mut(&id) {
+                    p.voter = old.is_voter(id, p.incarnation);
+                }
+            }
+            lead.self_voter = old.is_voter(self.id, self.incarnation);
+        }
+        quorum
     }
 
     /// Notes a message from `from` of `incarnation`: a member heard as another incarnation than

@@ -248,6 +248,44 @@ impl Leadership {
 mod tests {
     use super::*;
 
+    /// A member added back as a new incarnation (its disk was lost) starts from nothing: the
+    /// leader must not credit it with what the old incarnation held (it would pass the
+    /// caught-up check for promotion at once, and count toward quorums with entries it lacks).
+    #[test]
+    fn a_new_incarnation_of_a_member_starts_with_fresh_progress() {
+        use super::super::membership::{MemberChange, Membership};
+        use crate::message::{Command, Entry};
+        use crate::types::Term;
+        let three = Membership::bootstrap(&[NodeId(1), NodeId(2), NodeId(3)]);
+        let mut log =
+            super::super::log::RaftLog::restore(LogIndex(0), Term(0), three.clone(), Vec::new());
+        let in_force = InForce::of(NodeId(1), Incarnation::ORIGINAL, &log);
+        let mut lead = Leadership::new(&in_force, LogIndex(1), Instant(0));
+        for p in lead.progress.values_mut() {
+            p.matched = LogIndex(40);
+        }
+        let replaced = three
+            .apply(&MemberChange::AddLearner {
+                id: NodeId(3),
+                incarnation: Incarnation(7),
+                address: String::new(),
+            })
+            .expect("replace n3");
+        log.push(Entry {
+            term: Term(1),
+            index: LogIndex(1),
+            command: std::sync::Arc::new(Command::Membership(replaced)),
+        });
+        let in_force = InForce::of(NodeId(1), Incarnation::ORIGINAL, &log);
+        lead.sync_members(&in_force, LogIndex(2));
+        let n2 = lead.progress.get(&NodeId(2)).expect("n2 stays");
+        assert_eq!(n2.matched, LogIndex(40), "n2 is the same incarnation");
+        let n3 = lead.progress.get(&NodeId(3)).expect("n3 is a learner now");
+        assert_eq!(n3.matched, LogIndex(0), "the new n3 holds nothing yet");
+        assert_eq!(n3.incarnation, Incarnation(7));
+        assert!(!n3.voter);
+    }
+
     /// `quorum_value` is the k-th highest of every member's value (sorting them all is the
     /// reference), and `quorum_reached` agrees with it, for clusters of 1 to 11 (past the stack
     /// buffer), any order of values and any k, the leader's own value included, whether or not

@@ -31,16 +31,29 @@ pub enum PlantedBug {
     /// but keeps its own state machine: the entries between what it had applied and the
     /// snapshot's index are dropped, never applied.
     SnapshotInstallDropsEntries,
+    /// A configuration takes effect when it is committed instead of when it is appended: a
+    /// leader counts the votes and acknowledgements for a change, and for everything after it
+    /// until it commits, on the configuration before it (and a follower elects on it).
+    ConfigOnCommit,
+    /// The leader counts commit quorums on the configuration before the last change (its voters
+    /// and its majority) rather than the one in force.
+    QuorumOnOldConfig,
+    /// A learner's acknowledgement counts toward the commit quorum (and, once counted, toward
+    /// the leader's check-quorum) as a voter's would.
+    LearnerCountsAsVoter,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 6] = [
+    pub const ALL: [PlantedBug; 9] = [
         PlantedBug::CommitEarlierTermByCounting,
         PlantedBug::VoteNotPersisted,
         PlantedBug::StaleLeaderServesReads,
         PlantedBug::AckBeforeCommit,
         PlantedBug::KeepsWorkloadsAfterLeaseLoss,
         PlantedBug::SnapshotInstallDropsEntries,
+        PlantedBug::ConfigOnCommit,
+        PlantedBug::QuorumOnOldConfig,
+        PlantedBug::LearnerCountsAsVoter,
     ];
 
     pub fn name(self) -> &'static str {
@@ -51,6 +64,9 @@ impl PlantedBug {
             PlantedBug::AckBeforeCommit => "ack-before-commit",
             PlantedBug::KeepsWorkloadsAfterLeaseLoss => "keeps-workloads-after-lease-loss",
             PlantedBug::SnapshotInstallDropsEntries => "snapshot-install-drops-entries",
+            PlantedBug::ConfigOnCommit => "config-on-commit",
+            PlantedBug::QuorumOnOldConfig => "quorum-on-old-config",
+            PlantedBug::LearnerCountsAsVoter => "learner-counts-as-voter",
         }
     }
 }

@@ -28,22 +28,41 @@
 //!   voids its lease (a transfer) answers no more reads from it, so its lease ends there; one
 //!   that crashes does not take its lease with it (its followers still refuse votes, and so
 //!   does the node itself for a while after it restarts).
-
+//! - **One voter at a time** ([`ONE_VOTER_AT_A_TIME`]): every committed configuration differs
+//!   from the one before it (in the log of the node that commits it) by at most one voter, so
+//!   no two successive configurations have disjoint majorities.
+//! - **Only voters vote** ([`ONLY_VOTERS_VOTE`]): a node grants a vote or a pre-vote only while
+//!   it is a voter of its own configuration, of its own incarnation: a wiped node (a new
+//!   incarnation), a learner or a removed member never does.
+//! - **Elected by voters** ([`ELECTED_BY_VOTERS`]): a new leader was granted votes by a
+//!   majority of the voters of its configuration (a learner's or a stranger's vote counts for
+//!   nothing).
+//! - **Committed on a majority of voters** ([`COMMITTED_ON_VOTERS`]): when a leader advances its
+//!   commit index, a majority of the voters of its configuration in force (the log's last, as
+//!   Raft uses it) hold that entry: in their log or snapshot, on their disk if they are down,
+//!   and for a wiped incarnation on the disk it lost. A learner's copy counts for nothing.
+//!   (The engine finds the holders: it alone sees every node.)
 //!
-//! The checkers by concern: `leadership` (election safety, terms, leases) and `log` (log
-//! matching, the committed log); this module composes them into [`SafetyCheckers`], which the
+//! The checkers by concern: `leadership` (election safety, terms, leases), `log` (log
+//! matching, the committed log) and `membership` (configurations, votes and quorums across
+//! changes); this module composes them into [`SafetyCheckers`], which the
 //! engine calls, and checks state machine safety and fresh reads itself. The checkers only
 //! observe: they never change a node, the network or the course of a run.
 
 mod leadership;
 mod log;
+mod membership;
 #[cfg(test)]
 mod tests;
 
-use keel_core::{LogIndex, Node, NodeId, Output, Persist, StateMachine, Term, Write};
+use keel_core::{
+    Command, Incarnation, LogIndex, Message, MessageBody, Node, NodeId, Output, Persist,
+    StateMachine, Term, Write,
+};
 
 use leadership::{ElectionSafety, LeaderLeases, TermMonotonic};
 use log::{CommittedLog, LogMatching};
+use membership::Grants;
 
 pub const ELECTION_SAFETY: &str = "ElectionSafety";
 pub const TERM_MONOTONIC: &str = "TermMonotonic";
@@ -54,6 +73,10 @@ pub const ACKED_WRITES: &str = "AckedWritesDurable";
 pub const AT_MOST_ONE_COPY: &str = "AtMostOneRunningCopy";
 pub const FRESH_READS: &str = "ReadsSeeCommitted";
 pub const LEASES_DISJOINT: &str = "LeaderLeasesDisjoint";
+pub const ONE_VOTER_AT_A_TIME: &str = "OneVoterAtATime";
+pub const ONLY_VOTERS_VOTE: &str = "OnlyVotersVote";
+pub const ELECTED_BY_VOTERS: &str = "ElectedByVoters";
+pub const COMMITTED_ON_VOTERS: &str = "CommittedOnVoterMajority";
 /// Simulated time keeps moving at a sane event rate: a node that asks to be woken at the
 /// instant it is woken (or spins on microsecond timers) is a bug, and would hang the run.
 pub const PROGRESS: &str = "Progress";
@@ -79,6 +102,13 @@ pub struct SafetyCheckers {
     matching: LogMatching,
     committed: CommittedLog,
     leases: LeaderLeases,
+    grants: Grants,
+    /// The configuration the cluster was bootstrapped with: the one before the first
+    /// configuration entry, for a node whose log starts empty (one that joined).
+    bootstrap: keel_core::Membership,
+    /// A leader's commit index moved in the step just checked: (index, its term), for the
+    /// engine to find who holds it (see [`SafetyCheckers::take_commit_to_check`]).
+    commit_to_check: Option<(LogIndex, Term)>,
     /// The members, in the order of the per-node vectors below.
     members: Vec<NodeId>,
     /// Per node slot: the highest commit index already observed (reset on restart).
@@ -88,22 +118,43 @@ pub struct SafetyCheckers {
     acked: u64,
     violations: Vec<Violation>,
     checks: u64,
+    /// How often each membership checker ran, in the order of [`MEMBERSHIP_CHECKERS`].
+    membership_checks: [u64; 4],
 }
 
+/// The membership checkers, in the order [`SafetyCheckers::membership_checks`] counts them.
+pub const MEMBERSHIP_CHECKERS: [&str; 4] = [
+    ONE_VOTER_AT_A_TIME,
+    ONLY_VOTERS_VOTE,
+    ELECTED_BY_VOTERS,
+    COMMITTED_ON_VOTERS,
+];
+
 impl SafetyCheckers {
+    /// The checkers of a cluster of `members`, every one of them a bootstrap voter.
     pub fn new(members: &[NodeId]) -> SafetyCheckers {
+        SafetyCheckers::with_bootstrap(members, members)
+    }
+
+    /// The checkers of a cluster of `members` bootstrapped with `voters` (the others are
+    /// spare nodes, added later).
+    pub fn with_bootstrap(members: &[NodeId], voters: &[NodeId]) -> SafetyCheckers {
         SafetyCheckers {
+            bootstrap: keel_core::Membership::bootstrap(voters),
             election: ElectionSafety::default(),
             terms: TermMonotonic::default(),
             matching: LogMatching::default(),
             committed: CommittedLog::default(),
             leases: LeaderLeases::default(),
+            grants: Grants::default(),
+            commit_to_check: None,
             members: members.to_vec(),
             observed_commit: vec![LogIndex(0); members.len()],
             led_in: vec![None; members.len()],
             acked: 0,
             violations: Vec::new(),
             checks: 0,
+            membership_checks: [0; 4],
         }
     }
 
@@ -125,6 +176,24 @@ impl SafetyCheckers {
                 self.members.len() - 1
             }
         }
+    }
+
+    /// Counts a run of membership checker `k` (see [`MEMBERSHIP_CHECKERS`]) and records its
+    /// verdict.
+    fn record_membership(
+        &mut self,
+        k: usize,
+        at_us: u64,
+        node: Option<NodeId>,
+        r: Result<(), String>,
+    ) {
+        self.membership_checks[k] += 1;
+        self.record(MEMBERSHIP_CHECKERS[k], at_us, node, r);
+    }
+
+    /// How often each membership checker ran, in the order of [`MEMBERSHIP_CHECKERS`].
+    pub fn membership_checks(&self) -> [u64; 4] {
+        self.membership_checks
     }
 
     #[inline]
@@ -169,11 +238,15 @@ impl SafetyCheckers {
         self.record(TERM_MONOTONIC, now_us, Some(id), r);
 
         for o in outputs {
-            if let Output::Persist(Persist::Entries(entries)) = o {
-                for e in entries {
-                    let r = self.matching.observe_persisted(e.index, e.term, &e.command);
-                    self.record(LOG_MATCHING, now_us, Some(id), r);
+            match o {
+                Output::Persist(Persist::Entries(entries)) => {
+                    for e in entries {
+                        let r = self.matching.observe_persisted(e.index, e.term, &e.command);
+                        self.record(LOG_MATCHING, now_us, Some(id), r);
+                    }
                 }
+                Output::Send(m) => self.observe_send(now_us, node, m),
+                _ => {}
             }
         }
 
@@ -185,7 +258,21 @@ impl SafetyCheckers {
                 if let Some(e) = node.log().entry(LogIndex(i)) {
                     let r = self.committed.observe_commit(e.index, e.term, &e.command);
                     self.record(COMMITTED_NEVER_LOST, now_us, Some(id), r);
+                    if let Command::Membership(after) = &*e.command {
+                        let mut before = node.log().membership_at(e.index.prev());
+                        if before.members().is_empty() {
+                            // A node that joined with an empty log: before the log's first
+                            // configuration, the bootstrap one is in force.
+                            before = &self.bootstrap;
+                        }
+                        let r = membership::one_voter_at_a_time(e.index, before, after);
+                        self.record_membership(0, now_us, Some(id), r);
+                    }
                 }
+            }
+            if node.is_leader() {
+                let term = node.log().term_at(commit).unwrap_or_default();
+                self.commit_to_check = Some((commit, term));
             }
             self.observed_commit[slot] = commit;
             let max = self.committed.max();
@@ -204,6 +291,10 @@ impl SafetyCheckers {
                 self.record(COMMITTED_NEVER_LOST, now_us, Some(id), r);
                 let r = self.leases.elected(term, id, now_us, &self.members);
                 self.record(LEASES_DISJOINT, now_us, Some(id), r);
+                let r = self
+                    .grants
+                    .elected(term, id, node.membership(), node.is_voter());
+                self.record_membership(2, now_us, Some(id), r);
             }
         }
         if leading.is_some() || self.leases.holds(slot) {
@@ -211,6 +302,45 @@ impl SafetyCheckers {
             let r = self.leases.observe(slot, id, leading, lease);
             self.record(LEASES_DISJOINT, now_us, Some(id), r);
         }
+    }
+
+    /// A message `node` sent: a granted vote or pre-vote is checked (only voters vote) and
+    /// recorded (who elected whom).
+    #[inline]
+    fn observe_send(&mut self, now_us: u64, node: &Node, m: &Message) {
+        let pre = match m.body {
+            MessageBody::RequestVoteResponse { granted: true } => false,
+            MessageBody::PreVoteResponse { granted: true } => true,
+            _ => return,
+        };
+        let r = membership::only_voters_vote(m.from, node.is_voter(), pre);
+        self.record_membership(1, now_us, Some(m.from), r);
+        if !pre {
+            self.grants.granted(m.term, m.to, m.from, m.incarnation);
+        }
+    }
+
+    /// The commit index a leader moved to in the step just checked, with its term, if it
+    /// moved: the engine then finds who holds that entry and calls
+    /// [`SafetyCheckers::committed_held_by`].
+    pub fn take_commit_to_check(&mut self) -> Option<(LogIndex, Term)> {
+        self.commit_to_check.take()
+    }
+
+    /// `leader` committed `index` of `term`, held (in its log or snapshot, or on its disk) by
+    /// `holders`: each node as the incarnation it is, and a wiped node's earlier incarnation as
+    /// what its lost disk held. A majority of the voters of the leader's configuration in force
+    /// must be among them.
+    pub fn committed_held_by(
+        &mut self,
+        now_us: u64,
+        leader: &Node,
+        (index, term): (LogIndex, Term),
+        holders: &[(NodeId, Incarnation)],
+    ) {
+        let config = leader.membership();
+        let r = membership::committed_on_a_majority(leader.id(), index, term, config, holders);
+        self.record_membership(3, now_us, Some(leader.id()), r);
     }
 
     /// A workload copy started on `node`: `r` is the at-most-one-copy verdict the engine

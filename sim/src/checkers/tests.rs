@@ -4,11 +4,15 @@
 use std::sync::Arc;
 
 use keel_core::{
-    ClientOp, ClientRequest, ClientResponse, Command, Config, DurableState, Input, Instant, Key,
-    LogIndex, Message, Node, NodeId, Output, RequestId, Term, Write,
+    ClientOp, ClientRequest, ClientResponse, Command, Config, DurableState, Entry, HardState,
+    Incarnation, Input, Instant, Key, LogIndex, Membership, Message, MessageBody, Node, NodeId,
+    Output, RequestId, Term, Write,
 };
 
-use super::{SafetyCheckers, ACKED_WRITES, FRESH_READS, STATE_MACHINE_SAFETY};
+use super::{
+    SafetyCheckers, ACKED_WRITES, COMMITTED_ON_VOTERS, ELECTED_BY_VOTERS, FRESH_READS,
+    ONE_VOTER_AT_A_TIME, ONLY_VOTERS_VOTE, STATE_MACHINE_SAFETY,
+};
 
 fn put(k: &str, v: &str) -> Arc<Command> {
     Arc::new(Command::Write(Write::Put {
@@ -205,4 +209,158 @@ fn a_read_from_behind_the_committed_log_fires() {
         .read_answered(now, leader, LogIndex(applied.0 + 1));
     assert_eq!(c.checkers.violations().len(), 1);
     assert_eq!(c.checkers.violations()[0].checker, FRESH_READS);
+}
+
+/// The checkers that fired, in order.
+fn fired(c: &SafetyCheckers) -> Vec<&'static str> {
+    c.violations().iter().map(|v| v.checker).collect()
+}
+
+/// n2 of a cluster bootstrapped with n1..n3, whose log holds `config` at index 1 (of term 1),
+/// then told by n1 (leading term 1) that index 1 is committed: the checkers see it commit.
+fn commits_config(config: Membership) -> SafetyCheckers {
+    let members = [NodeId(1), NodeId(2), NodeId(3)];
+    let durable = DurableState {
+        hard_state: HardState {
+            term: Term(1),
+            voted_for: Some(NodeId(1)),
+        },
+        snapshot: None,
+        entries: vec![Entry {
+            term: Term(1),
+            index: LogIndex(1),
+            command: Arc::new(Command::Membership(config)),
+        }],
+    };
+    let cfg = Config::new(NodeId(2), members.to_vec(), 2);
+    let mut node = Node::new(cfg, durable, Instant(0)).expect("valid config");
+    let mut checkers = SafetyCheckers::new(&members);
+    let append = Message {
+        from: NodeId(1),
+        incarnation: Incarnation::ORIGINAL,
+        to: NodeId(2),
+        term: Term(1),
+        body: MessageBody::AppendEntries {
+            prev_log_index: LogIndex(1),
+            prev_log_term: Term(1),
+            entries: Vec::new(),
+            leader_commit: LogIndex(1),
+            round: 1,
+        },
+    };
+    let mut out = Vec::new();
+    node.step(Instant(1), Input::Message(append), &mut out);
+    assert_eq!(node.commit_index(), LogIndex(1));
+    checkers.after_step(1, &node, &out);
+    checkers
+}
+
+/// A committed configuration one voter away from the one before it passes; one that swaps two
+/// voters at once (disjoint majorities possible) fires.
+#[test]
+fn a_committed_change_of_two_voters_fires() {
+    let one = Membership::bootstrap(&[NodeId(1), NodeId(2), NodeId(3), NodeId(4)]);
+    assert!(fired(&commits_config(one)).is_empty());
+    let two = Membership::bootstrap(&[NodeId(1), NodeId(4), NodeId(5)]);
+    assert_eq!(fired(&commits_config(two)), [ONE_VOTER_AT_A_TIME]);
+}
+
+/// A granted vote or pre-vote sent by a node that is no voter of its own configuration (here a
+/// new incarnation with no configuration at all, as after a wiped disk) fires; the same answer
+/// from a voter, or a refusal, passes.
+#[test]
+fn a_vote_granted_by_a_non_voter_fires() {
+    let (c, _) = Cluster::run_until_written();
+    let voter = c.nodes.iter().find(|n| !n.is_leader()).expect("a follower");
+    let mut cfg = Config::new(voter.id(), Vec::new(), 2);
+    cfg.incarnation = Incarnation(9);
+    let wiped = Node::new(cfg, DurableState::default(), Instant(0)).expect("valid config");
+    let answer = |node: &Node, body: MessageBody| {
+        [Output::Send(Message {
+            from: node.id(),
+            incarnation: node.incarnation(),
+            to: NodeId(1),
+            term: Term(5),
+            body,
+        })]
+    };
+    let mut checkers = SafetyCheckers::new(&c.members);
+    for pre in [false, true] {
+        let body = |granted| match pre {
+            true => MessageBody::PreVoteResponse { granted },
+            false => MessageBody::RequestVoteResponse { granted },
+        };
+        checkers.after_step(c.now, voter, &answer(voter, body(true)));
+        // The same id, restarted on an empty disk.
+        checkers.node_restarted(wiped.id());
+        checkers.after_step(c.now, &wiped, &answer(&wiped, body(false)));
+        assert_eq!(
+            fired(&checkers).len(),
+            usize::from(pre),
+            "{:?}",
+            checkers.violations()
+        );
+        checkers.after_step(c.now, &wiped, &answer(&wiped, body(true)));
+    }
+    assert_eq!(fired(&checkers), [ONLY_VOTERS_VOTE, ONLY_VOTERS_VOTE]);
+}
+
+/// A leader seen without the votes of a majority of its configuration's voters fires: fresh
+/// checkers saw none of the votes it was granted, only one from an incarnation its
+/// configuration does not name (which counts for nothing). The checkers of the real run saw
+/// the real votes and stayed quiet.
+#[test]
+fn a_leader_without_a_majority_of_voters_fires() {
+    let (c, _) = Cluster::run_until_written();
+    c.assert_quiet();
+    let leader = c.nodes.iter().find(|n| n.is_leader()).expect("a leader");
+    let follower = c.nodes.iter().find(|n| !n.is_leader()).expect("a follower");
+    let mut cfg = Config::new(follower.id(), c.members.clone(), 3);
+    cfg.incarnation = Incarnation(9);
+    let stranger = Node::new(cfg, DurableState::default(), Instant(0)).expect("valid config");
+    let vote = Output::Send(Message {
+        from: stranger.id(),
+        incarnation: stranger.incarnation(),
+        to: leader.id(),
+        term: leader.term(),
+        body: MessageBody::RequestVoteResponse { granted: true },
+    });
+    let mut fresh = SafetyCheckers::new(&c.members);
+    fresh.after_step(c.now, &stranger, &[vote]);
+    fresh.after_step(c.now, leader, &[]);
+    // The stranger is no voter of its own configuration either.
+    assert_eq!(fired(&fresh), [ONLY_VOTERS_VOTE, ELECTED_BY_VOTERS]);
+}
+
+/// A commit held by only the leader, or by the leader and a learner, fires; held by a majority
+/// of the voters it passes.
+#[test]
+fn a_commit_held_by_fewer_than_a_majority_of_voters_fires() {
+    let (mut c, revision) = Cluster::run_until_written();
+    c.assert_quiet();
+    let leader = c.nodes.iter().find(|n| n.is_leader()).expect("a leader");
+    let term = leader.log().term_at(revision).expect("held");
+    let (l, o) = (leader.id(), Incarnation::ORIGINAL);
+    let other = c
+        .members
+        .iter()
+        .copied()
+        .find(|m| *m != l)
+        .expect("a follower");
+    let now = c.now;
+    c.checkers
+        .committed_held_by(now, leader, (revision, term), &[(l, o), (other, o)]);
+    c.assert_quiet();
+    c.checkers
+        .committed_held_by(now, leader, (revision, term), &[(l, o), (NodeId(4), o)]);
+    c.checkers.committed_held_by(
+        now,
+        leader,
+        (revision, term),
+        &[(l, o), (other, Incarnation(9))],
+    );
+    assert_eq!(
+        fired(&c.checkers),
+        [COMMITTED_ON_VOTERS, COMMITTED_ON_VOTERS]
+    );
 }

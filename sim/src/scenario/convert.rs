@@ -37,6 +37,16 @@ pub(super) fn convert(loc: &Locator<'_>, raw: RawScenario) -> Result<Scenario, S
             format!("a cluster has 1 to 9 nodes, not {}", raw.nodes),
         ));
     }
+    let members = raw.members.unwrap_or(raw.nodes);
+    if !(1..=raw.nodes).contains(&members) {
+        return Err(loc.error(
+            "members",
+            format!(
+                "the cluster is bootstrapped by 1 to {} of its nodes, not {members}",
+                raw.nodes
+            ),
+        ));
+    }
     let duration = positive(loc, "duration", &raw.duration)?;
     let network = network(loc, &raw.network)?;
     let clients = clients(loc, &raw.clients)?;
@@ -47,6 +57,7 @@ pub(super) fn convert(loc: &Locator<'_>, raw: RawScenario) -> Result<Scenario, S
         name: raw.name,
         description: raw.description,
         nodes: raw.nodes,
+        members,
         duration,
         network,
         clients,
@@ -233,6 +244,9 @@ fn expectations(
             }
             RawExpectation::TransfersReachTarget(d) => {
                 Expectation::TransfersReachTarget(positive(&d)?)
+            }
+            RawExpectation::MembershipSettledWithin(d) => {
+                Expectation::MembershipSettledWithin(positive(&d)?)
             }
             RawExpectation::WorkloadEnds(w, st) => workload_ends(loc, &path, workloads, w, st)?,
         });

@@ -88,6 +88,29 @@ pub enum Fault {
     /// [`ARMED_FAULT_PATIENCE`]; several armed at once hit successive commits.
     /// RON: `IsolateLeaderOnCommit("2s")`.
     IsolateLeaderOnCommit(Duration),
+    /// The node crashes and starts again at once on an empty disk: a new incarnation (a disk
+    /// life the cluster's configuration does not name) with no bootstrap members. It must never
+    /// vote or count until an operator adds it back (`ReplaceNode`). RON: `WipeDisk(Follower)`.
+    WipeDisk(Selector),
+    /// The operator asks the leader to add the selected node, of its current incarnation, as a
+    /// learner, and asks again (after `SimConfig::member_retry`) until that is committed.
+    /// RON: `AddLearner(Node("n4"))`.
+    AddLearner(Selector),
+    /// The operator adds the selected node as a learner, then keeps asking the leader to
+    /// promote it (a refusal such as "not caught up" is asked again a little later) until it is
+    /// a voter in a committed configuration. RON: `AddMember(Node("n4"))`.
+    AddMember(Selector),
+    /// The operator asks the leader to promote the selected learner to voter, again until it
+    /// is committed (a node that is not a member yet, its `AddLearner` still on its way, is
+    /// waited for). RON: `Promote(Node("n4"))`.
+    Promote(Selector),
+    /// The operator asks the leader to remove the selected node (voter or learner), again
+    /// until it is committed. RON: `RemoveMember(Leader)`.
+    RemoveMember(Selector),
+    /// The operator's replace after a disk died: the selected node's current incarnation is
+    /// added as a learner (which demotes the old incarnation's voter in the same step), and
+    /// promoted once caught up. RON: `ReplaceNode(LastWiped)`.
+    ReplaceNode(Selector),
 }
 
 /// How long an armed fault (`CrashAfterVote`, `IsolateLeaderOnAppend`, `IsolateLeaderOnCommit`)
@@ -98,7 +121,7 @@ pub const ARMED_FAULT_PATIENCE: Duration = Duration::from_secs(3);
 /// (`sim/src/world/faults/{family}.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Family {
-    /// `Crash`, `Restart`.
+    /// `Crash`, `Restart`, `WipeDisk`.
     Crash,
     /// `Partition`, `Isolate`, `OneWay`, `Heal`.
     Partition,
@@ -114,13 +137,15 @@ pub enum Family {
     Delay,
     /// `CrashAfterVote`, `IsolateLeaderOnAppend`, `IsolateLeaderOnCommit`.
     Armed,
+    /// `AddLearner`, `AddMember`, `Promote`, `RemoveMember`, `ReplaceNode` (in `members.rs`).
+    Membership,
 }
 
 impl Fault {
     /// The family whose file injects this fault.
     pub fn family(&self) -> Family {
         match self {
-            Fault::Crash(_) | Fault::Restart(_) => Family::Crash,
+            Fault::Crash(_) | Fault::Restart(_) | Fault::WipeDisk(_) => Family::Crash,
             Fault::Partition(_) | Fault::Isolate(_) | Fault::OneWay(..) | Fault::Heal => {
                 Family::Partition
             }
@@ -132,6 +157,11 @@ impl Fault {
             Fault::CrashAfterVote(..)
             | Fault::IsolateLeaderOnAppend(_)
             | Fault::IsolateLeaderOnCommit(_) => Family::Armed,
+            Fault::AddLearner(_)
+            | Fault::AddMember(_)
+            | Fault::Promote(_)
+            | Fault::RemoveMember(_)
+            | Fault::ReplaceNode(_) => Family::Membership,
         }
     }
 }
@@ -164,6 +194,12 @@ pub(super) enum RawFault {
     CrashAfterVote(RawSelector, String),
     IsolateLeaderOnAppend(String),
     IsolateLeaderOnCommit(String),
+    WipeDisk(RawSelector),
+    AddLearner(RawSelector),
+    AddMember(RawSelector),
+    Promote(RawSelector),
+    RemoveMember(RawSelector),
+    ReplaceNode(RawSelector),
 }
 
 /// What converting one fault needs to know: where it is written, and the names it may use.
@@ -235,6 +271,12 @@ impl FaultCx<'_, '_> {
             RawFault::IsolateLeaderOnCommit(t) => {
                 Fault::IsolateLeaderOnCommit(self.positive(path, &t)?)
             }
+            RawFault::WipeDisk(s) => Fault::WipeDisk(self.sel(s)?),
+            RawFault::AddLearner(s) => Fault::AddLearner(self.sel(s)?),
+            RawFault::AddMember(s) => Fault::AddMember(self.sel(s)?),
+            RawFault::Promote(s) => Fault::Promote(self.sel(s)?),
+            RawFault::RemoveMember(s) => Fault::RemoveMember(self.sel(s)?),
+            RawFault::ReplaceNode(s) => Fault::ReplaceNode(self.sel(s)?),
         })
     }
 
@@ -286,6 +328,7 @@ impl FaultCx<'_, '_> {
             RawSelector::Follower => Selector::Follower,
             RawSelector::LastCrashed => Selector::LastCrashed,
             RawSelector::Random => Selector::Random,
+            RawSelector::LastWiped => Selector::LastWiped,
         })
     }
 
@@ -348,5 +391,11 @@ pub(crate) fn fault_ron(f: &Fault) -> String {
         }
         Fault::IsolateLeaderOnAppend(t) => format!("IsolateLeaderOnAppend({})", d(t)),
         Fault::IsolateLeaderOnCommit(t) => format!("IsolateLeaderOnCommit({})", d(t)),
+        Fault::WipeDisk(s) => format!("WipeDisk({})", selector_ron(s)),
+        Fault::AddLearner(s) => format!("AddLearner({})", selector_ron(s)),
+        Fault::AddMember(s) => format!("AddMember({})", selector_ron(s)),
+        Fault::Promote(s) => format!("Promote({})", selector_ron(s)),
+        Fault::RemoveMember(s) => format!("RemoveMember({})", selector_ron(s)),
+        Fault::ReplaceNode(s) => format!("ReplaceNode({})", selector_ron(s)),
     }
 }

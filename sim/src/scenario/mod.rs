@@ -7,6 +7,7 @@
 //!     name: "leader_kill",
 //!     description: "Kill the leader under load.",       // optional, default ""
 //!     nodes: 3,                                          // 1..=9, named n1..nN
+//!     members: 3,                                        // optional: n1..nM bootstrap, default all
 //!     duration: "30s",                                   // "250ms", "1.5s", "2m", "100us", "7ns"
 //!     network: (latency: ("1ms", "5ms"), drop_rate: 0.0, duplicate_rate: 0.0),   // optional
 //!     clients: (count: 4, rate_per_sec: 200, keys: 16, timeout: "1s"),         // optional
@@ -40,6 +41,14 @@
 //! `MedianReadLatencyWithin("15ms")` their median read latency (either fails when no such
 //! operation succeeded at all);
 //! `TransfersReachTarget("1s")`: every handover reaches its target within 1 s.
+//! Membership: with `members: 3` and `nodes: 5`, `n4` and `n5` are spare nodes (no
+//! configuration, a fresh incarnation) until the operator adds them: `AddLearner(Node("n4"))`,
+//! `AddMember(Node("n4"))` (learner, then promoted once caught up), `Promote(Node("n4"))`,
+//! `RemoveMember(Leader)`; `WipeDisk(Follower)` restarts a node on an empty disk as a new
+//! incarnation, and `ReplaceNode(LastWiped)` is the operator's replace. The operator asks the
+//! leader, and asks again until the change is committed;
+//! `MembershipSettledWithin("3s")`: each change is committed within 3 s once the other faults
+//! are over.
 //!
 //! Every error names the file, the line and column, and the field by its path (`clients.keys`,
 //! `faults[2].at`): syntax errors, unknown, missing or mistyped fields, malformed durations, and

@@ -15,6 +15,11 @@ pub struct Scenario {
     pub description: String,
     /// Cluster size, 1..=9; the nodes are `n1`..`nN`.
     pub nodes: usize,
+    /// How many nodes bootstrap the cluster, 1..=`nodes`: `n1`..`nM` are its first voters.
+    /// The others are spare nodes: each starts with no configuration (an empty
+    /// `keel_core::Config::members`) and a fresh incarnation, and waits to be added
+    /// (`AddLearner`, `AddMember`). Default: every node.
+    pub members: usize,
     /// Simulated time the run lasts.
     pub duration: Duration,
     /// Default [`NetworkSpec::default`].
@@ -114,6 +119,8 @@ pub enum Selector {
     LastCrashed,
     /// Any live node.
     Random,
+    /// The node whose disk was wiped most recently (`WipeDisk`).
+    LastWiped,
 }
 
 /// What must hold at the end of a run (safety checkers run whether listed or not).
@@ -157,6 +164,13 @@ pub enum Expectation {
     /// it names nodes that are up). A request a leader must refuse (a handover to itself) must
     /// start nothing.
     TransfersReachTarget(Duration),
+    /// Every membership change the scenario asks for (`AddLearner`, `AddMember`, `Promote`,
+    /// `RemoveMember`, `ReplaceNode`) is committed within this bound (above zero) of the later
+    /// of its request and the last fault of another kind before it settled: once the faults
+    /// heal, a change completes. A change still open at the end fails unless it was asked for
+    /// (or last disturbed) less than the bound before the end; one the operator had to give up
+    /// (the leader's configuration makes it impossible) fails.
+    MembershipSettledWithin(Duration),
 }
 
 /// The statuses `WorkloadEnds` accepts.

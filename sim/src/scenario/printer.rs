@@ -17,6 +17,9 @@ impl Scenario {
         s.push_str(&format!("    name: {:?},\n", self.name));
         s.push_str(&format!("    description: {:?},\n", self.description));
         s.push_str(&format!("    nodes: {},\n", self.nodes));
+        if self.members != self.nodes {
+            s.push_str(&format!("    members: {},\n", self.members));
+        }
         s.push_str(&format!(
             "    duration: {:?},\n",
             format_duration(self.duration)
@@ -76,6 +79,7 @@ pub(super) fn selector_ron(s: &Selector) -> String {
         Selector::Follower => "Follower".into(),
         Selector::LastCrashed => "LastCrashed".into(),
         Selector::Random => "Random".into(),
+        Selector::LastWiped => "LastWiped".into(),
     }
 }
 
@@ -106,6 +110,9 @@ fn expectation_ron(e: &Expectation) -> String {
         Expectation::WorkloadEnds(w, st) => format!("WorkloadEnds({w:?}, {st:?})"),
         Expectation::TransfersReachTarget(d) => {
             format!("TransfersReachTarget({:?})", format_duration(*d))
+        }
+        Expectation::MembershipSettledWithin(d) => {
+            format!("MembershipSettledWithin({:?})", format_duration(*d))
         }
     }
 }

@@ -36,6 +36,9 @@ pub(super) struct RawScenario {
     #[serde(default)]
     pub(super) description: String,
     pub(super) nodes: usize,
+    /// Written as a plain number (`members: 3`); absent means every node.
+    #[serde(default, deserialize_with = "written")]
+    pub(super) members: Option<usize>,
     pub(super) duration: String,
     #[serde(default)]
     pub(super) network: RawNetwork,
@@ -53,6 +56,11 @@ pub(super) struct RawScenario {
 
 fn yes() -> bool {
     true
+}
+
+/// An optional field written as its plain value.
+fn written<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    usize::deserialize(d).map(Some)
 }
 
 #[derive(Deserialize)]
@@ -135,6 +143,7 @@ pub(super) enum RawSelector {
     Follower,
     LastCrashed,
     Random,
+    LastWiped,
 }
 
 #[derive(Deserialize)]
@@ -152,4 +161,5 @@ pub(super) enum RawExpectation {
     MedianReadLatencyWithin(String),
     WorkloadEnds(String, String),
     TransfersReachTarget(String),
+    MembershipSettledWithin(String),
 }

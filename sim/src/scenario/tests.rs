@@ -386,6 +386,7 @@ fn odd_values_round_trip() {
         name: "quote \" back\\slash \u{e9} \u{1F980} tab\t".into(),
         description: "line\nbreak // not a comment".into(),
         nodes: 9,
+        members: 7,
         duration: Duration::from_nanos(90_000_000_123),
         network: NetworkSpec {
             latency: (
@@ -438,4 +439,49 @@ fn odd_values_round_trip() {
     };
     let text = s.to_ron();
     assert_eq!(Scenario::parse(&text, "t.ron"), Ok(s), "{text}");
+}
+
+/// `members` defaults to every node; one outside 1..=nodes (or not a number) is refused naming
+/// its line; the membership faults and their expectation parse, and a bad node name in one is
+/// refused like any other.
+#[test]
+fn spare_nodes_and_membership_faults() {
+    let s = Scenario::parse(&format!("{BASE})\n"), "t.ron").expect("parses");
+    assert_eq!(s.members, 3);
+    let s = Scenario::parse(&format!("{BASE}    members: 2,\n)\n"), "t.ron").expect("parses");
+    assert_eq!((s.nodes, s.members), (3, 2));
+    assert!(s.to_ron().contains("members: 2,"));
+    for bad in ["0", "4"] {
+        let e = err(&format!("{BASE}    members: {bad},\n)\n"));
+        assert_at(&e, 5, "members");
+        assert!(e.message.contains("1 to 3"), "{e}");
+    }
+    let e = err(&format!("{BASE}    members: \"two\",\n)\n"));
+    assert_at(&e, 5, "members");
+    for fault in [
+        "AddLearner(Node(\"n3\"))",
+        "AddMember(Follower)",
+        "Promote(Random)",
+        "RemoveMember(Leader)",
+        "WipeDisk(Follower)",
+        "ReplaceNode(LastWiped)",
+    ] {
+        let s = Scenario::parse(&one_fault("1s", fault), "t.ron").expect(fault);
+        assert_eq!(fault_ron(&s.faults[0].fault), fault);
+        assert_eq!(
+            s.faults[0].fault.family() == Family::Crash,
+            fault.starts_with("Wipe")
+        );
+    }
+    let e = err(&one_fault("1s", "AddMember(Node(\"n7\"))"));
+    assert!(e.message.contains("unknown node \"n7\""), "{e}");
+    let s = Scenario::parse(
+        &format!("{BASE}    expect: [MembershipSettledWithin(\"2s\")],\n)\n"),
+        "t.ron",
+    )
+    .expect("parses");
+    assert_eq!(
+        s.expect,
+        [Expectation::MembershipSettledWithin(Duration::from_secs(2))]
+    );
 }

@@ -356,7 +356,9 @@ impl World<'_> {
             return;
         }
         while self.clients.deadlines.front().is_some_and(|(_, id)| {
-            !self.clients.pending.contains_key(id) && !self.work.admin.contains_key(id)
+            !self.clients.pending.contains_key(id)
+                && !self.work.admin.contains_key(id)
+                && !self.faults.members.requests.contains_key(id)
         }) {
             self.clients.deadlines.pop_front();
         }
@@ -375,6 +377,9 @@ impl World<'_> {
     pub(super) fn client_answer(&mut self, id: RequestId, answer: Answer) {
         if let Some(spec) = self.work.admin.remove(&id) {
             return self.admin_answer(spec, answer);
+        }
+        if self.operator_answer(id, &answer) {
+            return;
         }
         let Some(p) = self.clients.pending.remove(&id) else {
             return; // already answered or timed out

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use keel_core::Config;
+use keel_core::{Config, Incarnation};
 
 use super::World;
 use crate::rng::{self, tag};
@@ -30,6 +30,10 @@ pub struct SimConfig {
     /// Probability that a `Crash` fault strikes in the middle of the node's next step rather than
     /// between two steps. Default 0.5.
     pub mid_step_crash_probability: f64,
+    /// How long the operator waits before asking the leader again for a membership change that
+    /// was refused for now (a change in progress, a learner not caught up), whose answer was
+    /// lost, or when no node leads. Default 100 ms.
+    pub member_retry: Duration,
     /// Run every node with this deliberate bug (feature `planted-bugs`). Default none.
     #[cfg(feature = "planted-bugs")]
     pub planted_bug: Option<keel_core::PlantedBug>,
@@ -44,6 +48,7 @@ impl Default for SimConfig {
             peer_queue_limit: 20_000,
             client_queue_limit: 1_024,
             mid_step_crash_probability: 0.5,
+            member_retry: Duration::from_millis(100),
             #[cfg(feature = "planted-bugs")]
             planted_bug: None,
         }
@@ -80,6 +85,7 @@ pub(super) struct Micros {
     pub(super) fsync_latency: (u64, u64),
     pub(super) latency: (u64, u64),
     pub(super) client_timeout: u64,
+    pub(super) member_retry: u64,
 }
 
 impl Micros {
@@ -93,17 +99,28 @@ impl Micros {
                 us(scenario.network.latency.1),
             ),
             client_timeout: us(scenario.clients.timeout),
+            member_retry: us(cfg.member_retry),
         }
     }
 }
 
 impl World<'_> {
-    /// The configuration node `i` starts with in its current incarnation: its own seed and the
-    /// scenario's read mode (a planted bug is set on the node itself, see `start_node`).
+    /// The configuration node `i` starts with in its current life: its own seed, the
+    /// scenario's read mode, and its identity: a node the cluster was bootstrapped with, on the
+    /// disk it started with, names the bootstrap voters (`n1`..`nM`) and is of the original
+    /// incarnation; a spare node or a wiped one names none and is of its disk's incarnation (a
+    /// planted bug is set on the node itself, see `start_node`).
     pub(super) fn node_config(&self, i: usize) -> Config {
         let inc = self.nodes[i].incarnation;
         let seed = rng::derive(self.seed, tag::NODE_CORE + i as u64).wrapping_add(inc);
-        let mut cfg = Config::new(self.members[i], self.members.clone(), seed);
+        let disk = self.nodes[i].disk_life;
+        let bootstrap = if disk == 0 {
+            self.members[..self.scenario.members].to_vec()
+        } else {
+            Vec::new()
+        };
+        let mut cfg = Config::new(self.members[i], bootstrap, seed);
+        cfg.incarnation = Incarnation(disk);
         cfg.raft.lease_reads = self.scenario.lease_reads;
         cfg
     }

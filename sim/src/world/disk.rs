@@ -88,6 +88,12 @@ impl Disk {
         self.syncing.push_back((done, p));
     }
 
+    /// The disk is lost (the node is down): nothing durable is left, nothing is on its way.
+    pub(super) fn wipe(&mut self) {
+        self.durable = DurableState::default();
+        self.syncing.clear();
+    }
+
     /// The node crashes at `now`: syncs completed by then are kept, the rest are lost. Returns
     /// how many were lost.
     pub(super) fn crash(&mut self, now: u64) -> u64 {

@@ -29,6 +29,13 @@ pub(super) struct SimNode {
     pub(super) disk: Disk,
     /// Bumped at every crash; stale events of an earlier life are ignored.
     pub(super) incarnation: u64,
+    /// The life of its disk, which is the node's core incarnation (`keel_core::Incarnation`):
+    /// 0 (the original) for a node the cluster was bootstrapped with, 1 for a spare node, and
+    /// one more at every `WipeDisk`.
+    pub(super) disk_life: u64,
+    /// The disk its previous incarnation lost at its last `WipeDisk`: (that incarnation, what
+    /// was durable on it then), for the checker of what committed entries a majority holds.
+    pub(super) lost_disk: Option<(u64, keel_core::DurableState)>,
     /// `crash_times[i]`: when incarnation `i` ended.
     pub(super) crash_times: Vec<u64>,
     pub(super) busy_until: u64,
@@ -46,12 +53,14 @@ pub(super) struct SimNode {
 }
 
 impl SimNode {
-    pub(super) fn new(id: NodeId, storage_rng: Stream) -> SimNode {
+    pub(super) fn new(id: NodeId, disk_life: u64, storage_rng: Stream) -> SimNode {
         SimNode {
             id,
             node: None,
             disk: Disk::new(storage_rng),
             incarnation: 0,
+            disk_life,
+            lost_disk: None,
             crash_times: Vec::new(),
             busy_until: 0,
             hung_until: 0,
@@ -304,6 +313,9 @@ impl World<'_> {
             out.truncate(k);
         }
         let role_changed = self.execute(i, t, out);
+        if let Some(committed) = self.checkers.take_commit_to_check() {
+            self.check_commit_holders(i, committed);
+        }
         self.after_step(i, t, cut, moment, role_changed);
     }
 
@@ -426,6 +438,31 @@ impl World<'_> {
                 "cut_after_output": cut, "unsynced_writes_lost": lost,
             }));
         }
+    }
+
+    /// Node `i` loses its disk: it crashes (if up), its durable state is emptied, and it starts
+    /// again at once as a new incarnation with no bootstrap members (see `node_config`).
+    pub(super) fn wipe_disk(&mut self, i: usize) {
+        self.crash(i, None);
+        let n = &mut self.nodes[i];
+        n.lost_disk = Some((n.disk_life, std::mem::take(&mut n.disk.durable)));
+        n.disk.wipe();
+        n.disk_life += 1;
+        let life = n.disk_life;
+        self.faults.last_wiped = Some(i);
+        let id = self.members[i];
+        self.cover("disk wiped");
+        self.condensed(format!(
+            "{id} loses its disk (incarnation {life} from now on)"
+        ));
+        self.tr.hasher.u64(0xD15C);
+        self.tr.hasher.u64(u64::from(id.0));
+        if self.tr.on() {
+            self.trace_json(serde_json::json!({
+                "t_us": self.now, "kind": "wipe", "node": id.to_string(), "incarnation": life,
+            }));
+        }
+        self.restart(i);
     }
 
     /// Node `i`, down, starts again from its durable state.

@@ -34,8 +34,24 @@ impl World<'_> {
             | Event::SnapshotTaken { .. }
             | Event::RequestShed { .. }
             | Event::LogTruncated { .. } => self.log_event(i, e),
-            Event::MembershipChanged { .. } => {
+            Event::MembershipChanged {
+                index,
+                voters,
+                learners,
+            } => {
                 self.cover("membership changed");
+                if self.nodes[i]
+                    .node
+                    .as_ref()
+                    .is_some_and(keel_core::Node::is_leader)
+                {
+                    let id = self.members[i];
+                    self.condensed(format!(
+                        "{id} (leader) puts the configuration of entry {} in force: {voters} \
+                         voters, {learners} learners",
+                        index.0
+                    ));
+                }
                 true
             }
             Event::DeadVoterRemoved { node, .. } => {
@@ -140,6 +156,9 @@ impl World<'_> {
             Event::SnapshotInstalled { last_index } => {
                 self.stats.snapshots_installed += 1;
                 self.cover("snapshot installed");
+                if self.nodes[i].node.as_ref().is_some_and(|n| !n.is_voter()) {
+                    self.cover("snapshot installed by a non-voter (a learner catching up)");
+                }
                 self.condensed(format!("{id} installs a snapshot at {}", last_index.0));
                 false
             }

@@ -80,10 +80,10 @@ impl World<'_> {
         }
     }
 
-    /// A node leads usefully if it is up, not hung, believes it leads, and reaches a majority.
+    /// A node leads usefully if it is up, not hung, believes it leads, and reaches a majority
+    /// of the voters of its configuration (itself included if it is one of them).
     fn compute_healthy_leader(&self) -> Option<(NodeId, u64)> {
         let n = self.nodes.len();
-        let quorum = n / 2 + 1;
         let mut best: Option<(NodeId, u64)> = None;
         for (i, sn) in self.nodes.iter().enumerate() {
             let Some(node) = sn.node.as_ref() else {
@@ -92,7 +92,14 @@ impl World<'_> {
             if !node.is_leader() || self.now < sn.hung_until {
                 continue;
             }
+            let config = node.membership();
+            let quorum = config.quorum();
+            let voter = |j: usize| {
+                let inc = keel_core::Incarnation(self.nodes[j].disk_life);
+                config.is_voter(self.members[j], inc)
+            };
             let reach = (0..n)
+                .filter(|&j| voter(j))
                 .filter(|&j| {
                     j == i
                         || (self.nodes[j].up()

@@ -1,7 +1,8 @@
 //! The crash family: `Crash` (between two steps, or in the middle of the node's next step that
-//! writes, after a random number of its outputs) and `Restart` (from durable state). What a
-//! crash loses is the host's and the disk's business ([`crate::world::host`]); this file only
-//! decides when and whom it strikes, drawing from the fault stream.
+//! writes, after a random number of its outputs), `Restart` (from durable state) and `WipeDisk`
+//! (a crash, and a restart on an empty disk as a new incarnation). What a crash or a wipe loses
+//! is the host's and the disk's business ([`crate::world::host`]); this file only decides when
+//! and whom it strikes, drawing from the fault stream.
 //! It never touches the disk or a node's state itself.
 
 use crate::scenario::{Fault, Selector};
@@ -17,6 +18,7 @@ impl World<'_> {
         match fault {
             Fault::Crash(sel) => self.fire_crash(sel),
             Fault::Restart(sel) => self.fire_restart(sel),
+            Fault::WipeDisk(sel) => self.fire_wipe(sel),
             other => super::misrouted(other),
         }
     }
@@ -63,6 +65,17 @@ impl World<'_> {
                 self.name(i)
             }
             _ => "nobody (no such crashed node)".to_string(),
+        }
+    }
+
+    fn fire_wipe(&mut self, sel: &Selector) -> String {
+        self.cover("fault WipeDisk");
+        match self.select(sel) {
+            Some(i) => {
+                self.wipe_disk(i);
+                self.name(i)
+            }
+            None => "nobody (no such node)".to_string(),
         }
     }
 

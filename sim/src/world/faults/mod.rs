@@ -3,11 +3,12 @@
 //! the condensed-trace line (written before the lines of what the fault causes), the JSON
 //! trace, and re-evaluating who leads.
 //!
-//! One file per family: [`crash`] (Crash, Restart), [`partition`] (Partition, Isolate, OneWay,
+//! One file per family: [`crash`] (Crash, Restart, WipeDisk), [`partition`] (Partition, Isolate, OneWay,
 //! Heal), [`hang`] (Hang, Slow), [`delay`] (Delay), [`overload`] (Overload), [`workload`]
 //! (CrashWorkload, HangWorkload), [`transfer`] (TransferLeadership, TransferLeadershipTo) and
-//! [`armed`] (CrashAfterVote, IsolateLeaderOnAppend, IsolateLeaderOnCommit); [`select`]
-//! resolves selectors. A family's file owns the state its faults need and the events that end
+//! [`armed`] (CrashAfterVote, IsolateLeaderOnAppend, IsolateLeaderOnCommit), [`members`]
+//! (AddLearner, AddMember, Promote, RemoveMember, ReplaceNode: the operator's requests, which
+//! [`operator`] asks and asks again until they are committed); [`select`] resolves selectors. A family's file owns the state its faults need and the events that end
 //! them. Nothing here steps a node except through the host's inputs, and only the fault stream
 //! is drawn from.
 
@@ -15,6 +16,8 @@ mod armed;
 mod crash;
 mod delay;
 mod hang;
+mod members;
+mod operator;
 mod overload;
 mod partition;
 mod select;
@@ -22,6 +25,7 @@ mod transfer;
 mod workload;
 
 pub(super) use armed::{Armed, Moment};
+pub(super) use members::MemberOps;
 pub(super) use overload::Burst;
 
 use super::stats::fmt_time;
@@ -39,6 +43,10 @@ pub(super) struct FaultState {
     pub(super) burst: Burst,
     /// Faults armed and waiting for their moment.
     pub(super) armed: Armed,
+    /// The node whose disk was wiped last (for `LastWiped`).
+    pub(super) last_wiped: Option<usize>,
+    /// The operator's membership changes, asked for and until they are committed.
+    pub(super) members: MemberOps,
 }
 
 impl FaultState {
@@ -48,6 +56,8 @@ impl FaultState {
             crashed_stack: Vec::new(),
             burst: Burst::new(overload_rng),
             armed: Armed::new(n),
+            last_wiped: None,
+            members: MemberOps::default(),
         }
     }
 }
@@ -74,6 +84,9 @@ impl World<'_> {
         let fault = tf.fault.clone();
         self.stats.faults_injected += 1;
         self.lead.last_fault_at = self.now;
+        if fault.family() != Family::Membership {
+            self.stats.membership.other_faults_us.push(self.now);
+        }
         self.tr.hasher.u64(0xFA17);
         self.tr.hasher.u64(index as u64);
         // The fault's line goes before the lines of what it causes.
@@ -104,6 +117,7 @@ impl World<'_> {
             Family::Transfer => self.fire_transfer_family(fault),
             Family::Delay => self.fire_delay_family(fault),
             Family::Armed => self.fire_armed_family(fault),
+            Family::Membership => self.fire_membership_family(fault),
         }
     }
 
@@ -189,6 +203,53 @@ mod tests {
                 report.stats.coverage.contains_key(name.as_str()),
                 "{name} never fired"
             );
+        }
+    }
+
+    /// The membership faults, on a cluster of three with two spare nodes: each reaches its
+    /// family, the operator commits every change, and the wiped node that was never replaced
+    /// is reported as needing replacement.
+    #[test]
+    fn membership_faults_reach_their_family_and_settle() {
+        let text = r#"Scenario(name: "members", nodes: 5, members: 3, duration: "8s", faults: [
+            (at: "1s", fault: AddLearner(Node("n4"))),
+            (at: "1.5s", fault: Promote(Node("n4"))),
+            (at: "2s", fault: AddMember(Node("n5"))),
+            (at: "3s", fault: WipeDisk(Node("n2"))),
+            (at: "3.2s", fault: ReplaceNode(LastWiped)),
+            (at: "5s", fault: RemoveMember(Node("n1"))),
+            (at: "6s", fault: WipeDisk(Node("n3"))),
+        ], expect: [MembershipSettledWithin("2s"), NoLostWrites, Linearizable])"#;
+        let scenario = Scenario::parse(text, "members.ron").unwrap_or_else(|e| panic!("{e}"));
+        let report = crate::run(&scenario, 1, &crate::RunOptions::default());
+        let summary = report.summary(std::time::Duration::from_secs(1));
+        assert!(report.passed(), "{summary}");
+        let m = &report.stats.membership;
+        assert_eq!(m.tasks.len(), 5);
+        assert!(m
+            .tasks
+            .iter()
+            .all(|t| matches!(t.settled, Some((_, Ok(()))))));
+        assert!(
+            m.final_configuration.starts_with("n2,n3,n4,n5 "),
+            "{summary}"
+        );
+        assert_eq!(m.needs_replacement.len(), 1, "{summary}");
+        assert!(
+            m.needs_replacement[0].starts_with("n3 (incarnation 1)"),
+            "{summary}"
+        );
+        assert!(summary.contains("NEEDS REPLACEMENT"), "{summary}");
+        for kind in [
+            "AddLearner",
+            "Promote",
+            "AddMember",
+            "WipeDisk",
+            "ReplaceNode",
+            "RemoveMember",
+        ] {
+            let name = format!("fault {kind}");
+            assert!(report.stats.coverage.contains_key(name.as_str()), "{name}");
         }
     }
 }

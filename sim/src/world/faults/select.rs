@@ -1,5 +1,5 @@
 //! Resolving a fault's [`Selector`] to a node when the fault fires: a named node, the leader, a
-//! live follower or any live node (drawn from the fault stream), the last crashed node. Only
+//! live follower or any live node (drawn from the fault stream), the last crashed or wiped node. Only
 //! reads the cluster; the one thing it changes is the fault stream's position.
 //! It never changes the cluster.
 
@@ -55,6 +55,7 @@ impl World<'_> {
                 Some(pool[self.faults.rng.below(pool.len())])
             }
             Selector::LastCrashed => self.faults.crashed_stack.last().copied(),
+            Selector::LastWiped => self.faults.last_wiped,
             Selector::Random => {
                 let pool = self.live();
                 if pool.is_empty() {
