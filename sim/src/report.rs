@@ -239,7 +239,6 @@ pub const COVERAGE_KINDS: &[&str] = &[
     "membership change settled",
     "membership changed",
     "leader stepped down (removed)",
-    "leader probes back a follower that lost entries",
     "snapshot installed by a non-voter (a learner catching up)",
     "checker OneVoterAtATime ran",
     "checker OnlyVotersVote ran",
