@@ -218,7 +218,8 @@ impl World<'_> {
     }
 
     /// Leader `i` re-places workload `name` off node `from`: counted, timed from when `from` was
-    /// declared dead, and a false reschedule if `from` was up, reachable and undisturbed.
+    /// declared dead, and a false reschedule if `from` was up, reachable, undisturbed and still
+    /// a member (a node removed from the configuration must give its copies up).
     fn orphaned(&mut self, i: usize, name: &str, from: NodeId) {
         self.stats.workloads.replacements += 1;
         self.cover("workload re-placed");
@@ -233,7 +234,12 @@ impl World<'_> {
             .insert(name.to_string(), declared);
         let f = from.0 as usize - 1;
         let window = wl::disturbance_window(self.dead_after(i));
-        let undisturbed = self.nodes[f].up()
+        let member = self.nodes[i]
+            .node
+            .as_ref()
+            .is_some_and(|n| n.membership().get(from).is_some());
+        let undisturbed = member
+            && self.nodes[f].up()
             && self.now.saturating_sub(self.work.disturbed_at[f]) > window
             && self.nodes[f].hung_until <= self.now
             && self.nodes[f].slow_factor <= 1.0
