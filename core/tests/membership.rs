@@ -257,23 +257,29 @@ fn a_learner_catches_up_from_a_snapshot_sent_in_chunks_and_resumed_after_a_loss(
         cfg.raft.snapshot_chunk_bytes = 64;
     }
     // Count the chunks, and lose one in the middle of the transfer.
-    let seen = std::rc::Rc::new(std::cell::Cell::new((0u32, false)));
+    let seen = std::rc::Rc::new(std::cell::Cell::new((0u64, false, 0u64)));
     let count = seen.clone();
     c.lose = Some(Box::new(move |m: &Message| {
         let MessageBody::InstallSnapshot(chunk) = &m.body else {
             return false;
         };
         assert!(chunk.data.len() <= 64);
-        let (n, lost) = count.get();
+        let (n, lost, _) = count.get();
         let lose = chunk.offset > 0 && !lost;
-        count.set((n + 1, lost || lose));
+        count.set((n + 1, lost || lose, chunk.total));
         lose
     }));
     let add = c.change(leader, learner(4, 44));
     c.advance(Duration::from_millis(500));
     assert!(written(&c, add), "{:?}", c.reply(add));
-    let (chunks, lost) = seen.get();
+    let (chunks, lost, total) = seen.get();
     assert!(lost && chunks > 5, "{chunks} chunks");
+    // Each chunk once, the lost one twice: no second stream of chunks after the loss.
+    assert_eq!(
+        chunks,
+        total.div_ceil(64) + 1,
+        "{chunks} chunks for {total} bytes"
+    );
     assert_eq!(
         c.nodes[&four].applied_index(),
         c.nodes[&leader].applied_index()
@@ -352,4 +358,69 @@ fn autopilot_is_off_by_default() {
     c.crash(victim);
     c.advance(Duration::from_secs(700));
     assert_eq!(c.nodes[&leader].membership().voter_count(), 5);
+}
+
+#[test]
+fn a_duplicated_chunk_answer_sends_nothing_more() {
+    let mut c = Cluster::with_config(3, |cfg| {
+        cfg.raft.snapshot_threshold_entries = 10;
+        cfg.raft.snapshot_retain_entries = 0;
+        cfg.raft.snapshot_chunk_bytes = 64;
+    });
+    let leader = c.elect();
+    for i in 0..40 {
+        c.put(
+            leader,
+            &format!("key-{i}"),
+            "a value long enough to need several chunks",
+        );
+    }
+    c.advance(Duration::from_millis(200));
+    let four = c.start_spare(4, 44);
+    // Hold back the learner's answers to the snapshot's chunks.
+    let held = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let keep = held.clone();
+    c.lose = Some(Box::new(move |m: &Message| {
+        let answer = matches!(
+            m.body,
+            MessageBody::InstallSnapshotResponse {
+                received: Some(_),
+                ..
+            }
+        );
+        if answer {
+            keep.borrow_mut().push(m.clone());
+        }
+        answer
+    }));
+    c.change(leader, learner(4, 44));
+    c.advance(Duration::from_millis(20));
+    let answer = held
+        .borrow()
+        .first()
+        .cloned()
+        .expect("an answer to the first chunk");
+    let chunks_sent = |c: &Cluster| {
+        c.last_outputs
+            .iter()
+            .filter(|o| {
+                matches!(
+                    o,
+                    Output::Send(Message {
+                        body: MessageBody::InstallSnapshot(_),
+                        ..
+                    })
+                )
+            })
+            .count()
+    };
+    c.step(leader, Input::Message(answer.clone()));
+    assert_eq!(chunks_sent(&c), 1, "the answer moves the transfer on");
+    c.step(leader, Input::Message(answer));
+    assert_eq!(
+        chunks_sent(&c),
+        0,
+        "a duplicate answer must not start a second stream"
+    );
+    let _ = four;
 }

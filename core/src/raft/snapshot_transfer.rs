@@ -147,7 +147,12 @@ impl Raft {
         }
     }
 
-    /// The follower holds the first `received` bytes of the snapshot sent: the next chunk.
+    /// The follower holds the first `received` bytes of the snapshot sent: the next chunk, if
+    /// the answer moved the transfer on (it holds the chunk in flight) or back (it lost what it
+    /// held). An answer that holds exactly where the chunk in flight starts is the answer to a
+    /// duplicate or to a chunk lost on the way: sending again on it would put a second stream
+    /// of chunks in flight for every such answer, so the resend after `election_timeout_min`
+    /// alone covers a loss.
     pub(super) fn snapshot_chunk_acked(
         &mut self,
         now: Instant,
@@ -155,10 +160,11 @@ impl Raft {
         received: u64,
         out: &mut Vec<Output>,
     ) {
-        if self
-            .progress_mut(from)
-            .is_some_and(|pr| matches!(pr.mode, Mode::Snapshot { .. }))
-        {
+        let in_flight = match self.progress_mut(from).map(|pr| pr.mode) {
+            Some(Mode::Snapshot { offset, .. }) => offset,
+            _ => return,
+        };
+        if received != in_flight {
             self.send_snapshot_from(now, from, received, out);
         }
     }
