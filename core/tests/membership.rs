@@ -232,8 +232,9 @@ fn a_follower_that_lost_its_log_is_probed_back_at_once() {
     );
 }
 
-#[test]
-fn a_learner_catches_up_from_a_snapshot_sent_in_chunks_and_resumed_after_a_loss() {
+/// Three nodes whose leader compacted its log behind a snapshot of 40 values, sending
+/// snapshots in 64-byte chunks.
+fn compacted_with_small_chunks() -> (Cluster, NodeId) {
     let mut c = Cluster::with_config(3, |cfg| {
         cfg.raft.snapshot_threshold_entries = 10;
         cfg.raft.snapshot_retain_entries = 0;
@@ -248,6 +249,12 @@ fn a_learner_catches_up_from_a_snapshot_sent_in_chunks_and_resumed_after_a_loss(
         );
     }
     c.advance(Duration::from_millis(200));
+    (c, leader)
+}
+
+#[test]
+fn a_learner_catches_up_from_a_snapshot_sent_in_chunks_and_resumed_after_a_loss() {
+    let (mut c, leader) = compacted_with_small_chunks();
     assert!(
         c.nodes[&leader].log().offset() > LogIndex(0),
         "the leader compacted"
@@ -362,20 +369,7 @@ fn autopilot_is_off_by_default() {
 
 #[test]
 fn a_duplicated_chunk_answer_sends_nothing_more() {
-    let mut c = Cluster::with_config(3, |cfg| {
-        cfg.raft.snapshot_threshold_entries = 10;
-        cfg.raft.snapshot_retain_entries = 0;
-        cfg.raft.snapshot_chunk_bytes = 64;
-    });
-    let leader = c.elect();
-    for i in 0..40 {
-        c.put(
-            leader,
-            &format!("key-{i}"),
-            "a value long enough to need several chunks",
-        );
-    }
-    c.advance(Duration::from_millis(200));
+    let (mut c, leader) = compacted_with_small_chunks();
     let four = c.start_spare(4, 44);
     // Hold back the learner's answers to the snapshot's chunks.
     let held = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::free_addr;
+use common::try_http as http;
 use keel_core::NodeId;
 use keel_node::api::{
     CasMismatch, ClusterInfo, HealthSummary, KvValue, RecoveryReport, WorkloadInfo, WorkloadList,
@@ -19,26 +20,7 @@ use keel_node::client::find_leader_async;
 use keel_node::config::ShutdownConfig;
 use keel_node::server::{self, NodeSpec};
 use keel_node::supervisor::SupervisorConfig;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
-
-/// A minimal HTTP/1.1 request; returns the status code and the body.
-async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
-    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.ok()?;
-    let mut out = String::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out))
-        .await
-        .ok()?
-        .ok()?;
-    let status = out.split_whitespace().nth(1)?.parse().ok()?;
-    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    Some((status, body))
-}
 
 struct Member {
     spec: NodeSpec,

@@ -6,73 +6,27 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::free_addr;
-use common::procs::{get, wait_for_leader, Proc};
+use common::procs::{get, put, three_nodes, wait_for_leader, Proc};
 use keel_node::api::KvValue;
-use keel_node::client::{cluster, request};
+use keel_node::client::cluster;
 
 #[test]
 fn three_keel_processes_keep_every_acknowledged_write_when_the_leader_is_killed() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let ids = ["n1", "n2", "n3"];
-    let peer: Vec<SocketAddr> = ids.iter().map(|_| free_addr()).collect();
-    let mut procs: Vec<Proc> = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| {
-            let http = free_addr();
-            let peers: Vec<String> = ids
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| *j != i)
-                .map(|(j, p)| format!("{p}={}", peer[j]))
-                .collect();
-            let args = vec![
-                "node".to_string(),
-                "--id".into(),
-                id.to_string(),
-                "--listen".into(),
-                peer[i].to_string(),
-                "--http".into(),
-                http.to_string(),
-                "--peers".into(),
-                peers.join(","),
-                "--data-dir".into(),
-                dir.path().join(id).display().to_string(),
-            ];
-            Proc {
-                id: id.to_string(),
-                http,
-                args,
-                child: None,
-            }
-        })
-        .collect();
-    for p in &mut procs {
-        p.start(dir.path());
-    }
+    let mut procs = three_nodes(dir.path());
     let l = wait_for_leader(&procs, None);
 
     // Writes through every node in turn; remember what was acknowledged.
     let mut acked = Vec::new();
     for k in 0..60 {
         let via = procs[k % 3].http;
-        let path = format!("/v1/kv/user/key{k}");
-        if let Ok(a) = request(
-            via,
-            "PUT",
-            &path,
-            Some(&k.to_string()),
-            Duration::from_secs(5),
-        ) {
-            if a.status == 200 {
-                acked.push(k);
-            }
+        if put(via, &format!("key{k}"), &k.to_string()) {
+            acked.push(k);
         }
     }
     assert!(

@@ -10,13 +10,12 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::free_addr;
-use common::procs::{get, leader, wait_for_leader, Proc};
+use common::procs::{get, leader, put, three_nodes, wait_for_leader, Proc};
 use keel_node::api::{ClusterInfo, KvValue, MembersInfo};
 use keel_node::client::{cluster, request};
 
@@ -82,17 +81,8 @@ fn writer(via: Arc<Mutex<Vec<SocketAddr>>>, stop: Arc<AtomicBool>) -> Vec<u64> {
     while !stop.load(Ordering::Relaxed) {
         let nodes = via.lock().expect("lock").clone();
         let node = nodes[k as usize % nodes.len()];
-        let path = format!("/v1/kv/user/w{k}");
-        if let Ok(a) = request(
-            node,
-            "PUT",
-            &path,
-            Some(&k.to_string()),
-            Duration::from_secs(5),
-        ) {
-            if a.status == 200 {
-                acked.push(k);
-            }
+        if put(node, &format!("w{k}"), &k.to_string()) {
+            acked.push(k);
         }
         k += 1;
         std::thread::sleep(Duration::from_millis(5));
@@ -118,33 +108,10 @@ fn info(p: &Proc) -> Option<ClusterInfo> {
     cluster(p.http, Duration::from_secs(2))
 }
 
-fn start_bootstrap(dir: &Path) -> Vec<Proc> {
-    let ids = ["n1", "n2", "n3"];
-    let peer: Vec<SocketAddr> = ids.iter().map(|_| free_addr()).collect();
-    let mut procs: Vec<Proc> = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| {
-            let peers: Vec<String> = ids
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| *j != i)
-                .map(|(j, p)| format!("{p}={}", peer[j]))
-                .collect();
-            let extra = vec!["--peers".to_string(), peers.join(",")];
-            Proc::node(id, peer[i], free_addr(), dir, &extra)
-        })
-        .collect();
-    for p in &mut procs {
-        p.start(dir);
-    }
-    procs
-}
-
 #[test]
 fn grow_shrink_wipe_and_replace_real_nodes_under_load() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut procs = start_bootstrap(dir.path());
+    let mut procs = three_nodes(dir.path());
     let l = wait_for_leader(&procs, None);
 
     // A workload, and a sampler of how many copies of it run.

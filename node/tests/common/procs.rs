@@ -81,8 +81,37 @@ impl Drop for Proc {
     }
 }
 
+/// Three nodes bootstrapping a cluster (`--peers` naming each other), started, their data
+/// directories and logs under `dir`.
+pub fn three_nodes(dir: &Path) -> Vec<Proc> {
+    let ids = ["n1", "n2", "n3"];
+    let peer: Vec<SocketAddr> = ids.iter().map(|_| super::free_addr()).collect();
+    let mut procs: Vec<Proc> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let peers: Vec<String> = (0..ids.len())
+                .filter(|j| *j != i)
+                .map(|j| format!("{}={}", ids[j], peer[j]))
+                .collect();
+            let extra = vec!["--peers".to_string(), peers.join(",")];
+            Proc::node(id, peer[i], super::free_addr(), dir, &extra)
+        })
+        .collect();
+    for p in &mut procs {
+        p.start(dir);
+    }
+    procs
+}
+
 pub fn get(addr: SocketAddr, path: &str) -> Option<Answer> {
     request(addr, "GET", path, None, Duration::from_secs(2)).ok()
+}
+
+/// `PUT /v1/kv/user/{key}` with the JSON `value` through `addr`: true if acknowledged.
+pub fn put(addr: SocketAddr, key: &str, value: &str) -> bool {
+    let path = format!("/v1/kv/user/{key}");
+    request(addr, "PUT", &path, Some(value), Duration::from_secs(5)).is_ok_and(|a| a.status == 200)
 }
 
 /// The live node that says it leads.
