@@ -212,9 +212,9 @@ mod tests {
         // What was acknowledged is on disk: a fresh open after a crash right now (the process
         // gone, its lock on the directory with it) recovers it.
         drop(rt);
-        let (_, durable, _) = Storage::open(dir.path()).expect("reopen");
+        let (storage, durable, _) = Storage::open(dir.path()).expect("reopen");
         assert!(durable.last_index() >= revision);
-        let (mut rt, _) = Runtime::open(cfg, dir.path(), now).expect("restart");
+        let mut rt = Runtime::assemble(cfg, storage, durable, now).expect("restart");
         while !rt.node().is_leader() {
             now = rt.next_deadline().max(now);
             rt.step(now, Input::Tick).expect("tick");
