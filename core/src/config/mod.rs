@@ -110,11 +110,6 @@ impl Config {
         self.coordination.validate()
     }
 
-    /// Votes needed to win an election or commit an entry in the bootstrap configuration.
-    pub fn quorum(&self) -> usize {
-        self.members.len() / 2 + 1
-    }
-
     /// The configuration the cluster was bootstrapped with (empty for a joining node).
     pub fn bootstrap_membership(&self) -> crate::raft::membership::Membership {
         crate::raft::membership::Membership::bootstrap(&self.members)
@@ -132,7 +127,7 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         assert_eq!(three().validate(), Ok(()));
-        assert_eq!(three().quorum(), 2);
+        assert_eq!(three().bootstrap_membership().quorum(), 2);
     }
 
     #[test]
